@@ -1,0 +1,60 @@
+"""The ``dlc`` command: the only place that prints and chooses exit codes.
+
+Exit codes: 0 success, 1 a check failed, 2 bad input (model, data or flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from dlc.errors import DlcError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _show(args: argparse.Namespace) -> int:
+    from dlc.frontend import load
+    from dlc.graph.printer import format_graph
+
+    model = load(args.model)
+    _warn(model.warnings)
+    print(format_graph(model.graph))
+    return EXIT_OK
+
+
+def _warn(warnings: Sequence[DlcError]) -> None:
+    for warning in warnings:
+        print(warning.render(kind="warning"), file=sys.stderr)
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "show": (_show, "check a model and print its tensor graph with shapes"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlc",
+        description="dlc: a symbolic differentiation compiler for neural networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("model", metavar="MODEL", help="a model file (.dlc)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    handler, _ = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except DlcError as err:
+        print(err.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("dlc: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,130 @@
+"""The front end: model file -> checked, shape-inferred, fused tensor graph.
+
+Stages, in order: :mod:`~dlc.frontend.parser` (text -> AST),
+:mod:`~dlc.frontend.declarations` (the table of names),
+:mod:`~dlc.frontend.lower` (names, function expansion, shapes -> graph),
+:mod:`~dlc.frontend.settings` (the training section); then the graph's own
+elementwise fusion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlc.errors import DlcError, Span
+from dlc.frontend import ast
+from dlc.frontend.declarations import declare
+from dlc.frontend.lower import Lowering
+from dlc.frontend.parser import MAX_SOURCE_BYTES, parse
+from dlc.frontend.settings import train_config
+from dlc.graph import nodes as g
+from dlc.graph.fuse import fuse
+from dlc.graph.graph import Graph, topological_order
+
+
+@dataclass(frozen=True)
+class Model:
+    """A checked model file.
+
+    Attributes:
+        graph: the fused tensor graph.
+        warnings: problems that do not stop compilation (unused parameters ...).
+        path: the file it came from, for messages.
+        source: its text, for messages.
+    """
+
+    graph: Graph
+    warnings: tuple[DlcError, ...]
+    path: str
+    source: str
+
+
+def load_source(source: str, path: str = "<model>") -> Model:
+    """Check a model given as text and build its graph.
+
+    Raises:
+        DlcError: with ``path`` and ``source`` recorded, for any mistake in the model.
+    """
+    try:
+        graph, warnings = _build(source, Path(path).stem if path != "<model>" else "model")
+    except DlcError as err:
+        raise err.in_file(path, source) from None
+    return Model(graph, tuple(w.in_file(path, source) for w in warnings), path, source)
+
+
+def load(path: str | Path) -> Model:
+    """Read and check a model file.
+
+    Raises:
+        DlcError: if the file cannot be read or the model has a mistake.
+    """
+    name = str(path)
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_SOURCE_BYTES:
+            raise DlcError(f"{name}: the file is larger than {MAX_SOURCE_BYTES >> 20} MiB")
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DlcError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        err = DlcError("the file is not valid UTF-8 text", Span(line, column, line, column + 1))
+        raise err.in_file(name, data[: exc.start].decode("utf-8") + "\ufffd") from None
+    return load_source(source, name)
+
+
+def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
+    module = parse(source)
+    decls = declare(module)
+    lowering = Lowering(decls)
+    assert decls.loss is not None  # declare() guarantees it
+    output = lowering.expr(decls.output.expr, {}) if decls.output is not None else None
+    loss_expr = decls.loss.expr
+    loss = lowering.expr(loss_expr, {})
+    if loss.shape:
+        raise DlcError(
+            f"the loss must be one number per example, not shape [{', '.join(map(str, loss.shape))}]",
+            loss_expr.span,
+            hint="use a loss function such as mse(...), or sum(...) / mean(...)",
+        )
+    if loss.batched:
+        loss = lowering.builder.add(g.batch_mean(loss))
+    used = set(topological_order([loss]))
+    params = [lowering.global_value(p.name, {}) for p in decls.params]
+    if not any(p in used for p in params):
+        raise DlcError("the loss does not depend on any parameter", loss_expr.span)
+    warnings = _unused(decls, lowering, used)
+    leaf = {"input": decls.input, "target": decls.target}
+    inputs = {k: lowering.global_value(d.name, {}) for k, d in leaf.items() if d is not None}
+    name = decls.model.name.text if decls.model is not None else default_name
+    graph = Graph(
+        name=name,
+        input=inputs.get("input"),  # type: ignore[arg-type]
+        target=inputs.get("target"),  # type: ignore[arg-type]
+        params=tuple(params),  # type: ignore[arg-type]
+        output=output,
+        loss=loss,
+        train=train_config(decls.train),
+        names=lowering.names,
+    )
+    return fuse(graph), warnings
+
+
+def _unused(decls: object, lowering: Lowering, used: set[g.Node]) -> list[DlcError]:
+    warnings = []
+    for name, decl in decls.names.items():  # type: ignore[attr-defined]
+        if isinstance(decl, ast.ParamDecl):
+            if lowering.values.get(name) not in used:
+                warnings.append(DlcError(f"parameter '{name}' does not affect the loss", decl.name.span))
+        elif isinstance(decl, (ast.FnDef, ast.LetDef, ast.ConstDecl)):
+            if name not in lowering.values and not _called(lowering, name):
+                warnings.append(DlcError(f"'{name}' is defined but never used", decl.name.span))
+    return warnings
+
+
+def _called(lowering: Lowering, name: str) -> bool:
+    return any(key[0] == name for key in lowering.expanded)

@@ -1,0 +1,206 @@
+"""The abstract syntax tree: frozen dataclasses named after the grammar's rules.
+
+Every node carries the :class:`~dlc.errors.Span` it was read from, so that any
+later stage can point at the user's source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlc.errors import Span
+
+
+@dataclass(frozen=True)
+class Ident:
+    """A name as written, with where it was written."""
+
+    text: str
+    span: Span
+
+
+# ----------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Number:
+    text: str
+    span: Span
+    depth: int = 1
+
+
+@dataclass(frozen=True)
+class Name:
+    ident: Ident
+    depth: int = 1
+
+    @property
+    def span(self) -> Span:
+        return self.ident.span
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """``name = value`` inside a call's argument list."""
+
+    ident: Ident
+    value: Expr
+    depth: int
+
+    @property
+    def span(self) -> Span:
+        return self.ident.span.to(self.value.span)
+
+
+@dataclass(frozen=True)
+class Call:
+    func: Ident
+    args: tuple[Expr, ...]
+    keywords: tuple[Keyword, ...]
+    span: Span
+    depth: int
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """``left op right`` with op one of ``+ - * / @ **`` (``^`` reads as ``**``)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    op_span: Span
+    depth: int
+
+    @property
+    def span(self) -> Span:
+        return self.left.span.to(self.right.span)
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+    span: Span
+    depth: int
+
+
+Expr = Number | Name | Call | BinOp | Neg
+
+
+# ------------------------------------------------------------------ statements
+
+
+@dataclass(frozen=True)
+class Shape:
+    dims: tuple[int, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Init:
+    """A parameter initializer: ``zeros``, ``normal(0.1)``, ``glorot`` ..."""
+
+    name: Ident
+    args: tuple[float, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Array:
+    """A constant's value: a number or nested lists of numbers."""
+
+    value: float | tuple[Array, ...]
+    span: Span
+    depth: int = 1
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    name: Ident
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    name: Ident
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class TargetDecl:
+    name: Ident
+    shape: Shape
+
+
+@dataclass(frozen=True)
+class ParamDecl:
+    name: Ident
+    shape: Shape
+    init: Init
+
+
+@dataclass(frozen=True)
+class ConstDecl:
+    name: Ident
+    value: Array
+
+
+@dataclass(frozen=True)
+class FnDef:
+    """``name(p1, p2, ...) = body``: a function, inlined at every call."""
+
+    name: Ident
+    params: tuple[Ident, ...]
+    body: Expr
+
+
+@dataclass(frozen=True)
+class LetDef:
+    """``name = expr``: a named value of the model."""
+
+    name: Ident
+    body: Expr
+
+
+@dataclass(frozen=True)
+class OutputStmt:
+    expr: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class LossStmt:
+    expr: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: Ident
+    value: Expr
+
+
+@dataclass(frozen=True)
+class TrainBlock:
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+Statement = (
+    ModelDecl
+    | InputDecl
+    | TargetDecl
+    | ParamDecl
+    | ConstDecl
+    | FnDef
+    | LetDef
+    | OutputStmt
+    | LossStmt
+    | TrainBlock
+)
+
+
+@dataclass(frozen=True)
+class Module:
+    """A whole model file."""
+
+    statements: tuple[Statement, ...]
+    end: Span  # the end of the file, for "missing ..." errors

@@ -1,0 +1,99 @@
+"""The built-in function library: signature and graph construction of each.
+
+Each entry says which arguments a function takes and how a call becomes
+graph nodes; :mod:`dlc.frontend.lower` checks the call against the signature
+and hands the arguments over through a :class:`Call` context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import sympy
+
+from dlc.graph import nodes as g
+from dlc.graph import scalar
+
+
+class Call(Protocol):
+    """What a built-in sees of its call (implemented by the lowering pass)."""
+
+    def given(self, name: str) -> bool: ...
+    def tensor(self, name: str) -> g.Node: ...
+    def tensors(self) -> list[g.Node]: ...
+    def integer(self, name: str) -> int | None: ...
+    def make(self, build: Callable[..., g.Node], *args: object) -> g.Node: ...
+    def elementwise(self, fn: Callable[..., sympy.Expr], *args: g.Node) -> g.Node: ...
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in function: ``params`` in order, those in ``optional`` may be left out."""
+
+    params: tuple[str, ...]
+    build: Callable[[Call], g.Node]
+    optional: tuple[str, ...] = ()
+    variadic: bool = False  # takes any number of tensors (``params`` then are keywords only)
+    doc: str = ""
+
+
+def _unary(fn: Callable[[sympy.Expr], sympy.Expr], doc: str) -> Builtin:
+    return Builtin(("x",), lambda c: c.elementwise(fn, c.tensor("x")), doc=doc)
+
+
+def _leaky_relu(c: Call) -> g.Node:
+    slope = c.tensor("alpha") if c.given("alpha") else c.make(g.literal, sympy.Rational(1, 100))
+    return c.elementwise(scalar.leaky_relu, c.tensor("x"), slope)
+
+
+def _reduce(kind: str) -> Callable[[Call], g.Node]:
+    return lambda c: c.make(g.reduce, kind, c.tensor("x"), c.integer("axis"))
+
+
+def _loss(kind: str) -> Callable[[Call], g.Node]:
+    return lambda c: c.make(g.loss, kind, c.tensor("prediction"), c.tensor("target"))
+
+
+def _bce(c: Call) -> g.Node:
+    """Binary cross-entropy of probabilities; of sigmoid(z) it becomes the stable logit form."""
+    p = c.tensor("prediction")
+    if isinstance(p, g.Elementwise) and p.expr == scalar.sigmoid(scalar.element_symbol(0)):
+        return c.make(g.loss, "bce_logits", p.inputs[0], c.tensor("target"))
+    return c.make(g.loss, "bce", p, c.tensor("target"))
+
+
+def _concat(c: Call) -> g.Node:
+    axis = c.integer("axis")
+    return c.make(g.concat, tuple(c.tensors()), 0 if axis is None else axis)
+
+
+BUILTINS: dict[str, Builtin] = {
+    # elementwise activations
+    "relu": _unary(scalar.relu, "max(x, 0)"),
+    "tanh": _unary(sympy.tanh, "hyperbolic tangent"),
+    "sigmoid": _unary(scalar.sigmoid, "1 / (1 + exp(-x))"),
+    "softplus": _unary(scalar.softplus, "log(1 + exp(x))"),
+    "leaky_relu": Builtin(("x", "alpha"), _leaky_relu, optional=("alpha",), doc="x if x > 0 else alpha*x (alpha 0.01)"),
+    # elementwise maths
+    "exp": _unary(sympy.exp, "e to the x"),
+    "log": _unary(sympy.log, "natural logarithm"),
+    "sqrt": _unary(sympy.sqrt, "square root"),
+    "abs": _unary(sympy.Abs, "absolute value"),
+    "sin": _unary(sympy.sin, "sine"),
+    "cos": _unary(sympy.cos, "cosine"),
+    "pow": Builtin(("x", "p"), lambda c: c.elementwise(sympy.Pow, c.tensor("x"), c.tensor("p")), doc="x ** p"),
+    # tensor ops
+    "sum": Builtin(("x", "axis"), _reduce("sum"), optional=("axis",), doc="sum of all elements, or along axis"),
+    "mean": Builtin(("x", "axis"), _reduce("mean"), optional=("axis",), doc="mean of all elements, or along axis"),
+    "softmax": Builtin(("x",), lambda c: c.make(g.softmax, c.tensor("x")), doc="softmax over the last axis"),
+    "logsumexp": Builtin(("x",), lambda c: c.make(g.logsumexp, c.tensor("x")), doc="log(sum(exp(x))) over the last axis"),
+    "transpose": Builtin(("x",), lambda c: c.make(g.transpose, c.tensor("x")), doc="matrix transpose"),
+    "concat": Builtin(("axis",), _concat, optional=("axis",), variadic=True, doc="join tensors along axis (0)"),
+    # losses: a scalar per example; the loss statement averages over the batch
+    "mse": Builtin(("prediction", "target"), _loss("mse"), doc="mean squared error"),
+    "bce": Builtin(("prediction", "target"), _bce, doc="binary cross-entropy of probabilities"),
+    "bce_with_logits": Builtin(("prediction", "target"), _loss("bce_logits"), doc="binary cross-entropy of logits"),
+    "softmax_cross_entropy": Builtin(("prediction", "target"), _loss("softmax_ce"), doc="cross-entropy of softmax(logits)"),
+}

@@ -1,0 +1,165 @@
+"""Collect a model file's statements into a table of names, checking for clashes.
+
+This pass also finds recursion between functions (which inlining cannot
+express) before any function is expanded.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from dlc.errors import DlcError, Note, Span
+from dlc.frontend import ast
+from dlc.frontend.builtins import BUILTINS
+
+Definition = ast.InputDecl | ast.TargetDecl | ast.ParamDecl | ast.ConstDecl | ast.FnDef | ast.LetDef
+
+
+@dataclass
+class Declarations:
+    """Every top-level definition of a model file, by name, in file order."""
+
+    model: ast.ModelDecl | None = None
+    input: ast.InputDecl | None = None
+    target: ast.TargetDecl | None = None
+    output: ast.OutputStmt | None = None
+    loss: ast.LossStmt | None = None
+    train: ast.TrainBlock | None = None
+    names: dict[str, Definition] = field(default_factory=dict)
+
+    @property
+    def params(self) -> list[ast.ParamDecl]:
+        return [d for d in self.names.values() if isinstance(d, ast.ParamDecl)]
+
+    @property
+    def functions(self) -> dict[str, ast.FnDef]:
+        return {n: d for n, d in self.names.items() if isinstance(d, ast.FnDef)}
+
+    def suggest(self, name: str, extra: Iterable[str] = ()) -> str | None:
+        """A "did you mean ...?" hint for a misspelt name, or None."""
+        candidates = [*self.names, *extra]
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        return f"did you mean {close[0]}?" if close else None
+
+
+_SINGLE = {
+    ast.ModelDecl: ("model", "a model file describes one model"),
+    ast.InputDecl: ("input", "a model has one input; a vector input can hold all features"),
+    ast.TargetDecl: ("target", "a model has one target"),
+    ast.OutputStmt: ("output", "a model has one output"),
+    ast.LossStmt: ("loss", "a model has one loss; add terms to combine several"),
+    ast.TrainBlock: ("train", "put all training settings in one train { ... } block"),
+}
+
+
+def _where(stmt: object) -> Span:
+    if isinstance(stmt, (ast.OutputStmt, ast.LossStmt, ast.TrainBlock)):
+        return stmt.span
+    return stmt.name.span  # type: ignore[attr-defined, no-any-return]
+
+
+def declare(module: ast.Module) -> Declarations:
+    """Build the table of definitions, rejecting duplicates and recursion."""
+    decls = Declarations()
+    for stmt in module.statements:
+        single = _SINGLE.get(type(stmt))
+        if single is not None:
+            attr, why = single
+            previous = getattr(decls, attr)
+            if previous is not None:
+                raise DlcError(
+                    f"second {attr} statement",
+                    _where(stmt),
+                    hint=why,
+                    notes=(Note(f"the first {attr} statement is here", _where(previous)),),
+                )
+            setattr(decls, attr, stmt)
+        if isinstance(stmt, (ast.ModelDecl, ast.OutputStmt, ast.LossStmt, ast.TrainBlock)):
+            continue
+        _define(decls, stmt)
+    if decls.loss is None:
+        raise DlcError(
+            "the model has no loss",
+            module.end,
+            hint="add a line such as 'loss mse(output_value, y)'",
+        )
+    _check_recursion(decls.functions)
+    return decls
+
+
+def _define(decls: Declarations, stmt: Definition) -> None:
+    name = stmt.name
+    if name.text in BUILTINS:
+        raise DlcError(
+            f"'{name.text}' is a built-in function and cannot be redefined",
+            name.span,
+            hint="choose another name",
+        )
+    previous = decls.names.get(name.text)
+    if previous is not None:
+        raise DlcError(
+            f"'{name.text}' is defined twice",
+            name.span,
+            notes=(Note("the first definition is here", previous.name.span),),
+        )
+    if isinstance(stmt, ast.FnDef):
+        seen: dict[str, ast.Ident] = {}
+        for param in stmt.params:
+            if param.text in seen:
+                raise DlcError(f"parameter '{param.text}' appears twice in '{name.text}'", param.span)
+            seen[param.text] = param
+    decls.names[name.text] = stmt
+
+
+def calls_in(expr: ast.Expr) -> Iterator[ast.Call]:
+    """Every call inside ``expr``, without recursion."""
+    stack: list[ast.Expr] = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, ast.Call):
+            yield e
+            stack.extend(e.args)
+            stack.extend(k.value for k in e.keywords)
+        elif isinstance(e, ast.BinOp):
+            stack.extend((e.right, e.left))
+        elif isinstance(e, ast.Neg):
+            stack.append(e.operand)
+
+
+def _check_recursion(functions: dict[str, ast.FnDef]) -> None:
+    """Reject a function that calls itself, directly or through others."""
+    graph = {
+        name: [c for c in calls_in(fn.body) if c.func.text in functions]
+        for name, fn in functions.items()
+    }
+    done: set[str] = set()
+    for start in functions:
+        # Iterative depth-first search keeping the current path.
+        path: list[str] = []
+        stack: list[tuple[str, int]] = [(start, 0)]
+        on_path: set[str] = set()
+        while stack:
+            name, i = stack.pop()
+            if i == 0:
+                if name in done:
+                    continue
+                path.append(name)
+                on_path.add(name)
+            calls = graph[name]
+            if i < len(calls):
+                stack.append((name, i + 1))
+                callee = calls[i].func.text
+                if callee in on_path:
+                    cycle = path[path.index(callee) :] + [callee]
+                    raise DlcError(
+                        f"recursive call: {' -> '.join(cycle)}",
+                        calls[i].func.span,
+                        hint="functions are expanded where they are called, so they cannot call themselves",
+                    )
+                stack.append((callee, 0))
+            else:
+                path.pop()
+                on_path.discard(name)
+                done.add(name)

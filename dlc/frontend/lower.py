@@ -1,0 +1,313 @@
+"""AST -> tensor graph: resolve names, expand function calls, infer shapes.
+
+Every user function is expanded (inlined) where it is called, with its
+arguments' graph nodes bound to its parameters; shapes are therefore checked
+per call. Elementwise operators become :class:`~dlc.graph.nodes.Elementwise`
+nodes whose bodies are SymPy expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sympy
+
+from dlc.errors import DlcError, Note, Span
+from dlc.frontend import ast
+from dlc.frontend.builtins import BUILTINS, Builtin
+from dlc.frontend.declarations import Declarations
+from dlc.graph import nodes as g
+from dlc.graph.graph import Builder
+from dlc.graph.scalar import element_symbol
+
+#: Expressions, counted through expanded function bodies, may nest this deep.
+MAX_NESTING = 300
+
+_INITS = {"zeros": 0, "ones": 0, "constant": 1, "normal": 1, "uniform": 1, "glorot": 0, "he": 0}
+
+_ARITH: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "**": lambda a, b: a**b,
+}
+
+_NOT_REAL = (sympy.I, sympy.zoo, sympy.nan, sympy.oo)
+
+Scope = dict[str, g.Node]
+
+
+class Lowering:
+    """Turns the declarations of one model file into graph nodes."""
+
+    def __init__(self, decls: Declarations) -> None:
+        self.decls = decls
+        self.builder = Builder()
+        self.values: dict[str, g.Node] = {}
+        self.names: dict[g.Node, str] = {}
+        self.pending: list[str] = []
+        self.expanded: dict[tuple[str, tuple[g.Node, ...]], g.Node] = {}
+        self.depth = 0
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e: ast.Expr, scope: Scope) -> g.Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise DlcError(
+                    f"the model nests expressions and function calls more than {MAX_NESTING} levels deep",
+                    e.span,
+                )
+            return _DISPATCH[type(e)](self, e, scope)
+        finally:
+            self.depth -= 1
+
+    def number(self, e: ast.Number, scope: Scope) -> g.Node:
+        return self.builder.add(g.literal(sympy.Rational(e.text)))
+
+    def name(self, e: ast.Name, scope: Scope) -> g.Node:
+        if e.ident.text in scope:
+            return scope[e.ident.text]
+        return self.global_value(e.ident, scope)
+
+    def binop(self, e: ast.BinOp, scope: Scope) -> g.Node:
+        left, right = self.expr(e.left, scope), self.expr(e.right, scope)
+        if e.op == "@":
+            return self.make(e.op_span, g.matmul, left, right)
+        return self.elementwise(e.op_span, _ARITH[e.op], (left, right), e.op)
+
+    def neg(self, e: ast.Neg, scope: Scope) -> g.Node:
+        operand = self.expr(e.operand, scope)
+        return self.elementwise(e.span, lambda x: -x, (operand,), "-")
+
+    def call(self, e: ast.Call, scope: Scope) -> g.Node:
+        name = e.func.text
+        if name in scope:
+            raise DlcError(f"'{name}' is a value, not a function", e.func.span)
+        fn = self.decls.functions.get(name)
+        if fn is not None:
+            return self.expand(fn, e, scope)
+        builtin = BUILTINS.get(name)
+        if builtin is not None:
+            return builtin.build(CallSite(self, builtin, e, scope))
+        if name in self.decls.names:
+            raise DlcError(f"'{name}' is not a function", e.func.span)
+        raise DlcError(
+            f"unknown function '{name}'",
+            e.func.span,
+            hint=self.decls.suggest(name, BUILTINS) or "see docs/language.md for the built-in functions",
+        )
+
+    # ------------------------------------------------------- building nodes
+
+    def make(self, span: Span, build: Callable[..., g.Node], *args: Any) -> g.Node:
+        """Build a node, turning a shape error into an error at ``span``."""
+        try:
+            node = build(*args)
+        except g.ShapeError as exc:
+            raise DlcError(str(exc), span) from None
+        return self.builder.add(node)
+
+    def elementwise(
+        self, span: Span, fn: Callable[..., sympy.Expr], args: tuple[g.Node, ...], op: str
+    ) -> g.Node:
+        expr = fn(*(element_symbol(i) for i in range(len(args))))
+        if expr.has(*_NOT_REAL):
+            raise DlcError(f"'{op}' gives a value that is not a finite real number here", span)
+        return self.make(span, g.elementwise, expr, args, op)
+
+    # ------------------------------------------------------------- names
+
+    def global_value(self, ident: ast.Ident, scope: Scope) -> g.Node:
+        text = ident.text
+        if text in self.values:
+            return self.values[text]
+        decl = self.decls.names.get(text)
+        if decl is None:
+            if text in BUILTINS:
+                raise DlcError(f"'{text}' is a function; call it as {text}(...)", ident.span)
+            hint = self.decls.suggest(text, scope)
+            raise DlcError(f"undefined name '{text}'", ident.span, hint=hint)
+        if isinstance(decl, ast.FnDef):
+            params = ", ".join(p.text for p in decl.params)
+            raise DlcError(f"'{text}' is a function; call it as {text}({params})", ident.span)
+        node = self.define(decl)
+        self.values[text] = node
+        return node
+
+    def define(self, decl: Any) -> g.Node:
+        if isinstance(decl, ast.InputDecl):
+            return self.make(decl.shape.span, g.input_node, decl.name.text, "input", decl.shape.dims)
+        if isinstance(decl, ast.TargetDecl):
+            return self.make(decl.shape.span, g.input_node, decl.name.text, "target", decl.shape.dims)
+        if isinstance(decl, ast.ParamDecl):
+            init = check_init(decl.init, decl.shape.dims)
+            return self.make(decl.shape.span, g.param_node, decl.name.text, decl.shape.dims, init)
+        if isinstance(decl, ast.ConstDecl):
+            return self.constant(decl.value)
+        return self.let(decl)
+
+    def let(self, decl: ast.LetDef) -> g.Node:
+        name = decl.name.text
+        if name in self.pending:
+            cycle = " -> ".join([*self.pending[self.pending.index(name) :], name])
+            raise DlcError(f"'{name}' is defined in terms of itself: {cycle}", decl.name.span)
+        self.pending.append(name)
+        try:
+            node = self.expr(decl.body, {})
+        finally:
+            self.pending.pop()
+        self.names.setdefault(node, name)
+        return node
+
+    def constant(self, value: ast.Array) -> g.Node:
+        array = _array(value)
+        if array.ndim == 0:
+            return self.builder.add(g.literal(sympy.Rational(repr(float(array)))))
+        return self.make(value.span, g.constant, array)
+
+    # --------------------------------------------------- function expansion
+
+    def expand(self, fn: ast.FnDef, call: ast.Call, scope: Scope) -> g.Node:
+        names = tuple(p.text for p in fn.params)
+        bound, _ = bind(call, names, (), False)
+        args = tuple(self.expr(bound[n], scope) for n in names)
+        key = (fn.name.text, args)
+        if key not in self.expanded:
+            try:
+                self.expanded[key] = self.expr(fn.body, dict(zip(names, args, strict=True)))
+            except DlcError as err:
+                raise err.with_note(Note(f"in this call of {fn.name.text}", call.span)) from None
+        return self.expanded[key]
+
+
+_DISPATCH: dict[type, Callable[[Lowering, Any, Scope], g.Node]] = {
+    ast.Number: Lowering.number,
+    ast.Name: Lowering.name,
+    ast.BinOp: Lowering.binop,
+    ast.Neg: Lowering.neg,
+    ast.Call: Lowering.call,
+}
+
+
+def bind(
+    call: ast.Call, params: tuple[str, ...], optional: tuple[str, ...], variadic: bool
+) -> tuple[dict[str, ast.Expr], list[ast.Expr]]:
+    """Match a call's arguments to parameter names; extra positionals go to a variadic list."""
+    name = call.func.text
+    positional = [] if variadic else list(params)
+    if len(call.args) > len(positional) and not variadic:
+        raise DlcError(
+            f"{name} takes {_count(params, optional)}, but {len(call.args)} were given",
+            call.args[len(positional)].span,
+        )
+    bound: dict[str, ast.Expr] = dict(zip(positional, call.args, strict=False))
+    for kw in call.keywords:
+        if kw.ident.text not in params:
+            raise DlcError(
+                f"{name} has no argument named '{kw.ident.text}'",
+                kw.ident.span,
+                hint=f"its arguments are: {', '.join(params)}" if params else None,
+            )
+        if kw.ident.text in bound:
+            raise DlcError(f"argument '{kw.ident.text}' is given twice", kw.ident.span)
+        bound[kw.ident.text] = kw.value
+    missing = [p for p in params if p not in bound and p not in optional]
+    if missing:
+        raise DlcError(
+            f"{name} takes {_count(params, optional)}, but {len(bound)} were given "
+            f"(missing: {', '.join(missing)})",
+            call.span,
+        )
+    rest = list(call.args) if variadic else []
+    if variadic and not rest:
+        raise DlcError(f"{name} needs at least one argument", call.span)
+    return bound, rest
+
+
+def _count(params: tuple[str, ...], optional: tuple[str, ...]) -> str:
+    required = len(params) - len(optional)
+    if optional:
+        return f"{required} to {len(params)} arguments"
+    return f"{required} argument" + ("" if required == 1 else "s")
+
+
+class CallSite:
+    """A call of a built-in, as the built-in sees it (see :class:`dlc.frontend.builtins.Call`)."""
+
+    def __init__(self, lowering: Lowering, builtin: Builtin, call: ast.Call, scope: Scope) -> None:
+        self.lowering, self.call, self.scope = lowering, call, scope
+        self.bound, self.rest = bind(call, builtin.params, builtin.optional, builtin.variadic)
+        self.name = call.func.text
+
+    def given(self, name: str) -> bool:
+        return name in self.bound
+
+    def tensor(self, name: str) -> g.Node:
+        return self.lowering.expr(self.bound[name], self.scope)
+
+    def tensors(self) -> list[g.Node]:
+        return [self.lowering.expr(e, self.scope) for e in self.rest]
+
+    def integer(self, name: str) -> int | None:
+        e = self.bound.get(name)
+        if e is None:
+            return None
+        sign, inner = (-1, e.operand) if isinstance(e, ast.Neg) else (1, e)
+        if not isinstance(inner, ast.Number) or not inner.text.isdigit():
+            raise DlcError(f"'{name}' of {self.name} must be a whole number", e.span)
+        return sign * int(inner.text)
+
+    def make(self, build: Callable[..., g.Node], *args: Any) -> g.Node:
+        return self.lowering.make(self.call.func.span, build, *args)
+
+    def elementwise(self, fn: Callable[..., sympy.Expr], *args: g.Node) -> g.Node:
+        return self.lowering.elementwise(self.call.func.span, fn, args, self.name)
+
+
+def check_init(init: ast.Init, shape: tuple[int, ...]) -> g.Init:
+    """Validate an initializer against the parameter's shape."""
+    kind = init.name.text
+    if kind not in _INITS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, _INITS, n=1)
+        raise DlcError(
+            f"unknown initializer '{kind}'",
+            init.name.span,
+            hint=f"did you mean {close[0]}?" if close else f"use one of: {', '.join(_INITS)}",
+        )
+    if len(init.args) != _INITS[kind]:
+        want = _INITS[kind]
+        usage = f"{kind}(scale)" if kind in ("normal", "uniform") else f"{kind}(value)" if want else kind
+        raise DlcError(f"initializer {kind} takes {want} argument{'s' if want != 1 else ''}", init.span, hint=f"write {usage}")
+    if kind in ("normal", "uniform") and init.args[0] <= 0:
+        raise DlcError(f"the scale of {kind} must be positive", init.span)
+    if kind in ("glorot", "he") and len(shape) != 2:
+        raise DlcError(
+            f"{kind} initializes matrices [out, in], not shape [{', '.join(map(str, shape))}]",
+            init.span,
+            hint="use zeros or normal(scale) for vectors and scalars",
+        )
+    return g.Init(kind, init.args)
+
+
+def _array(value: ast.Array) -> np.ndarray:
+    """Nested literal lists -> a rectangular array, or an error at the ragged spot."""
+    if not isinstance(value.value, tuple):
+        return np.array(value.value, dtype=np.float64)
+    if not value.value:
+        raise DlcError("a constant array cannot be empty", value.span)
+    parts = [_array(v) for v in value.value]
+    for part, item in zip(parts, value.value, strict=True):
+        if part.shape != parts[0].shape:
+            raise DlcError(
+                f"rows of a constant must have one shape; this one is {list(part.shape)}, "
+                f"the first is {list(parts[0].shape)}",
+                item.span,
+            )
+    return np.stack(parts)

@@ -1,0 +1,261 @@
+"""Source text -> AST, through the Lark grammar in ``grammar/dlc.lark``.
+
+The AST is built while parsing (Lark's inline transformer), so deeply nested
+input never recurses in Python; nesting deeper than :data:`MAX_DEPTH` is
+reported as an error here, before any later pass could recurse on it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lark import Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from dlc.errors import DlcError, Span
+from dlc.frontend import ast
+
+MAX_DEPTH = 256
+MAX_SOURCE_BYTES = 1 << 20
+MAX_NAME_LENGTH = 64
+MAX_ARRAY_RANK = 8
+KEYWORDS = ("model", "input", "target", "param", "const", "output", "loss", "train")
+
+
+def parse(source: str) -> ast.Module:
+    """Parse a model file's text into an :class:`ast.Module`.
+
+    Raises:
+        DlcError: for any syntax error, with the position of the offending token.
+    """
+    from dlc.frontend.grammar import lark_parser
+
+    if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        raise DlcError(f"model file is larger than {MAX_SOURCE_BYTES >> 20} MiB")
+    _reject_control_characters(source)
+    try:
+        module: ast.Module = lark_parser().parse(source)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, source) from None
+    except RecursionError:  # defensive: the LALR parser itself does not recurse
+        raise DlcError(f"model nested more than {MAX_DEPTH} levels deep") from None
+    return ast.Module(module.statements, _end_span(source))
+
+
+def _reject_control_characters(source: str) -> None:
+    for lineno, line in enumerate(source.split("\n"), 1):
+        for col, ch in enumerate(line, 1):
+            if ord(ch) < 32 and ch not in "\t\r\f" or ch == "\x7f":
+                span = Span(lineno, col, lineno, col + 1)
+                raise DlcError(f"unexpected control character {ch!r}", span)
+
+
+def _end_span(source: str) -> Span:
+    lines = source.split("\n")
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    last = len(lines[-1]) + 1
+    return Span(len(lines), last, len(lines), last + 1)
+
+
+# ---------------------------------------------------------------- syntax errors
+
+_READABLE = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
+
+
+def _describe_terminal(name: str) -> str:
+    from dlc.frontend.grammar import lark_parser
+
+    if name in _READABLE:
+        return _READABLE[name]
+    for term in lark_parser().terminals:
+        if term.name == name and term.pattern.type == "str":
+            return f"'{term.pattern.value}'"
+    return name.lower()
+
+
+def _syntax_error(exc: UnexpectedInput, source: str) -> DlcError:
+    if isinstance(exc, UnexpectedCharacters):
+        span = Span(exc.line, exc.column, exc.line, exc.column + 1)
+        char = source[exc.pos_in_stream] if exc.pos_in_stream is not None else "?"
+        hint = None
+        if char.isalpha() or char == "_":
+            hint = "names are ASCII letters, digits and '_', starting with a letter"
+        return DlcError(f"unexpected character {char!r}", span, hint=hint)
+    if isinstance(exc, UnexpectedToken):
+        return _unexpected_token(exc, source)
+    return DlcError("unexpected end of file", _end_span(source))
+
+
+def _unexpected_token(exc: UnexpectedToken, source: str) -> DlcError:
+    token: Token = exc.token
+    expected = sorted({_describe_terminal(t) for t in exc.expected})
+    if token.type == "$END":
+        what = "unexpected end of file"
+        span = _end_span(source)
+    else:
+        what = f"unexpected {_describe_terminal(token.type)}"
+        if token.type in ("NAME", "NUMBER"):
+            what = f"unexpected {_describe_terminal(token.type)} '{token}'"
+        span = _span(token)
+    hint = None
+    if str(token) in KEYWORDS and "a name" in expected:
+        hint = f"'{token}' is a keyword and cannot be used as a name"
+    elif len(expected) > 8:
+        hint = "a statement starts with model, input, target, param, const, output, loss, train, or a definition 'name = ...'"
+    message = what
+    if expected and len(expected) <= 8:
+        message += "; expected " + _one_of(expected)
+    return DlcError(message, span, hint=hint)
+
+
+def _one_of(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else "one of " + ", ".join(items)
+
+
+# ------------------------------------------------------------------ AST builder
+
+
+def _span(token: Token) -> Span:
+    return Span(token.line or 1, token.column or 1, token.end_line or 1, token.end_column or 1)
+
+
+def _ident(token: Token) -> ast.Ident:
+    span = _span(token)
+    if len(token) > MAX_NAME_LENGTH:
+        raise DlcError(f"name is longer than {MAX_NAME_LENGTH} characters", span)
+    return ast.Ident(str(token), span)
+
+
+def _nested(depth: int, span: Span) -> int:
+    if depth > MAX_DEPTH:
+        raise DlcError(f"expression is nested more than {MAX_DEPTH} levels deep", span)
+    return depth
+
+
+def _present(items: Any) -> list[Any]:
+    return [item for item in items if item is not None]
+
+
+class AstBuilder(Transformer[Token, Any]):
+    """Lark callbacks, one per grammar rule, each returning an AST node."""
+
+    # --- expressions
+
+    def number(self, children: list[Token]) -> ast.Number:
+        (token,) = children
+        span = _span(token)
+        if not math.isfinite(float(token)):
+            raise DlcError(f"number '{token}' is too large", span)
+        return ast.Number(str(token), span)
+
+    def name(self, children: list[Token]) -> ast.Name:
+        return ast.Name(_ident(children[0]))
+
+    def keyword(self, children: list[Any]) -> ast.Keyword:
+        name, value = children
+        return ast.Keyword(_ident(name), value, value.depth)
+
+    def call(self, children: list[Any]) -> ast.Call:
+        func, *arguments, rpar = children
+        arguments = _present(arguments)
+        args = tuple(a for a in arguments if not isinstance(a, ast.Keyword))
+        keywords = tuple(a for a in arguments if isinstance(a, ast.Keyword))
+        span = _span(func).to(_span(rpar))
+        if keywords and args and arguments.index(keywords[0]) < len(args):
+            raise DlcError("positional argument after a keyword argument", args[-1].span)
+        depth = 1 + max((a.depth for a in arguments), default=0)
+        return ast.Call(_ident(func), args, keywords, span, _nested(depth, span))
+
+    def binop(self, children: list[Any]) -> ast.BinOp:
+        left, op, right = children
+        symbol = "**" if op == "^" else str(op)
+        depth = 1 + max(left.depth, right.depth)
+        return ast.BinOp(symbol, left, right, _span(op), _nested(depth, _span(op)))
+
+    def neg(self, children: list[Any]) -> ast.Neg:
+        minus, operand = children
+        span = _span(minus).to(operand.span)
+        return ast.Neg(operand, span, _nested(operand.depth + 1, span))
+
+    # --- declarations
+
+    def shape(self, children: list[Any]) -> ast.Shape:
+        lsqb, *dims, rsqb = children
+        values = []
+        for tok in _present(dims):
+            if not tok.isdigit() or int(tok) < 1:
+                raise DlcError(
+                    f"shape dimension '{tok}' is not a positive whole number", _span(tok)
+                )
+            values.append(int(tok))
+        return ast.Shape(tuple(values), _span(lsqb).to(_span(rsqb)))
+
+    def signed_number(self, children: list[Any]) -> ast.Array:
+        minus, token = children
+        span = _span(token) if minus is None else _span(minus).to(_span(token))
+        value = float(token)
+        if not math.isfinite(value):
+            raise DlcError(f"number '{token}' is too large", span)
+        return ast.Array(-value if minus is not None else value, span)
+
+    def array(self, children: list[Any]) -> ast.Array:
+        lsqb, *items, rsqb = children
+        items = _present(items)
+        span = _span(lsqb).to(_span(rsqb))
+        depth = 1 + max((item.depth for item in items), default=0)
+        if depth > MAX_ARRAY_RANK:
+            raise DlcError(f"a constant may have at most {MAX_ARRAY_RANK} dimensions", span)
+        return ast.Array(tuple(items), span, depth)
+
+    def init(self, children: list[Any]) -> ast.Init:
+        name, *rest = children
+        ident = _ident(name)
+        if not rest:
+            return ast.Init(ident, (), ident.span)
+        *args, rpar = rest
+        values = tuple(float(a.value) for a in _present(args))
+        return ast.Init(ident, values, ident.span.to(_span(rpar)))
+
+    # --- statements
+
+    def model_decl(self, children: list[Any]) -> ast.ModelDecl:
+        return ast.ModelDecl(_ident(children[1]))
+
+    def input_decl(self, children: list[Any]) -> ast.InputDecl:
+        return ast.InputDecl(_ident(children[1]), children[2])
+
+    def target_decl(self, children: list[Any]) -> ast.TargetDecl:
+        return ast.TargetDecl(_ident(children[1]), children[2])
+
+    def param_decl(self, children: list[Any]) -> ast.ParamDecl:
+        return ast.ParamDecl(_ident(children[1]), children[2], children[3])
+
+    def const_decl(self, children: list[Any]) -> ast.ConstDecl:
+        return ast.ConstDecl(_ident(children[1]), children[2])
+
+    def fn_def(self, children: list[Any]) -> ast.FnDef:
+        name, *params, body = children
+        return ast.FnDef(_ident(name), tuple(_ident(p) for p in _present(params)), body)
+
+    def let_def(self, children: list[Any]) -> ast.LetDef:
+        return ast.LetDef(_ident(children[0]), children[1])
+
+    def output_stmt(self, children: list[Any]) -> ast.OutputStmt:
+        keyword, expr = children
+        return ast.OutputStmt(expr, _span(keyword))
+
+    def loss_stmt(self, children: list[Any]) -> ast.LossStmt:
+        keyword, expr = children
+        return ast.LossStmt(expr, _span(keyword))
+
+    def setting(self, children: list[Any]) -> ast.Setting:
+        return ast.Setting(_ident(children[0]), children[1])
+
+    def train_block(self, children: list[Any]) -> ast.TrainBlock:
+        keyword, *settings, rbrace = children
+        return ast.TrainBlock(tuple(settings), _span(keyword).to(_span(rbrace)))
+
+    def start(self, children: list[Any]) -> ast.Module:
+        return ast.Module(tuple(children), Span(1, 1, 1, 1))

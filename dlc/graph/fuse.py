@@ -1,0 +1,63 @@
+"""Elementwise fusion: merge each run of elementwise ops into one node.
+
+A producer is merged into its consumer when both are elementwise, the
+consumer is its only user, and both have the same shape (so no value is
+computed more often than before). The fused node's body is one SymPy
+expression, which later passes differentiate with ``sympy.diff`` and the
+backends print as one loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy
+
+from dlc.graph.graph import Builder, Graph
+from dlc.graph.nodes import Elementwise, Node
+from dlc.graph.scalar import element_symbol
+
+
+def fuse(graph: Graph) -> Graph:
+    """Return ``graph`` with maximal elementwise runs merged into single nodes."""
+    users = graph.consumers()
+    for root in graph.roots:
+        users[root] = [*users[root], root]  # a root is also used by the caller
+    builder = Builder()
+    new: dict[Node, Node] = {}
+    for node in graph.nodes():
+        if isinstance(node, Elementwise):
+            new[node] = builder.add(_absorb(node, users, new))
+        elif node.inputs:
+            new[node] = builder.add(replace(node, inputs=tuple(new[i] for i in node.inputs)))
+        else:
+            new[node] = node
+    names = {new[n]: name for n, name in graph.names.items() if n in new}
+    return replace(
+        graph,
+        output=new[graph.output] if graph.output is not None else None,
+        loss=new[graph.loss],
+        names=names,
+    )
+
+
+def _absorb(node: Elementwise, users: dict[Node, list[Node]], new: dict[Node, Node]) -> Elementwise:
+    """``node`` with every single-use, same-shape elementwise input substituted in."""
+    inputs: list[Node] = []
+    mapping: dict[sympy.Symbol, sympy.Expr] = {}
+    for i, old in enumerate(node.inputs):
+        producer = new[old]
+        if (
+            isinstance(old, Elementwise)
+            and len(users[old]) == 1
+            and isinstance(producer, Elementwise)
+            and producer.shape == node.shape
+            and producer.batched == node.batched
+        ):
+            shift = {element_symbol(j): element_symbol(len(inputs) + j) for j in range(len(producer.inputs))}
+            mapping[element_symbol(i)] = producer.expr.xreplace(shift)
+            inputs.extend(producer.inputs)
+        else:
+            mapping[element_symbol(i)] = element_symbol(len(inputs))
+            inputs.append(producer)
+    return Elementwise(tuple(inputs), node.shape, node.batched, node.expr.xreplace(mapping))

@@ -1,0 +1,138 @@
+"""The whole model as a graph: its leaves, its roots, and how it trains.
+
+:class:`Builder` creates nodes so that structurally equal ones are shared
+(common-subexpression elimination at construction); :class:`Graph` holds the
+result and walks it in topological order without recursion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sympy
+
+from dlc.graph.nodes import Elementwise, Input, Node, Param, broadcast
+from dlc.graph.scalar import element_symbol
+
+N = TypeVar("N", bound=Node)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The model file's training section, with defaults for what it leaves out."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    batch_size: int = 32
+    epochs: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A checked model.
+
+    Attributes:
+        name: the model's name.
+        input: the per-example input, if the model has one.
+        target: the per-example target, if the model has one.
+        params: the trainable parameters, in declaration order.
+        output: what ``predict`` returns, if the model declares an output.
+        loss: the scalar loss (a BatchMean when it depends on the data).
+        train: the training settings.
+        names: user-given names of intermediate nodes (``h = ...``).
+    """
+
+    name: str
+    input: Input | None
+    target: Input | None
+    params: tuple[Param, ...]
+    output: Node | None
+    loss: Node
+    train: TrainConfig = TrainConfig()
+    names: dict[Node, str] = field(default_factory=dict)
+
+    @property
+    def roots(self) -> tuple[Node, ...]:
+        return tuple(r for r in (self.output, self.loss) if r is not None)
+
+    def nodes(self) -> list[Node]:
+        """Every node reachable from the roots, each after its inputs."""
+        return topological_order(self.roots)
+
+    def consumers(self) -> dict[Node, list[Node]]:
+        """For every node, the nodes that take it as an input (each listed once)."""
+        users: dict[Node, list[Node]] = {}
+        for node in self.nodes():
+            users.setdefault(node, [])
+            for inp in dict.fromkeys(node.inputs):
+                users.setdefault(inp, []).append(node)
+        return users
+
+
+def topological_order(roots: Iterable[Node]) -> list[Node]:
+    """Post-order depth-first walk from ``roots``, iterative, deterministic."""
+    order: list[Node] = []
+    seen: set[Node] = set()
+    for root in roots:
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((i, False) for i in reversed(node.inputs) if i not in seen)
+    return order
+
+
+class Builder:
+    """Makes nodes, sharing structurally equal ones."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[Any, ...], Node] = {}
+
+    def add(self, node: N) -> N:
+        if isinstance(node, Elementwise):
+            node = canonical_elementwise(node)  # type: ignore[assignment]
+        shared = self._memo.setdefault(node.key(), node)
+        return shared  # type: ignore[return-value]
+
+
+def canonical_elementwise(node: Elementwise) -> Elementwise:
+    """Inline numeric inputs, merge repeated inputs, drop inputs the body ignores.
+
+    An ignored input is kept when dropping it would change the node's shape,
+    since it still says how far the value broadcasts.
+    """
+    expr: sympy.Expr = node.expr
+    inlined = {
+        element_symbol(i): inp.expr
+        for i, inp in enumerate(node.inputs)
+        if isinstance(inp, Elementwise) and not inp.inputs
+    }
+    if inlined:
+        expr = expr.xreplace(inlined)
+    kept: list[Node] = []
+    renumber: dict[sympy.Symbol, sympy.Symbol] = {}
+    free = expr.free_symbols
+    for i, inp in enumerate(node.inputs):
+        sym = element_symbol(i)
+        if sym in inlined or sym not in free:
+            continue
+        if inp not in kept:
+            kept.append(inp)
+        renumber[sym] = element_symbol(kept.index(inp))
+    shape = broadcast(*(k.shape for k in kept)) if kept else ()
+    if shape != node.shape or any(k.batched for k in kept) != node.batched:
+        return node if not inlined else Elementwise(node.inputs, node.shape, node.batched, expr)
+    if not renumber and len(kept) == len(node.inputs) and not inlined:
+        return node
+    return Elementwise(tuple(kept), node.shape, node.batched, expr.xreplace(renumber))

@@ -1,0 +1,86 @@
+"""Text form of a graph: one line per node, with shapes (``B`` is the batch axis)."""
+
+from __future__ import annotations
+
+import sympy
+
+from dlc.graph.graph import Graph
+from dlc.graph.nodes import Constant, Elementwise, Input, Loss, Node, Param, Reduce
+from dlc.graph.scalar import element_symbol
+
+
+#: How each loss kind is written in a model file.
+LOSS_NAMES = {
+    "mse": "mse",
+    "bce": "bce",
+    "bce_logits": "bce_with_logits",
+    "softmax_ce": "softmax_cross_entropy",
+}
+
+
+def shape_text(node: Node) -> str:
+    dims = (["B"] if node.batched else []) + [str(d) for d in node.shape]
+    return "[" + ", ".join(dims) + "]"
+
+
+def node_names(graph: Graph) -> dict[Node, str]:
+    """A printable name for every node: leaves and user-named values keep their names."""
+    names: dict[Node, str] = {}
+    counter = 0
+    for node in graph.nodes():
+        if isinstance(node, (Input, Param)):
+            names[node] = node.name
+        elif node in graph.names:
+            names[node] = graph.names[node]
+        elif isinstance(node, Elementwise) and not node.inputs:
+            names[node] = str(node.expr)
+        else:
+            names[node] = f"%{counter}"
+            counter += 1
+    return names
+
+
+def body_text(node: Node, names: dict[Node, str]) -> str:
+    """The right-hand side of a node's line: ``matmul(W1, x)``, ``tanh(%0 + b1)``."""
+    args = [names[i] for i in node.inputs]
+    if isinstance(node, Elementwise):
+        subs = {element_symbol(i): sympy.Symbol(a) for i, a in enumerate(args)}
+        return str(node.expr.xreplace(subs))
+    if isinstance(node, Constant):
+        return f"constant {node.value.tolist()}" if node.size <= 8 else "constant"
+    if isinstance(node, Reduce):
+        full = len(node.axes) == len(node.inputs[0].shape)
+        return f"{node.kind}({args[0]}" + ("" if full else f", axis={node.axes[0]}") + ")"
+    if isinstance(node, Loss):
+        return f"{LOSS_NAMES[node.kind]}({', '.join(args)})"
+    attrs = [str(a) for a in node.attrs()]
+    return f"{node.op_name}({', '.join(attrs + args)})"
+
+
+def format_graph(graph: Graph) -> str:
+    """The graph as text, leaves first, then each computed node after its inputs."""
+    names = node_names(graph)
+    lines = [f"model {graph.name}"]
+    for leaf in (graph.input, graph.target):
+        if leaf is not None:
+            lines.append(f"  {leaf.role:<6} {leaf.name} : {shape_text(leaf)}")
+    for param in graph.params:
+        lines.append(f"  param  {param.name} : {shape_text(param)} = {param.init}")
+    rows = [
+        (names[n], body_text(n, names), shape_text(n))
+        for n in graph.nodes()
+        if n.inputs or isinstance(n, Constant)
+    ]
+    width = max((len(a) + len(b) for a, b, _ in rows), default=0) + 3
+    for name, body, shape in rows:
+        left = f"{name} = {body}"
+        lines.append(f"  {left:<{width}} : {shape}")
+    if graph.output is not None:
+        lines.append(f"  output {names[graph.output]}")
+    lines.append(f"  loss   {names[graph.loss]}")
+    t = graph.train
+    lines.append(
+        f"train {t.optimizer}(lr={t.lr:g}, momentum={t.momentum:g}, nesterov={str(t.nesterov).lower()}), "
+        f"batch_size={t.batch_size}, epochs={t.epochs}, seed={t.seed}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""Scalar functions that SymPy lacks, each with its derivative rule.
+
+Elementwise graph nodes hold SymPy expressions over element symbols; the
+activations below appear in them as ordinary SymPy functions, so
+``sympy.diff`` differentiates them, and each derivative is written in terms of
+the function itself where that is the cheap form (sigmoid' = s (1 - s)).
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy import Function, Integer, S
+
+
+class step(Function):  # noqa: N801 - SymPy names functions in lower case
+    """Heaviside step with step(0) = 0: the derivative of relu."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        if x.is_positive:
+            return S.One
+        if x.is_nonpositive:
+            return S.Zero
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return S.Zero  # almost everywhere
+
+
+class relu(Function):  # noqa: N801
+    """max(x, 0)."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        if x.is_nonnegative:
+            return x
+        if x.is_nonpositive:
+            return S.Zero
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return step(self.args[0])
+
+
+class leaky_relu(Function):  # noqa: N801
+    """x for x > 0, alpha * x otherwise."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        x, alpha = self.args
+        if argindex == 1:
+            return alpha + (1 - alpha) * step(x)
+        return x * (1 - step(x))
+
+
+class sigmoid(Function):  # noqa: N801
+    """The logistic function 1 / (1 + exp(-x))."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        if x.is_zero:
+            return S.Half
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, x: sympy.Expr, **kwargs: object) -> sympy.Expr:
+        return 1 / (1 + sympy.exp(-x))
+
+
+class softplus(Function):  # noqa: N801
+    """log(1 + exp(x)), computed stably by the backends."""
+
+    @classmethod
+    def eval(cls, x: sympy.Expr) -> sympy.Expr | None:
+        if x.is_zero:
+            return sympy.log(Integer(2))
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x: sympy.Expr, **kwargs: object) -> sympy.Expr:
+        return sympy.log(1 + sympy.exp(x))
+
+
+def element_symbol(index: int) -> sympy.Symbol:
+    """The symbol that stands for one element of an elementwise node's ``index``-th input."""
+    return sympy.Symbol(f"x{index}", real=True)
