@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dlc.errors import DlcError, Span
 from dlc.frontend import ast
-from dlc.frontend.declarations import declare
+from dlc.frontend.declarations import Declarations, declare
 from dlc.frontend.lower import Lowering
 from dlc.frontend.parser import MAX_SOURCE_BYTES, parse
 from dlc.frontend.settings import train_config
@@ -114,15 +114,18 @@ def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
     return fuse(graph), warnings
 
 
-def _unused(decls: object, lowering: Lowering, used: set[g.Node]) -> list[DlcError]:
+def _unused(decls: Declarations, lowering: Lowering, used: set[g.Node]) -> list[DlcError]:
     warnings = []
-    for name, decl in decls.names.items():  # type: ignore[attr-defined]
-        if isinstance(decl, ast.ParamDecl):
-            if lowering.values.get(name) not in used:
-                warnings.append(DlcError(f"parameter '{name}' does not affect the loss", decl.name.span))
-        elif isinstance(decl, (ast.FnDef, ast.LetDef, ast.ConstDecl)):
-            if name not in lowering.values and not _called(lowering, name):
-                warnings.append(DlcError(f"'{name}' is defined but never used", decl.name.span))
+    for name, decl in decls.names.items():
+        unused_param = isinstance(decl, ast.ParamDecl) and lowering.values.get(name) not in used
+        if unused_param:
+            warnings.append(DlcError(f"parameter '{name}' does not affect the loss", decl.name.span))
+        elif (
+            name not in lowering.values
+            and not _called(lowering, name)
+            and not isinstance(decl, (ast.InputDecl, ast.TargetDecl, ast.ParamDecl))
+        ):
+            warnings.append(DlcError(f"'{name}' is defined but never used", decl.name.span))
     return warnings
 
 

@@ -75,7 +75,9 @@ BUILTINS: dict[str, Builtin] = {
     "tanh": _unary(sympy.tanh, "hyperbolic tangent"),
     "sigmoid": _unary(scalar.sigmoid, "1 / (1 + exp(-x))"),
     "softplus": _unary(scalar.softplus, "log(1 + exp(x))"),
-    "leaky_relu": Builtin(("x", "alpha"), _leaky_relu, optional=("alpha",), doc="x if x > 0 else alpha*x (alpha 0.01)"),
+    "leaky_relu": Builtin(
+        ("x", "alpha"), _leaky_relu, optional=("alpha",), doc="x if x > 0 else alpha*x (alpha 0.01)"
+    ),
     # elementwise maths
     "exp": _unary(sympy.exp, "e to the x"),
     "log": _unary(sympy.log, "natural logarithm"),
@@ -83,17 +85,31 @@ BUILTINS: dict[str, Builtin] = {
     "abs": _unary(sympy.Abs, "absolute value"),
     "sin": _unary(sympy.sin, "sine"),
     "cos": _unary(sympy.cos, "cosine"),
-    "pow": Builtin(("x", "p"), lambda c: c.elementwise(sympy.Pow, c.tensor("x"), c.tensor("p")), doc="x ** p"),
+    "pow": Builtin(
+        ("x", "p"), lambda c: c.elementwise(sympy.Pow, c.tensor("x"), c.tensor("p")), doc="x ** p"
+    ),
     # tensor ops
-    "sum": Builtin(("x", "axis"), _reduce("sum"), optional=("axis",), doc="sum of all elements, or along axis"),
-    "mean": Builtin(("x", "axis"), _reduce("mean"), optional=("axis",), doc="mean of all elements, or along axis"),
+    "sum": Builtin(
+        ("x", "axis"), _reduce("sum"), optional=("axis",), doc="sum of all elements, or along axis"
+    ),
+    "mean": Builtin(
+        ("x", "axis"), _reduce("mean"), optional=("axis",), doc="mean of all elements, or along axis"
+    ),
     "softmax": Builtin(("x",), lambda c: c.make(g.softmax, c.tensor("x")), doc="softmax over the last axis"),
-    "logsumexp": Builtin(("x",), lambda c: c.make(g.logsumexp, c.tensor("x")), doc="log(sum(exp(x))) over the last axis"),
+    "logsumexp": Builtin(
+        ("x",), lambda c: c.make(g.logsumexp, c.tensor("x")), doc="log(sum(exp(x))) over the last axis"
+    ),
     "transpose": Builtin(("x",), lambda c: c.make(g.transpose, c.tensor("x")), doc="matrix transpose"),
-    "concat": Builtin(("axis",), _concat, optional=("axis",), variadic=True, doc="join tensors along axis (0)"),
+    "concat": Builtin(
+        ("axis",), _concat, optional=("axis",), variadic=True, doc="join tensors along axis (0)"
+    ),
     # losses: a scalar per example; the loss statement averages over the batch
     "mse": Builtin(("prediction", "target"), _loss("mse"), doc="mean squared error"),
     "bce": Builtin(("prediction", "target"), _bce, doc="binary cross-entropy of probabilities"),
-    "bce_with_logits": Builtin(("prediction", "target"), _loss("bce_logits"), doc="binary cross-entropy of logits"),
-    "softmax_cross_entropy": Builtin(("prediction", "target"), _loss("softmax_ce"), doc="cross-entropy of softmax(logits)"),
+    "bce_with_logits": Builtin(
+        ("prediction", "target"), _loss("bce_logits"), doc="binary cross-entropy of logits"
+    ),
+    "softmax_cross_entropy": Builtin(
+        ("prediction", "target"), _loss("softmax_ce"), doc="cross-entropy of softmax(logits)"
+    ),
 }

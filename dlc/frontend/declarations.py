@@ -57,7 +57,7 @@ _SINGLE = {
 def _where(stmt: object) -> Span:
     if isinstance(stmt, (ast.OutputStmt, ast.LossStmt, ast.TrainBlock)):
         return stmt.span
-    return stmt.name.span  # type: ignore[attr-defined, no-any-return]
+    return stmt.name.span  # type: ignore[attr-defined]
 
 
 def declare(module: ast.Module) -> Declarations:
@@ -131,8 +131,7 @@ def calls_in(expr: ast.Expr) -> Iterator[ast.Call]:
 def _check_recursion(functions: dict[str, ast.FnDef]) -> None:
     """Reject a function that calls itself, directly or through others."""
     graph = {
-        name: [c for c in calls_in(fn.body) if c.func.text in functions]
-        for name, fn in functions.items()
+        name: [c for c in calls_in(fn.body) if c.func.text in functions] for name, fn in functions.items()
     }
     done: set[str] = set()
     for start in functions:
@@ -152,7 +151,7 @@ def _check_recursion(functions: dict[str, ast.FnDef]) -> None:
                 stack.append((name, i + 1))
                 callee = calls[i].func.text
                 if callee in on_path:
-                    cycle = path[path.index(callee) :] + [callee]
+                    cycle = [*path[path.index(callee) :], callee]
                     raise DlcError(
                         f"recursive call: {' -> '.join(cycle)}",
                         calls[i].func.span,

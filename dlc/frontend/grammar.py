@@ -35,6 +35,7 @@ def lark_parser() -> Lark:
     return Lark(
         grammar_text(),
         parser="lalr",
+        lexer="basic",  # keywords are reserved everywhere, not only where they fit
         maybe_placeholders=True,
         transformer=AstBuilder(),
     )

@@ -116,9 +116,11 @@ class Lowering:
         self, span: Span, fn: Callable[..., sympy.Expr], args: tuple[g.Node, ...], op: str
     ) -> g.Node:
         expr = fn(*(element_symbol(i) for i in range(len(args))))
-        if expr.has(*_NOT_REAL):
+        node = self.make(span, g.elementwise, expr, args, op)
+        # Numbers are folded in when the node is built: sqrt(-1), log(0), 1/0.
+        if isinstance(node, g.Elementwise) and node.expr.has(*_NOT_REAL):
             raise DlcError(f"'{op}' gives a value that is not a finite real number here", span)
-        return self.make(span, g.elementwise, expr, args, op)
+        return node
 
     # ------------------------------------------------------------- names
 
@@ -284,7 +286,11 @@ def check_init(init: ast.Init, shape: tuple[int, ...]) -> g.Init:
     if len(init.args) != _INITS[kind]:
         want = _INITS[kind]
         usage = f"{kind}(scale)" if kind in ("normal", "uniform") else f"{kind}(value)" if want else kind
-        raise DlcError(f"initializer {kind} takes {want} argument{'s' if want != 1 else ''}", init.span, hint=f"write {usage}")
+        raise DlcError(
+            f"initializer {kind} takes {want} argument{'s' if want != 1 else ''}",
+            init.span,
+            hint=f"write {usage}",
+        )
     if kind in ("normal", "uniform") and init.args[0] <= 0:
         raise DlcError(f"the scale of {kind} must be positive", init.span)
     if kind in ("glorot", "he") and len(shape) != 2:

@@ -35,7 +35,7 @@ def parse(source: str) -> ast.Module:
         raise DlcError(f"model file is larger than {MAX_SOURCE_BYTES >> 20} MiB")
     _reject_control_characters(source)
     try:
-        module: ast.Module = lark_parser().parse(source)
+        module: ast.Module = lark_parser().parse(source)  # type: ignore[assignment]
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source) from None
     except RecursionError:  # defensive: the LALR parser itself does not recurse
@@ -46,7 +46,7 @@ def parse(source: str) -> ast.Module:
 def _reject_control_characters(source: str) -> None:
     for lineno, line in enumerate(source.split("\n"), 1):
         for col, ch in enumerate(line, 1):
-            if ord(ch) < 32 and ch not in "\t\r\f" or ch == "\x7f":
+            if (ord(ch) < 32 and ch not in "\t\r\f") or ch == "\x7f":
                 span = Span(lineno, col, lineno, col + 1)
                 raise DlcError(f"unexpected control character {ch!r}", span)
 
@@ -103,7 +103,10 @@ def _unexpected_token(exc: UnexpectedToken, source: str) -> DlcError:
     if str(token) in KEYWORDS and "a name" in expected:
         hint = f"'{token}' is a keyword and cannot be used as a name"
     elif len(expected) > 8:
-        hint = "a statement starts with model, input, target, param, const, output, loss, train, or a definition 'name = ...'"
+        hint = (
+            "a statement starts with model, input, target, param, const, output, loss, train, "
+            "or a definition 'name = ...'"
+        )
     message = what
     if expected and len(expected) <= 8:
         message += "; expected " + _one_of(expected)
@@ -186,9 +189,7 @@ class AstBuilder(Transformer[Token, Any]):
         values = []
         for tok in _present(dims):
             if not tok.isdigit() or int(tok) < 1:
-                raise DlcError(
-                    f"shape dimension '{tok}' is not a positive whole number", _span(tok)
-                )
+                raise DlcError(f"shape dimension '{tok}' is not a positive whole number", _span(tok))
             values.append(int(tok))
         return ast.Shape(tuple(values), _span(lsqb).to(_span(rsqb)))
 

@@ -32,7 +32,7 @@ def train_config(block: ast.TrainBlock | None) -> TrainConfig:
         if key == "optimizer":
             config = replace(config, **_optimizer(setting.value))
         elif key in _WHOLE:
-            config = replace(config, **{key: _whole(setting.value, key, _WHOLE[key])})
+            config = replace(config, **{key: _whole(setting.value, key, _WHOLE[key])})  # type: ignore[arg-type]
         else:
             known = ["optimizer", *_WHOLE]
             close = difflib.get_close_matches(key, known + list(_SGD), n=1)
@@ -44,8 +44,9 @@ def train_config(block: ast.TrainBlock | None) -> TrainConfig:
 
 
 def _optimizer(value: ast.Expr) -> dict[str, Any]:
+    keywords: tuple[ast.Keyword, ...] = ()
     if isinstance(value, ast.Name):
-        name, keywords = value.ident, ()
+        name = value.ident
     elif isinstance(value, ast.Call):
         name, keywords = value.func, value.keywords
         if value.args:
@@ -70,7 +71,9 @@ def _optimizer(value: ast.Expr) -> dict[str, Any]:
         elif key == "nesterov":
             out[key] = _boolean(kw.value)
         else:
-            raise DlcError(f"sgd has no setting '{key}'", kw.ident.span, hint="sgd takes lr, momentum, nesterov")
+            raise DlcError(
+                f"sgd has no setting '{key}'", kw.ident.span, hint="sgd takes lr, momentum, nesterov"
+            )
     return out
 
 

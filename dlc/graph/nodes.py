@@ -237,7 +237,10 @@ def literal(value: sympy.Expr) -> Elementwise:
 
 
 def matmul(a: Node, b: Node) -> MatMul:
-    """Matrix product in math orientation: [m,k]@[k] -> [m], [k]@[k,n] -> [n], [m,k]@[k,n] -> [m,n], [k]@[k] -> []."""
+    """Matrix product in math orientation.
+
+    [m,k] @ [k] -> [m];  [k] @ [k,n] -> [n];  [m,k] @ [k,n] -> [m,n];  [k] @ [k] -> [].
+    """
     sa, sb = a.shape, b.shape
     what = f"cannot apply @ to {show_shape(sa)} and {show_shape(sb)}"
     if not (1 <= len(sa) <= 2 and 1 <= len(sb) <= 2):

@@ -8,7 +8,6 @@ from dlc.graph.graph import Graph
 from dlc.graph.nodes import Constant, Elementwise, Input, Loss, Node, Param, Reduce
 from dlc.graph.scalar import element_symbol
 
-
 #: How each loss kind is written in a model file.
 LOSS_NAMES = {
     "mse": "mse",
