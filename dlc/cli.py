@@ -24,6 +24,23 @@ def _show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check(args: argparse.Namespace) -> int:
+    from dlc.frontend import load
+    from dlc.gradcheck import TOLERANCE, check_gradients
+
+    model = load(args.model)
+    _warn(model.warnings)
+    result = check_gradients(model.graph, dtype=args.dtype, seed=args.seed)
+    print(f"gradient check of {model.path} ({args.dtype} gradients, float64 finite differences)")
+    for name, err in result.per_param.items():
+        print(f"  d loss / d {name:<12} element by element   max relative error {err:.2e}")
+    for i, err in enumerate(result.directions, 1):
+        print(f"  random direction {i:<3}                         relative error {err:.2e}")
+    verdict = "passed" if result.passed else "FAILED"
+    print(f"{verdict}: largest relative error {result.worst:.2e} (tolerance {TOLERANCE[args.dtype]:.0e})")
+    return EXIT_OK if result.passed else EXIT_FAILED
+
+
 def _warn(warnings: Sequence[DlcError]) -> None:
     for warning in warnings:
         print(warning.render(kind="warning"), file=sys.stderr)
@@ -31,6 +48,7 @@ def _warn(warnings: Sequence[DlcError]) -> None:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "show": (_show, "check a model and print its tensor graph with shapes"),
+    "check": (_check, "compare the symbolic gradients with finite differences"),
 }
 
 
@@ -43,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("model", metavar="MODEL", help="a model file (.dlc)")
+        if name == "check":
+            cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+            cmd.add_argument("--seed", type=int, default=0, help="for parameters, data and directions")
     return parser
 
 

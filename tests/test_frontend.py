@@ -139,7 +139,7 @@ def test_values_may_be_defined_after_use() -> None:
 
 def test_a_loss_without_data_is_not_averaged_over_a_batch() -> None:
     graph = load_source("param w : [] = constant(2)\nloss (w ** 2 - 1) ** 2").graph
-    assert not isinstance(graph.loss, g.BatchMean)
+    assert not isinstance(graph.loss, g.Reduce)
     assert graph.input is None
 
 

@@ -18,9 +18,11 @@ from dlc.frontend.declarations import Declarations, declare
 from dlc.frontend.lower import Lowering
 from dlc.frontend.parser import MAX_SOURCE_BYTES, parse
 from dlc.frontend.settings import train_config
-from dlc.graph import nodes as g
+from dlc.graph import nodes
+from dlc.graph import ops as g
 from dlc.graph.fuse import fuse
 from dlc.graph.graph import Graph, topological_order
+from dlc.recursion import deep_recursion
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ def load_source(source: str, path: str = "<model>") -> Model:
         DlcError: with ``path`` and ``source`` recorded, for any mistake in the model.
     """
     try:
-        graph, warnings = _build(source, Path(path).stem if path != "<model>" else "model")
+        with deep_recursion():
+            graph, warnings = _build(source, Path(path).stem if path != "<model>" else "model")
     except DlcError as err:
         raise err.in_file(path, source) from None
     return Model(graph, tuple(w.in_file(path, source) for w in warnings), path, source)
@@ -114,7 +117,7 @@ def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
     return fuse(graph), warnings
 
 
-def _unused(decls: Declarations, lowering: Lowering, used: set[g.Node]) -> list[DlcError]:
+def _unused(decls: Declarations, lowering: Lowering, used: set[nodes.Node]) -> list[DlcError]:
     warnings = []
     for name, decl in decls.names.items():
         unused_param = isinstance(decl, ast.ParamDecl) and lowering.values.get(name) not in used

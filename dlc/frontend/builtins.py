@@ -13,19 +13,19 @@ from typing import Protocol
 
 import sympy
 
-from dlc.graph import nodes as g
-from dlc.graph import scalar
+from dlc.graph import nodes, scalar
+from dlc.graph import ops as g
 
 
 class Call(Protocol):
     """What a built-in sees of its call (implemented by the lowering pass)."""
 
     def given(self, name: str) -> bool: ...
-    def tensor(self, name: str) -> g.Node: ...
-    def tensors(self) -> list[g.Node]: ...
+    def tensor(self, name: str) -> nodes.Node: ...
+    def tensors(self) -> list[nodes.Node]: ...
     def integer(self, name: str) -> int | None: ...
-    def make(self, build: Callable[..., g.Node], *args: object) -> g.Node: ...
-    def elementwise(self, fn: Callable[..., sympy.Expr], *args: g.Node) -> g.Node: ...
+    def make(self, build: Callable[..., nodes.Node], *args: object) -> nodes.Node: ...
+    def elementwise(self, fn: Callable[..., sympy.Expr], *args: nodes.Node) -> nodes.Node: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Builtin:
     """A built-in function: ``params`` in order, those in ``optional`` may be left out."""
 
     params: tuple[str, ...]
-    build: Callable[[Call], g.Node]
+    build: Callable[[Call], nodes.Node]
     optional: tuple[str, ...] = ()
     variadic: bool = False  # takes any number of tensors (``params`` then are keywords only)
     doc: str = ""
@@ -43,28 +43,28 @@ def _unary(fn: Callable[[sympy.Expr], sympy.Expr], doc: str) -> Builtin:
     return Builtin(("x",), lambda c: c.elementwise(fn, c.tensor("x")), doc=doc)
 
 
-def _leaky_relu(c: Call) -> g.Node:
+def _leaky_relu(c: Call) -> nodes.Node:
     slope = c.tensor("alpha") if c.given("alpha") else c.make(g.literal, sympy.Rational(1, 100))
     return c.elementwise(scalar.leaky_relu, c.tensor("x"), slope)
 
 
-def _reduce(kind: str) -> Callable[[Call], g.Node]:
+def _reduce(kind: str) -> Callable[[Call], nodes.Node]:
     return lambda c: c.make(g.reduce, kind, c.tensor("x"), c.integer("axis"))
 
 
-def _loss(kind: str) -> Callable[[Call], g.Node]:
+def _loss(kind: str) -> Callable[[Call], nodes.Node]:
     return lambda c: c.make(g.loss, kind, c.tensor("prediction"), c.tensor("target"))
 
 
-def _bce(c: Call) -> g.Node:
+def _bce(c: Call) -> nodes.Node:
     """Binary cross-entropy of probabilities; of sigmoid(z) it becomes the stable logit form."""
     p = c.tensor("prediction")
-    if isinstance(p, g.Elementwise) and p.expr == scalar.sigmoid(scalar.element_symbol(0)):
+    if isinstance(p, nodes.Elementwise) and p.expr == scalar.sigmoid(scalar.element_symbol(0)):
         return c.make(g.loss, "bce_logits", p.inputs[0], c.tensor("target"))
     return c.make(g.loss, "bce", p, c.tensor("target"))
 
 
-def _concat(c: Call) -> g.Node:
+def _concat(c: Call) -> nodes.Node:
     axis = c.integer("axis")
     return c.make(g.concat, tuple(c.tensors()), 0 if axis is None else axis)
 

@@ -18,7 +18,8 @@ from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
 from dlc.frontend.builtins import BUILTINS, Builtin
 from dlc.frontend.declarations import Declarations
-from dlc.graph import nodes as g
+from dlc.graph import nodes
+from dlc.graph import ops as g
 from dlc.graph.graph import Builder
 from dlc.graph.scalar import element_symbol
 
@@ -37,7 +38,7 @@ _ARITH: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
 
 _NOT_REAL = (sympy.I, sympy.zoo, sympy.nan, sympy.oo)
 
-Scope = dict[str, g.Node]
+Scope = dict[str, nodes.Node]
 
 
 class Lowering:
@@ -46,15 +47,15 @@ class Lowering:
     def __init__(self, decls: Declarations) -> None:
         self.decls = decls
         self.builder = Builder()
-        self.values: dict[str, g.Node] = {}
-        self.names: dict[g.Node, str] = {}
+        self.values: dict[str, nodes.Node] = {}
+        self.names: dict[nodes.Node, str] = {}
         self.pending: list[str] = []
-        self.expanded: dict[tuple[str, tuple[g.Node, ...]], g.Node] = {}
+        self.expanded: dict[tuple[str, tuple[nodes.Node, ...]], nodes.Node] = {}
         self.depth = 0
 
     # ------------------------------------------------------------ expressions
 
-    def expr(self, e: ast.Expr, scope: Scope) -> g.Node:
+    def expr(self, e: ast.Expr, scope: Scope) -> nodes.Node:
         self.depth += 1
         try:
             if self.depth > MAX_NESTING:
@@ -66,25 +67,25 @@ class Lowering:
         finally:
             self.depth -= 1
 
-    def number(self, e: ast.Number, scope: Scope) -> g.Node:
+    def number(self, e: ast.Number, scope: Scope) -> nodes.Node:
         return self.builder.add(g.literal(sympy.Rational(e.text)))
 
-    def name(self, e: ast.Name, scope: Scope) -> g.Node:
+    def name(self, e: ast.Name, scope: Scope) -> nodes.Node:
         if e.ident.text in scope:
             return scope[e.ident.text]
         return self.global_value(e.ident, scope)
 
-    def binop(self, e: ast.BinOp, scope: Scope) -> g.Node:
+    def binop(self, e: ast.BinOp, scope: Scope) -> nodes.Node:
         left, right = self.expr(e.left, scope), self.expr(e.right, scope)
         if e.op == "@":
             return self.make(e.op_span, g.matmul, left, right)
         return self.elementwise(e.op_span, _ARITH[e.op], (left, right), e.op)
 
-    def neg(self, e: ast.Neg, scope: Scope) -> g.Node:
+    def neg(self, e: ast.Neg, scope: Scope) -> nodes.Node:
         operand = self.expr(e.operand, scope)
         return self.elementwise(e.span, lambda x: -x, (operand,), "-")
 
-    def call(self, e: ast.Call, scope: Scope) -> g.Node:
+    def call(self, e: ast.Call, scope: Scope) -> nodes.Node:
         name = e.func.text
         if name in scope:
             raise DlcError(f"'{name}' is a value, not a function", e.func.span)
@@ -104,27 +105,27 @@ class Lowering:
 
     # ------------------------------------------------------- building nodes
 
-    def make(self, span: Span, build: Callable[..., g.Node], *args: Any) -> g.Node:
+    def make(self, span: Span, build: Callable[..., nodes.Node], *args: Any) -> nodes.Node:
         """Build a node, turning a shape error into an error at ``span``."""
         try:
             node = build(*args)
-        except g.ShapeError as exc:
+        except nodes.ShapeError as exc:
             raise DlcError(str(exc), span) from None
         return self.builder.add(node)
 
     def elementwise(
-        self, span: Span, fn: Callable[..., sympy.Expr], args: tuple[g.Node, ...], op: str
-    ) -> g.Node:
+        self, span: Span, fn: Callable[..., sympy.Expr], args: tuple[nodes.Node, ...], op: str
+    ) -> nodes.Node:
         expr = fn(*(element_symbol(i) for i in range(len(args))))
         node = self.make(span, g.elementwise, expr, args, op)
         # Numbers are folded in when the node is built: sqrt(-1), log(0), 1/0.
-        if isinstance(node, g.Elementwise) and node.expr.has(*_NOT_REAL):
+        if isinstance(node, nodes.Elementwise) and node.expr.has(*_NOT_REAL):
             raise DlcError(f"'{op}' gives a value that is not a finite real number here", span)
         return node
 
     # ------------------------------------------------------------- names
 
-    def global_value(self, ident: ast.Ident, scope: Scope) -> g.Node:
+    def global_value(self, ident: ast.Ident, scope: Scope) -> nodes.Node:
         text = ident.text
         if text in self.values:
             return self.values[text]
@@ -141,7 +142,7 @@ class Lowering:
         self.values[text] = node
         return node
 
-    def define(self, decl: Any) -> g.Node:
+    def define(self, decl: Any) -> nodes.Node:
         if isinstance(decl, ast.InputDecl):
             return self.make(decl.shape.span, g.input_node, decl.name.text, "input", decl.shape.dims)
         if isinstance(decl, ast.TargetDecl):
@@ -153,7 +154,7 @@ class Lowering:
             return self.constant(decl.value)
         return self.let(decl)
 
-    def let(self, decl: ast.LetDef) -> g.Node:
+    def let(self, decl: ast.LetDef) -> nodes.Node:
         name = decl.name.text
         if name in self.pending:
             cycle = " -> ".join([*self.pending[self.pending.index(name) :], name])
@@ -166,7 +167,7 @@ class Lowering:
         self.names.setdefault(node, name)
         return node
 
-    def constant(self, value: ast.Array) -> g.Node:
+    def constant(self, value: ast.Array) -> nodes.Node:
         array = _array(value)
         if array.ndim == 0:
             return self.builder.add(g.literal(sympy.Rational(repr(float(array)))))
@@ -174,7 +175,7 @@ class Lowering:
 
     # --------------------------------------------------- function expansion
 
-    def expand(self, fn: ast.FnDef, call: ast.Call, scope: Scope) -> g.Node:
+    def expand(self, fn: ast.FnDef, call: ast.Call, scope: Scope) -> nodes.Node:
         names = tuple(p.text for p in fn.params)
         bound, _ = bind(call, names, (), False)
         args = tuple(self.expr(bound[n], scope) for n in names)
@@ -187,7 +188,7 @@ class Lowering:
         return self.expanded[key]
 
 
-_DISPATCH: dict[type, Callable[[Lowering, Any, Scope], g.Node]] = {
+_DISPATCH: dict[type, Callable[[Lowering, Any, Scope], nodes.Node]] = {
     ast.Number: Lowering.number,
     ast.Name: Lowering.name,
     ast.BinOp: Lowering.binop,
@@ -204,7 +205,7 @@ def bind(
     positional = [] if variadic else list(params)
     if len(call.args) > len(positional) and not variadic:
         raise DlcError(
-            f"{name} takes {_count(params, optional)}, but {len(call.args)} were given",
+            f"{name} takes {_count(params, optional)}, but {_were(len(call.args))}",
             call.args[len(positional)].span,
         )
     bound: dict[str, ast.Expr] = dict(zip(positional, call.args, strict=False))
@@ -221,7 +222,7 @@ def bind(
     missing = [p for p in params if p not in bound and p not in optional]
     if missing:
         raise DlcError(
-            f"{name} takes {_count(params, optional)}, but {len(bound)} were given "
+            f"{name} takes {_count(params, optional)}, but {_were(len(bound))} "
             f"(missing: {', '.join(missing)})",
             call.span,
         )
@@ -238,6 +239,10 @@ def _count(params: tuple[str, ...], optional: tuple[str, ...]) -> str:
     return f"{required} argument" + ("" if required == 1 else "s")
 
 
+def _were(n: int) -> str:
+    return f"{n} was given" if n == 1 else f"{n} were given"
+
+
 class CallSite:
     """A call of a built-in, as the built-in sees it (see :class:`dlc.frontend.builtins.Call`)."""
 
@@ -249,10 +254,10 @@ class CallSite:
     def given(self, name: str) -> bool:
         return name in self.bound
 
-    def tensor(self, name: str) -> g.Node:
+    def tensor(self, name: str) -> nodes.Node:
         return self.lowering.expr(self.bound[name], self.scope)
 
-    def tensors(self) -> list[g.Node]:
+    def tensors(self) -> list[nodes.Node]:
         return [self.lowering.expr(e, self.scope) for e in self.rest]
 
     def integer(self, name: str) -> int | None:
@@ -264,14 +269,14 @@ class CallSite:
             raise DlcError(f"'{name}' of {self.name} must be a whole number", e.span)
         return sign * int(inner.text)
 
-    def make(self, build: Callable[..., g.Node], *args: Any) -> g.Node:
+    def make(self, build: Callable[..., nodes.Node], *args: Any) -> nodes.Node:
         return self.lowering.make(self.call.func.span, build, *args)
 
-    def elementwise(self, fn: Callable[..., sympy.Expr], *args: g.Node) -> g.Node:
+    def elementwise(self, fn: Callable[..., sympy.Expr], *args: nodes.Node) -> nodes.Node:
         return self.lowering.elementwise(self.call.func.span, fn, args, self.name)
 
 
-def check_init(init: ast.Init, shape: tuple[int, ...]) -> g.Init:
+def check_init(init: ast.Init, shape: tuple[int, ...]) -> nodes.Init:
     """Validate an initializer against the parameter's shape."""
     kind = init.name.text
     if kind not in _INITS:
@@ -299,7 +304,7 @@ def check_init(init: ast.Init, shape: tuple[int, ...]) -> g.Init:
             init.span,
             hint="use zeros or normal(scale) for vectors and scalars",
         )
-    return g.Init(kind, init.args)
+    return nodes.Init(kind, init.args)
 
 
 def _array(value: ast.Array) -> np.ndarray:

@@ -206,7 +206,7 @@ class AstBuilder(Transformer[Token, Any]):
         items = _present(items)
         span = _span(lsqb).to(_span(rsqb))
         depth = 1 + max((item.depth for item in items), default=0)
-        if depth > MAX_ARRAY_RANK:
+        if depth - 1 > MAX_ARRAY_RANK:  # a number is depth 1
             raise DlcError(f"a constant may have at most {MAX_ARRAY_RANK} dimensions", span)
         return ast.Array(tuple(items), span, depth)
 

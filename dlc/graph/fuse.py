@@ -2,7 +2,8 @@
 
 A producer is merged into its consumer when both are elementwise, the
 consumer is its only user, and both have the same shape (so no value is
-computed more often than before). The fused node's body is one SymPy
+computed more often than before), unless the merged body would nest deeper
+than :data:`MAX_BODY_DEPTH`. The fused node's body is one SymPy
 expression, which later passes differentiate with ``sympy.diff`` and the
 backends print as one loop.
 """
@@ -13,25 +14,29 @@ from dataclasses import replace
 
 import sympy
 
-from dlc.graph.graph import Builder, Graph
+from dlc.graph.graph import Builder, Graph, consumers, topological_order
 from dlc.graph.nodes import Elementwise, Node
 from dlc.graph.scalar import element_symbol
+
+#: A fused body stays at most this deep, so that printed code stays readable and
+#: within what compilers (Python's parser among them) accept.
+MAX_BODY_DEPTH = 24
+
+
+def expression_depth(expr: sympy.Expr) -> int:
+    """How deeply a SymPy expression nests (a symbol or number is 1)."""
+    deepest = 0
+    stack = [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((a, d + 1) for a in e.args)
+    return deepest
 
 
 def fuse(graph: Graph) -> Graph:
     """Return ``graph`` with maximal elementwise runs merged into single nodes."""
-    users = graph.consumers()
-    for root in graph.roots:
-        users[root] = [*users[root], root]  # a root is also used by the caller
-    builder = Builder()
-    new: dict[Node, Node] = {}
-    for node in graph.nodes():
-        if isinstance(node, Elementwise):
-            new[node] = builder.add(_absorb(node, users, new))
-        elif node.inputs:
-            new[node] = builder.add(replace(node, inputs=tuple(new[i] for i in node.inputs)))
-        else:
-            new[node] = node
+    new = fuse_nodes(graph.roots)
     names = {new[n]: name for n, name in graph.names.items() if n in new}
     return replace(
         graph,
@@ -39,6 +44,23 @@ def fuse(graph: Graph) -> Graph:
         loss=new[graph.loss],
         names=names,
     )
+
+
+def fuse_nodes(roots: tuple[Node, ...]) -> dict[Node, Node]:
+    """Fuse the graph below ``roots``; returns the new node for every old one."""
+    users = consumers(roots)
+    for root in roots:
+        users[root] = [*users[root], root]  # a root is also used by the caller
+    builder = Builder()
+    new: dict[Node, Node] = {}
+    for node in topological_order(roots):
+        if isinstance(node, Elementwise):
+            new[node] = builder.add(_absorb(node, users, new))
+        elif node.inputs:
+            new[node] = builder.add(replace(node, inputs=tuple(new[i] for i in node.inputs)))
+        else:
+            new[node] = node
+    return new
 
 
 def _absorb(node: Elementwise, users: dict[Node, list[Node]], new: dict[Node, Node]) -> Elementwise:
@@ -53,6 +75,7 @@ def _absorb(node: Elementwise, users: dict[Node, list[Node]], new: dict[Node, No
             and isinstance(producer, Elementwise)
             and producer.shape == node.shape
             and producer.batched == node.batched
+            and expression_depth(producer.expr) + expression_depth(node.expr) <= MAX_BODY_DEPTH
         ):
             shift = {element_symbol(j): element_symbol(len(inputs) + j) for j in range(len(producer.inputs))}
             mapping[element_symbol(i)] = producer.expr.xreplace(shift)

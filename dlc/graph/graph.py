@@ -42,7 +42,7 @@ class Graph:
         target: the per-example target, if the model has one.
         params: the trainable parameters, in declaration order.
         output: what ``predict`` returns, if the model declares an output.
-        loss: the scalar loss (a BatchMean when it depends on the data).
+        loss: the scalar loss (a mean over the batch when it depends on the data).
         train: the training settings.
         names: user-given names of intermediate nodes (``h = ...``).
     """
@@ -66,12 +66,17 @@ class Graph:
 
     def consumers(self) -> dict[Node, list[Node]]:
         """For every node, the nodes that take it as an input (each listed once)."""
-        users: dict[Node, list[Node]] = {}
-        for node in self.nodes():
-            users.setdefault(node, [])
-            for inp in dict.fromkeys(node.inputs):
-                users.setdefault(inp, []).append(node)
-        return users
+        return consumers(self.roots)
+
+
+def consumers(roots: Iterable[Node]) -> dict[Node, list[Node]]:
+    """For every node below ``roots``, the nodes that take it as an input (each listed once)."""
+    users: dict[Node, list[Node]] = {}
+    for node in topological_order(roots):
+        users.setdefault(node, [])
+        for inp in dict.fromkeys(node.inputs):
+            users.setdefault(inp, []).append(node)
+    return users
 
 
 def topological_order(roots: Iterable[Node]) -> list[Node]:

@@ -6,7 +6,8 @@ leading batch axis that its ``shape`` does not list. Parameters and constants
 are not batched. The loss reduces the batch axis by the mean.
 
 Node classes compare by identity; :meth:`Node.key` gives the structural key
-that :class:`~dlc.graph.graph.Builder` uses to share equal subgraphs.
+that :class:`~dlc.graph.graph.Builder` uses to share equal subgraphs. The
+functions that build nodes and check their shapes are in :mod:`dlc.graph.ops`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import sympy
 
-from dlc.graph.scalar import element_symbol
-
 Shape = tuple[int, ...]
-
-#: Above this many elements a declared tensor is refused before anything is allocated.
-MAX_ELEMENTS = 10**9
 
 
 class ShapeError(Exception):
@@ -48,7 +44,7 @@ def broadcast(*shapes: Shape, op: str = "+") -> Shape:
     return tuple(out)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Node:
     inputs: tuple[Node, ...]
     shape: Shape
@@ -61,16 +57,16 @@ class Node:
         return tuple(getattr(self, f.name) for f in fields(self)[3:])
 
     def key(self) -> tuple[Any, ...]:
-        return (type(self), self.attrs(), tuple(id(i) for i in self.inputs))
+        # Shape and batch flag are part of the key: expand(0) to [3] is not expand(0) to [4].
+        return (type(self), self.shape, self.batched, self.attrs(), tuple(id(i) for i in self.inputs))
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
 
     def __repr__(self) -> str:
-        batch = "B, " if self.batched and self.shape else ("B" if self.batched else "")
         args = ", ".join(str(a) for a in self.attrs())
-        return f"{self.op_name}({args}) : [{batch}{', '.join(map(str, self.shape))}]"
+        return f"{self.op_name}({args}) : {typed_shape(self)}"
 
 
 # ----------------------------------------------------------------------- leaves
@@ -87,7 +83,7 @@ class Init:
         return self.kind + (f"({', '.join(map(repr, self.args))})" if self.args else "")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Input(Node):
     """Data fed per example: the model's input (role "input") or its target."""
 
@@ -99,7 +95,7 @@ class Input(Node):
         return (Input, self.name)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Param(Node):
     name: str
     init: Init
@@ -109,7 +105,7 @@ class Param(Node):
         return (Param, self.name)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Constant(Node):
     value: np.ndarray
     op_name: ClassVar[str] = "constant"
@@ -118,10 +114,28 @@ class Constant(Node):
         return (Constant, self.value.shape, self.value.tobytes())
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class BatchSize(Node):
+    """The number of examples in the current batch, as a scalar."""
+
+    op_name: ClassVar[str] = "batch_size"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Tangent(Node):
+    """A direction in parameter space, fed from outside (Hessian-vector products)."""
+
+    name: str
+    op_name: ClassVar[str] = "tangent"
+
+    def key(self) -> tuple[Any, ...]:
+        return (Tangent, self.name)
+
+
 # -------------------------------------------------------------------- compute
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Elementwise(Node):
     """A SymPy expression applied element by element; symbol ``x<i>`` is input i."""
 
@@ -129,43 +143,82 @@ class Elementwise(Node):
     op_name: ClassVar[str] = "elementwise"
 
     def __repr__(self) -> str:
-        return f"{self.expr} : {_typed(self)}"
+        return f"{self.expr} : {typed_shape(self)}"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class MatMul(Node):
     op_name: ClassVar[str] = "matmul"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Reduce(Node):
-    """Sum or mean over per-example ``axes`` (all of them for a full reduction)."""
+    """Sum or mean over per-example ``axes``, and over the batch axis if ``batch``.
+
+    The loss of a model is ``Reduce("mean", (), batch=True)`` of the
+    per-example loss: the mean over the batch.
+    """
 
     kind: str
     axes: tuple[int, ...]
+    batch: bool = False
     op_name: ClassVar[str] = "reduce"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
+class Expand(Node):
+    """Broadcast: input axis i becomes output axis ``dims[i]``; other output axes are new.
+
+    The output is batched if the input is, or if ``shape``'s batch flag asks
+    for a batch axis the input lacks (then every example gets the same value).
+    """
+
+    dims: tuple[int, ...]
+    op_name: ClassVar[str] = "expand"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Einsum(Node):
+    """A sum of products over named axes, NumPy's einsum; ``B`` names the batch axis.
+
+    The backward pass writes matrix products as einsums ("Bm,Bk->mk" is the
+    gradient of a weight matrix: a product summed over the batch).
+    """
+
+    spec: str
+    op_name: ClassVar[str] = "einsum"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Slice(Node):
+    """Elements ``start:stop`` of per-example ``axis``."""
+
+    axis: int
+    start: int
+    stop: int
+    op_name: ClassVar[str] = "slice"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Softmax(Node):
     """Softmax over the last axis."""
 
     op_name: ClassVar[str] = "softmax"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class LogSumExp(Node):
     """log(sum(exp(x))) over the last axis, which it removes."""
 
     op_name: ClassVar[str] = "logsumexp"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Transpose(Node):
     op_name: ClassVar[str] = "transpose"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Concat(Node):
     """Joins its inputs along per-example ``axis``."""
 
@@ -173,7 +226,7 @@ class Concat(Node):
     op_name: ClassVar[str] = "concat"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Loss(Node):
     """A per-example loss of a prediction and a target; its value is a scalar.
 
@@ -186,136 +239,7 @@ class Loss(Node):
     op_name: ClassVar[str] = "loss"
 
 
-@dataclass(frozen=True, eq=False)
-class BatchMean(Node):
-    """The mean over the batch axis: how a per-example loss becomes the loss."""
-
-    op_name: ClassVar[str] = "batch_mean"
-
-
-def _typed(node: Node) -> str:
+def typed_shape(node: Node) -> str:
+    """The shape with the batch axis shown as ``B``: ``[B, 8]``."""
     dims = (["B"] if node.batched else []) + [str(d) for d in node.shape]
     return "[" + ", ".join(dims) + "]"
-
-
-# ------------------------------------------------------------ shape rules
-
-
-def _batched(*nodes: Node) -> bool:
-    return any(n.batched for n in nodes)
-
-
-def _check_size(shape: Shape) -> Shape:
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise ShapeError(f"{show_shape(shape)} has more than {MAX_ELEMENTS:.0e} elements")
-    return shape
-
-
-def input_node(name: str, role: str, shape: Shape) -> Input:
-    return Input((), _check_size(shape), True, name, role)
-
-
-def param_node(name: str, shape: Shape, init: Init) -> Param:
-    return Param((), _check_size(shape), False, name, init)
-
-
-def constant(value: np.ndarray) -> Constant:
-    value = np.array(value, dtype=np.float64)
-    value.setflags(write=False)
-    return Constant((), _check_size(value.shape), False, value)
-
-
-def elementwise(expr: sympy.Expr, inputs: tuple[Node, ...], op: str = "+") -> Elementwise:
-    """``expr`` over ``x0, x1, ...`` standing for elements of ``inputs``, broadcast together."""
-    shape = broadcast(*(i.shape for i in inputs), op=op)
-    return Elementwise(tuple(inputs), shape, _batched(*inputs), expr)
-
-
-def literal(value: sympy.Expr) -> Elementwise:
-    """A number, as an elementwise node with no inputs."""
-    return Elementwise((), (), False, value)
-
-
-def matmul(a: Node, b: Node) -> MatMul:
-    """Matrix product in math orientation.
-
-    [m,k] @ [k] -> [m];  [k] @ [k,n] -> [n];  [m,k] @ [k,n] -> [m,n];  [k] @ [k] -> [].
-    """
-    sa, sb = a.shape, b.shape
-    what = f"cannot apply @ to {show_shape(sa)} and {show_shape(sb)}"
-    if not (1 <= len(sa) <= 2 and 1 <= len(sb) <= 2):
-        raise ShapeError(f"{what}: @ takes vectors and matrices (use * to scale)")
-    inner_a, inner_b = sa[-1], sb[0]
-    if inner_a != inner_b:
-        raise ShapeError(f"{what}: inner dimensions {inner_a} and {inner_b} differ")
-    shape = sa[:-1] + sb[1:]
-    return MatMul((a, b), shape, _batched(a, b))
-
-
-def reduce(kind: str, x: Node, axis: int | None) -> Reduce:
-    if axis is None:
-        axes = tuple(range(len(x.shape)))
-    else:
-        if not -len(x.shape) <= axis < len(x.shape):
-            raise ShapeError(f"axis {axis} is out of range for {show_shape(x.shape)}")
-        axes = (axis % len(x.shape),)
-    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
-    return Reduce((x,), shape, x.batched, kind, axes)
-
-
-def softmax(x: Node) -> Softmax:
-    if not x.shape:
-        raise ShapeError("softmax needs a vector, not a scalar")
-    return Softmax((x,), x.shape, x.batched)
-
-
-def logsumexp(x: Node) -> LogSumExp:
-    if not x.shape:
-        raise ShapeError("logsumexp needs a vector, not a scalar")
-    return LogSumExp((x,), x.shape[:-1], x.batched)
-
-
-def transpose(x: Node) -> Transpose:
-    if len(x.shape) != 2:
-        raise ShapeError(f"transpose needs a matrix, not {show_shape(x.shape)}")
-    return Transpose((x,), x.shape[::-1], x.batched)
-
-
-def concat(xs: tuple[Node, ...], axis: int) -> Concat:
-    first = xs[0].shape
-    rank = len(first)
-    if rank == 0:
-        raise ShapeError("concat needs vectors or matrices, not scalars")
-    if not -rank <= axis < rank:
-        raise ShapeError(f"axis {axis} is out of range for {show_shape(first)}")
-    axis %= rank
-    for x in xs[1:]:
-        if len(x.shape) != rank or any(
-            d != e for i, (d, e) in enumerate(zip(x.shape, first, strict=True)) if i != axis
-        ):
-            listed = " and ".join(show_shape(x.shape) for x in xs)
-            raise ShapeError(f"cannot concat {listed} along axis {axis}")
-    shape = list(first)
-    shape[axis] = sum(x.shape[axis] for x in xs)
-    return Concat(tuple(xs), tuple(shape), _batched(*xs), axis)
-
-
-def loss(kind: str, prediction: Node, target: Node) -> Loss:
-    if prediction.shape != target.shape:
-        raise ShapeError(
-            f"{kind} needs a prediction and a target of one shape, "
-            f"not {show_shape(prediction.shape)} and {show_shape(target.shape)}"
-        )
-    if kind == "softmax_ce" and not prediction.shape:
-        raise ShapeError("softmax_cross_entropy needs vectors of class scores, not scalars")
-    return Loss((prediction, target), (), _batched(prediction, target), kind)
-
-
-def batch_mean(x: Node) -> BatchMean:
-    if x.shape:
-        raise ShapeError(f"the loss must be a scalar per example, not {show_shape(x.shape)}")
-    return BatchMean((x,), (), False)
-
-
-def symbols(n: int) -> tuple[sympy.Symbol, ...]:
-    return tuple(element_symbol(i) for i in range(n))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 
 from dlc.graph.graph import Graph
-from dlc.graph.nodes import Constant, Elementwise, Input, Loss, Node, Param, Reduce
+from dlc.graph.nodes import Constant, Elementwise, Input, Loss, Node, Param, Reduce, typed_shape
 from dlc.graph.scalar import element_symbol
 
 #: How each loss kind is written in a model file.
@@ -15,11 +15,6 @@ LOSS_NAMES = {
     "bce_logits": "bce_with_logits",
     "softmax_ce": "softmax_cross_entropy",
 }
-
-
-def shape_text(node: Node) -> str:
-    dims = (["B"] if node.batched else []) + [str(d) for d in node.shape]
-    return "[" + ", ".join(dims) + "]"
 
 
 def node_names(graph: Graph) -> dict[Node, str]:
@@ -48,8 +43,11 @@ def body_text(node: Node, names: dict[Node, str]) -> str:
     if isinstance(node, Constant):
         return f"constant {node.value.tolist()}" if node.size <= 8 else "constant"
     if isinstance(node, Reduce):
+        if node.batch and not node.axes:
+            return f"{node.kind}_over_batch({args[0]})"
         full = len(node.axes) == len(node.inputs[0].shape)
-        return f"{node.kind}({args[0]}" + ("" if full else f", axis={node.axes[0]}") + ")"
+        axes = "" if full else f", axis={','.join(map(str, node.axes))}"
+        return f"{node.kind}{'_over_batch' if node.batch else ''}({args[0]}{axes})"
     if isinstance(node, Loss):
         return f"{LOSS_NAMES[node.kind]}({', '.join(args)})"
     attrs = [str(a) for a in node.attrs()]
@@ -62,11 +60,11 @@ def format_graph(graph: Graph) -> str:
     lines = [f"model {graph.name}"]
     for leaf in (graph.input, graph.target):
         if leaf is not None:
-            lines.append(f"  {leaf.role:<6} {leaf.name} : {shape_text(leaf)}")
+            lines.append(f"  {leaf.role:<6} {leaf.name} : {typed_shape(leaf)}")
     for param in graph.params:
-        lines.append(f"  param  {param.name} : {shape_text(param)} = {param.init}")
+        lines.append(f"  param  {param.name} : {typed_shape(param)} = {param.init}")
     rows = [
-        (names[n], body_text(n, names), shape_text(n))
+        (names[n], body_text(n, names), typed_shape(n))
         for n in graph.nodes()
         if n.inputs or isinstance(n, Constant)
     ]

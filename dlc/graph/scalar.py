@@ -89,3 +89,21 @@ class softplus(Function):  # noqa: N801
 def element_symbol(index: int) -> sympy.Symbol:
     """The symbol that stands for one element of an elementwise node's ``index``-th input."""
     return sympy.Symbol(f"x{index}", real=True)
+
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before a logarithm (as Keras does).
+EPS = sympy.Rational(1, 10**7)
+
+
+class inside01(Function):  # noqa: N801
+    """1 where EPS < p < 1 - EPS, else 0: the derivative of clip01."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return S.Zero
+
+
+class clip01(Function):  # noqa: N801
+    """p clipped to [EPS, 1 - EPS], so that log(p) and log(1 - p) stay finite."""
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return inside01(self.args[0])

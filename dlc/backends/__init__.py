@@ -1,0 +1,1 @@
+"""Backends: turn a differentiated program into something that runs."""

@@ -1,0 +1,66 @@
+"""NumPy implementations of dlc's scalar functions, in their numerically stable forms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlc.graph.scalar import EPS
+
+Array = Any
+
+
+def sigmoid(x: Array) -> Array:
+    # exp of a non-positive number only: no overflow for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus(x: Array) -> Array:
+    return np.logaddexp(0, x)
+
+
+def relu(x: Array) -> Array:
+    return np.maximum(x, 0)
+
+
+def step(x: Array) -> Array:
+    return (x > 0).astype(np.result_type(x, np.float32))
+
+
+def leaky_relu(x: Array, alpha: Array) -> Array:
+    return np.where(x > 0, x, alpha * x)
+
+
+def clip01(p: Array) -> Array:
+    eps = float(EPS)
+    return np.clip(p, eps, 1 - eps)
+
+
+def inside01(p: Array) -> Array:
+    eps = float(EPS)
+    return ((p > eps) & (p < 1 - eps)).astype(np.result_type(p, np.float32))
+
+
+def softmax(x: Array, axis: int = -1) -> Array:
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def logsumexp(x: Array, axis: int = -1) -> Array:
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+#: Name -> implementation, for the printers of elementwise bodies.
+FUNCTIONS = {
+    "sigmoid": sigmoid,
+    "softplus": softplus,
+    "relu": relu,
+    "step": step,
+    "leaky_relu": leaky_relu,
+    "clip01": clip01,
+    "inside01": inside01,
+}

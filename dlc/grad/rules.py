@@ -1,0 +1,210 @@
+"""Vector-Jacobian rules, one per op: the chain rule at tensor level.
+
+``VJP[type(node)](node, g, i, b)`` returns the cotangent of ``node.inputs[i]``
+given the cotangent ``g`` of ``node`` (same shape and batch flag as the node).
+Every rule builds ordinary graph nodes, so a gradient graph can itself be
+differentiated again. Scalar calculus is SymPy's: an elementwise node's
+partial derivatives are ``sympy.diff`` of its body.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import sympy
+
+from dlc.graph import ops
+from dlc.graph.graph import Builder
+from dlc.graph.nodes import (
+    Concat,
+    Einsum,
+    Elementwise,
+    Expand,
+    LogSumExp,
+    Loss,
+    MatMul,
+    Node,
+    Reduce,
+    Slice,
+    Softmax,
+    Transpose,
+)
+from dlc.graph.scalar import clip01, element_symbol, sigmoid
+
+Rule = Callable[[Node, Node, int, Builder], Node]
+VJP: dict[type[Node], Rule] = {}
+
+
+def rule(op: type[Node]) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        VJP[op] = fn
+        return fn
+
+    return register
+
+
+def ew(b: Builder, fn: Callable[..., sympy.Expr], *inputs: Node) -> Node:
+    """An elementwise node of ``fn`` over ``inputs`` (broadcast together)."""
+    expr = fn(*(element_symbol(i) for i in range(len(inputs))))
+    return b.add(ops.elementwise(expr, inputs))
+
+
+def unbroadcast(c: Node, target: Node, b: Builder) -> Node:
+    """Sum a cotangent ``c`` down to ``target``'s shape: the reverse of broadcasting."""
+    rank, r = len(c.shape), len(target.shape)
+    lead = list(range(rank - r))
+    stretched = [rank - r + j for j, n in enumerate(target.shape) if n == 1 and c.shape[rank - r + j] != 1]
+    over_batch = c.batched and not target.batched
+    if not lead and not stretched and not over_batch:
+        return c
+    reduced = b.add(ops.reduce_axes("sum", c, (*lead, *stretched), over_batch))
+    if reduced.shape == target.shape:
+        return reduced
+    kept = tuple(j for j in range(r) if rank - r + j not in stretched)
+    return b.add(ops.expand(reduced, target.shape, kept, target.batched))
+
+
+def _output_form(d: sympy.Expr, expr: sympy.Expr, y: sympy.Symbol) -> sympy.Expr:
+    """``d`` written in terms of the node's output ``y`` where that is cheaper (tanh' = 1 - y**2)."""
+    if expr.is_Symbol or not d.has(expr):
+        return d
+    in_y = d.xreplace({expr: y})
+    return in_y if sympy.count_ops(in_y) <= sympy.count_ops(d) else d
+
+
+@rule(Elementwise)
+def _elementwise(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Elementwise)
+    n = len(node.inputs)
+    y, gs = element_symbol(n), element_symbol(n + 1)
+    d = _output_form(sympy.diff(node.expr, element_symbol(i)), node.expr, y)
+    contribution = b.add(ops.elementwise(d * gs, (*node.inputs, node, g)))
+    return unbroadcast(contribution, node.inputs[i], b)
+
+
+def _einsum_vjp(spec: str, operands: tuple[Node, ...], g: Node, i: int, b: Builder) -> Node:
+    """Cotangent of operand i of an einsum: swap it with the output in the spec."""
+    lhs, out = spec.split("->")
+    subs = lhs.split(",")
+    others = [(s, x) for j, (s, x) in enumerate(zip(subs, operands, strict=True)) if j != i]
+    available = set(out).union(*(set(s) for s, _ in others))
+    target = subs[i]
+    reachable = "".join(c for c in target if c in available)
+    new_spec = ",".join([s for s, _ in others] + [out]) + "->" + reachable
+    result = b.add(ops.einsum(new_spec, *(x for _, x in others), g))
+    if reachable == target:
+        return result
+    # An axis only operand i had was summed away: its cotangent is the same along it.
+    x = operands[i]
+    letters = target.replace("B", "")
+    dims = tuple(k for k, c in enumerate(letters) if c in reachable)
+    return b.add(ops.expand(result, x.shape, dims, x.batched))
+
+
+@rule(Einsum)
+def _einsum(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Einsum)
+    return _einsum_vjp(node.spec, node.inputs, g, i, b)
+
+
+@rule(MatMul)
+def _matmul(node: Node, g: Node, i: int, b: Builder) -> Node:
+    return _einsum_vjp(ops.matmul_spec(*node.inputs), node.inputs, g, i, b)
+
+
+@rule(Reduce)
+def _reduce(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Reduce)
+    (x,) = node.inputs
+    kept = tuple(k for k in range(len(x.shape)) if k not in node.axes)
+    spread = b.add(ops.expand(g, x.shape, kept, x.batched)) if g.shape != x.shape or node.batch else g
+    if node.kind == "sum":
+        return spread
+    count = math.prod(x.shape[k] for k in node.axes)
+    if node.batch:
+        return ew(b, lambda s, n: s / (count * n), spread, b.add(ops.batch_size()))
+    return ew(b, lambda s: s / count, spread)
+
+
+@rule(Expand)
+def _expand(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Expand)
+    (x,) = node.inputs
+    new_axes = tuple(k for k in range(len(node.shape)) if k not in node.dims)
+    over_batch = node.batched and not x.batched
+    return b.add(ops.reduce_axes("sum", g, new_axes, over_batch))
+
+
+@rule(Softmax)
+def _softmax(node: Node, g: Node, i: int, b: Builder) -> Node:
+    # dx = s * (g - sum(g * s)) along the last axis.
+    last = len(node.shape) - 1
+    total = b.add(ops.reduce_axes("sum", ew(b, lambda a, s: a * s, g, node), (last,)))
+    spread = b.add(ops.expand(total, node.shape, tuple(range(last)), node.batched))
+    return ew(b, lambda s, a, t: s * (a - t), node, g, spread)
+
+
+@rule(LogSumExp)
+def _logsumexp(node: Node, g: Node, i: int, b: Builder) -> Node:
+    (x,) = node.inputs
+    spread = b.add(ops.expand(g, x.shape, tuple(range(len(x.shape) - 1)), x.batched))
+    return ew(b, lambda s, a: s * a, b.add(ops.softmax(x)), spread)
+
+
+@rule(Transpose)
+def _transpose(node: Node, g: Node, i: int, b: Builder) -> Node:
+    return b.add(ops.transpose(g))
+
+
+@rule(Concat)
+def _concat(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Concat)
+    start = sum(x.shape[node.axis] for x in node.inputs[:i])
+    stop = start + node.inputs[i].shape[node.axis]
+    part = b.add(ops.slice_axis(g, node.axis, start, stop))
+    return unbroadcast(part, node.inputs[i], b)
+
+
+@rule(Slice)
+def _slice(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Slice)
+    (x,) = node.inputs
+    pieces: list[Node] = []
+    for lo, hi in ((0, node.start), (node.stop, x.shape[node.axis])):
+        if hi > lo:
+            shape = tuple(hi - lo if k == node.axis else n for k, n in enumerate(x.shape))
+            zero = b.add(ops.literal(sympy.Integer(0)))
+            pieces.append(b.add(ops.expand(zero, shape, (), g.batched)))
+    pieces.insert(1 if node.start > 0 else 0, g)
+    joined = b.add(ops.concat(tuple(pieces), node.axis)) if len(pieces) > 1 else g
+    return unbroadcast(joined, x, b)
+
+
+# Per-example losses; g is the per-example scalar cotangent, n the number of
+# elements a prediction has (losses average over them).
+_LOSS_GRADS: dict[str, tuple[Callable[..., sympy.Expr], Callable[..., sympy.Expr]]] = {
+    "mse": (lambda p, y, g, n: 2 * (p - y) * g / n, lambda p, y, g, n: -2 * (p - y) * g / n),
+    "bce_logits": (lambda z, y, g, n: (sigmoid(z) - y) * g / n, lambda z, y, g, n: -z * g / n),
+    "bce": (
+        lambda p, y, g, n: (p - y) * g / (n * clip01(p) * (1 - clip01(p))),
+        lambda p, y, g, n: (sympy.log(1 - clip01(p)) - sympy.log(clip01(p))) * g / n,
+    ),
+}
+
+
+@rule(Loss)
+def _loss(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Loss)
+    p, y = node.inputs
+    n = max(p.size, 1)
+    if node.kind == "softmax_ce":
+        # The stable, cheap rule: d/dz = softmax(z) - y;  d/dy = -(z - logsumexp(z)).
+        if i == 0:
+            c = ew(b, lambda s, t, a: (s - t) * a, b.add(ops.softmax(p)), y, g)
+        else:
+            c = ew(b, lambda z, lse, a: (lse - z) * a, p, b.add(ops.logsumexp(p)), g)
+    else:
+        fn = _LOSS_GRADS[node.kind][i]
+        c = ew(b, lambda pp, yy, gg: fn(pp, yy, gg, n), p, y, g)
+    return unbroadcast(c, node.inputs[i], b)

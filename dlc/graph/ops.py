@@ -1,0 +1,238 @@
+"""Constructors for graph nodes: each checks its operands' shapes and infers its own.
+
+A constructor raises :class:`~dlc.graph.nodes.ShapeError` (a message, no
+position) for operands it does not accept; the caller adds the position.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import sympy
+
+from dlc.graph.nodes import (
+    BatchSize,
+    Concat,
+    Constant,
+    Einsum,
+    Elementwise,
+    Expand,
+    Init,
+    Input,
+    LogSumExp,
+    Loss,
+    MatMul,
+    Node,
+    Param,
+    Reduce,
+    Shape,
+    ShapeError,
+    Slice,
+    Softmax,
+    Tangent,
+    Transpose,
+    broadcast,
+    show_shape,
+)
+from dlc.graph.scalar import element_symbol
+
+#: Above this many elements a declared tensor is refused before anything is allocated.
+MAX_ELEMENTS = 10**9
+
+
+# ------------------------------------------------------------ shape rules
+
+
+def _batched(*nodes: Node) -> bool:
+    return any(n.batched for n in nodes)
+
+
+def _check_size(shape: Shape) -> Shape:
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ShapeError(f"{show_shape(shape)} has more than {MAX_ELEMENTS:.0e} elements")
+    return shape
+
+
+def input_node(name: str, role: str, shape: Shape) -> Input:
+    return Input((), _check_size(shape), True, name, role)
+
+
+def param_node(name: str, shape: Shape, init: Init) -> Param:
+    return Param((), _check_size(shape), False, name, init)
+
+
+def constant(value: np.ndarray) -> Constant:
+    value = np.array(value, dtype=np.float64)
+    value.setflags(write=False)
+    return Constant((), _check_size(value.shape), False, value)
+
+
+def elementwise(expr: sympy.Expr, inputs: tuple[Node, ...], op: str = "+") -> Elementwise:
+    """``expr`` over ``x0, x1, ...`` standing for elements of ``inputs``, broadcast together."""
+    shape = _check_size(broadcast(*(i.shape for i in inputs), op=op))
+    return Elementwise(tuple(inputs), shape, _batched(*inputs), expr)
+
+
+def literal(value: sympy.Expr) -> Elementwise:
+    """A number, as an elementwise node with no inputs."""
+    return Elementwise((), (), False, value)
+
+
+def matmul(a: Node, b: Node) -> MatMul:
+    """Matrix product in math orientation.
+
+    [m,k] @ [k] -> [m];  [k] @ [k,n] -> [n];  [m,k] @ [k,n] -> [m,n];  [k] @ [k] -> [].
+    """
+    sa, sb = a.shape, b.shape
+    what = f"cannot apply @ to {show_shape(sa)} and {show_shape(sb)}"
+    if not (1 <= len(sa) <= 2 and 1 <= len(sb) <= 2):
+        raise ShapeError(f"{what}: @ takes vectors and matrices (use * to scale)")
+    inner_a, inner_b = sa[-1], sb[0]
+    if inner_a != inner_b:
+        raise ShapeError(f"{what}: inner dimensions {inner_a} and {inner_b} differ")
+    shape = _check_size(sa[:-1] + sb[1:])
+    return MatMul((a, b), shape, _batched(a, b))
+
+
+def reduce(kind: str, x: Node, axis: int | None) -> Reduce:
+    """Sum or mean over one per-example axis, or over all of them (``axis`` None)."""
+    if axis is None:
+        return reduce_axes(kind, x, tuple(range(len(x.shape))))
+    if not -len(x.shape) <= axis < len(x.shape):
+        raise ShapeError(f"axis {axis} is out of range for {show_shape(x.shape)}")
+    return reduce_axes(kind, x, (axis % len(x.shape),))
+
+
+def reduce_axes(kind: str, x: Node, axes: tuple[int, ...], batch: bool = False) -> Reduce:
+    """Sum or mean over the given per-example axes, and over the batch if ``batch``."""
+    if batch and not x.batched:
+        raise ShapeError("cannot reduce over the batch axis of a value that has none")
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return Reduce((x,), shape, x.batched and not batch, kind, tuple(sorted(axes)), batch)
+
+
+def batch_mean(x: Node) -> Reduce:
+    """The mean over the batch of a per-example scalar: how the loss is formed."""
+    if x.shape:
+        raise ShapeError(f"the loss must be a scalar per example, not {show_shape(x.shape)}")
+    return reduce_axes("mean", x, (), batch=True)
+
+
+def expand(x: Node, shape: Shape, dims: tuple[int, ...], batched: bool) -> Expand:
+    """Broadcast ``x`` to ``shape``: x's axis i lands on output axis dims[i], the rest are new."""
+    increasing = all(a < b for a, b in itertools.pairwise(dims))
+    if (
+        not increasing
+        or len(dims) != len(x.shape)
+        or any(not 0 <= d < len(shape) or shape[d] != n for d, n in zip(dims, x.shape, strict=True))
+    ):
+        raise ShapeError(f"cannot expand {show_shape(x.shape)} to {show_shape(shape)} along {dims}")
+    if x.batched and not batched:
+        raise ShapeError("expand cannot remove the batch axis")
+    return Expand((x,), shape, batched, tuple(dims))
+
+
+def batch_size() -> BatchSize:
+    return BatchSize((), (), False)
+
+
+def tangent(name: str, shape: Shape) -> Tangent:
+    return Tangent((), shape, False, name)
+
+
+def _subscripts(node: Node, letters: str) -> str:
+    return ("B" if node.batched else "") + letters
+
+
+def matmul_spec(a: Node, b: Node) -> str:
+    """The einsum that a matrix product of ``a`` and ``b`` computes, batch axis included."""
+    sa = _subscripts(a, "mk" if len(a.shape) == 2 else "k")
+    sb = _subscripts(b, "kn" if len(b.shape) == 2 else "k")
+    out = ("B" if a.batched or b.batched else "") + ("m" if len(a.shape) == 2 else "")
+    return f"{sa},{sb}->{out}" + ("n" if len(b.shape) == 2 else "")
+
+
+def einsum(spec: str, *operands: Node) -> Einsum:
+    """An einsum over per-example operands; ``B`` in a subscript is the batch axis."""
+    lhs, out = spec.split("->")
+    subs = lhs.split(",")
+    if len(subs) != len(operands):
+        raise ShapeError(f"einsum {spec} takes {len(subs)} operands, not {len(operands)}")
+    sizes: dict[str, int] = {}
+    for sub, x in zip(subs, operands, strict=True):
+        if ("B" in sub) != x.batched or (sub.lstrip("B") == "" and x.shape):
+            raise ShapeError(f"einsum {spec}: operand {show_shape(x.shape)} does not fit '{sub}'")
+        letters = sub.replace("B", "")
+        if len(letters) != len(x.shape):
+            raise ShapeError(f"einsum {spec}: operand {show_shape(x.shape)} does not fit '{sub}'")
+        for letter, n in zip(letters, x.shape, strict=True):
+            if sizes.setdefault(letter, n) != n:
+                raise ShapeError(f"einsum {spec}: axis {letter} is {sizes[letter]} and {n}")
+    shape = _check_size(tuple(sizes[c] for c in out.replace("B", "")))
+    if "B" in out and not any(x.batched for x in operands):
+        raise ShapeError(f"einsum {spec}: no operand has a batch axis")
+    return Einsum(tuple(operands), shape, "B" in out, spec)
+
+
+def slice_axis(x: Node, axis: int, start: int, stop: int) -> Slice:
+    shape = list(x.shape)
+    if not (0 <= axis < len(shape) and 0 <= start < stop <= shape[axis]):
+        raise ShapeError(f"cannot take {start}:{stop} of axis {axis} of {show_shape(x.shape)}")
+    shape[axis] = stop - start
+    return Slice((x,), tuple(shape), x.batched, axis, start, stop)
+
+
+def softmax(x: Node) -> Softmax:
+    if not x.shape:
+        raise ShapeError("softmax needs a vector, not a scalar")
+    return Softmax((x,), x.shape, x.batched)
+
+
+def logsumexp(x: Node) -> LogSumExp:
+    if not x.shape:
+        raise ShapeError("logsumexp needs a vector, not a scalar")
+    return LogSumExp((x,), x.shape[:-1], x.batched)
+
+
+def transpose(x: Node) -> Transpose:
+    if len(x.shape) != 2:
+        raise ShapeError(f"transpose needs a matrix, not {show_shape(x.shape)}")
+    return Transpose((x,), x.shape[::-1], x.batched)
+
+
+def concat(xs: tuple[Node, ...], axis: int) -> Concat:
+    first = xs[0].shape
+    rank = len(first)
+    if rank == 0:
+        raise ShapeError("concat needs vectors or matrices, not scalars")
+    if not -rank <= axis < rank:
+        raise ShapeError(f"axis {axis} is out of range for {show_shape(first)}")
+    axis %= rank
+    for x in xs[1:]:
+        if len(x.shape) != rank or any(
+            d != e for i, (d, e) in enumerate(zip(x.shape, first, strict=True)) if i != axis
+        ):
+            listed = " and ".join(show_shape(x.shape) for x in xs)
+            raise ShapeError(f"cannot concat {listed} along axis {axis}")
+    shape = list(first)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    return Concat(tuple(xs), _check_size(tuple(shape)), _batched(*xs), axis)
+
+
+def loss(kind: str, prediction: Node, target: Node) -> Loss:
+    if prediction.shape != target.shape:
+        raise ShapeError(
+            f"{kind} needs a prediction and a target of one shape, "
+            f"not {show_shape(prediction.shape)} and {show_shape(target.shape)}"
+        )
+    if kind == "softmax_ce" and len(prediction.shape) != 1:
+        raise ShapeError(
+            f"softmax_cross_entropy needs a vector of class scores, not {show_shape(prediction.shape)}"
+        )
+    return Loss((prediction, target), (), _batched(prediction, target), kind)
+
+
+def symbols(n: int) -> tuple[sympy.Symbol, ...]:
+    return tuple(element_symbol(i) for i in range(n))
