@@ -41,6 +41,33 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_FAILED
 
 
+def _grad(args: argparse.Namespace) -> int:
+    from dlc.frontend import load
+    from dlc.grad import differentiate
+    from dlc.grad.formulas import derive
+    from dlc.graph.stats import stats
+
+    model = load(args.model)
+    _warn(model.warnings)
+    names = [p.name for p in model.graph.params]
+    if args.wrt is not None and args.wrt not in names:
+        raise DlcError(
+            f"'{args.wrt}' is not a parameter of {model.path}; its parameters are {', '.join(names)}"
+        )
+    derivation = derive(model.graph)
+    render = {"text": derivation.text, "latex": derivation.latex, "markdown": derivation.markdown}
+    print(render[args.format](args.wrt))
+    if args.stats:
+        program = differentiate(model.graph)
+        forward, total = stats(program.graph.nodes()), stats(program.nodes())
+        print("\nCost per example (estimated):")
+        for label, s in (("forward", forward), ("forward + gradients", total)):
+            ops = ", ".join(f"{k} {v}" for k, v in sorted(s.ops.items()))
+            print(f"  {label:<20} {s.count:>4} ops  {s.flops:>10,} flops   ({ops})")
+        print(f"  gradients cost {total.flops / max(forward.flops, 1):.2f}x the forward pass")
+    return EXIT_OK
+
+
 def _warn(warnings: Sequence[DlcError]) -> None:
     for warning in warnings:
         print(warning.render(kind="warning"), file=sys.stderr)
@@ -48,6 +75,7 @@ def _warn(warnings: Sequence[DlcError]) -> None:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "show": (_show, "check a model and print its tensor graph with shapes"),
+    "grad": (_grad, "print the derived gradient formulas"),
     "check": (_check, "compare the symbolic gradients with finite differences"),
 }
 
@@ -61,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("model", metavar="MODEL", help="a model file (.dlc)")
+        if name == "grad":
+            cmd.add_argument("--format", choices=("text", "latex", "markdown"), default="text")
+            cmd.add_argument("--wrt", metavar="NAME", help="only the gradient with respect to this parameter")
+            cmd.add_argument("--stats", action="store_true", help="op counts and flops, forward vs gradients")
         if name == "check":
             cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
             cmd.add_argument("--seed", type=int, default=0, help="for parameters, data and directions")

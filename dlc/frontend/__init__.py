@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import sympy
+
 from dlc.errors import DlcError, Span
 from dlc.frontend import ast
 from dlc.frontend.declarations import Declarations, declare
@@ -20,8 +22,9 @@ from dlc.frontend.parser import MAX_SOURCE_BYTES, parse
 from dlc.frontend.settings import train_config
 from dlc.graph import nodes
 from dlc.graph import ops as g
-from dlc.graph.fuse import fuse
+from dlc.graph.fuse import fuse, fuse_nodes
 from dlc.graph.graph import Graph, topological_order
+from dlc.graph.scalar import element_symbol
 from dlc.recursion import deep_recursion
 
 
@@ -113,8 +116,38 @@ def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
         loss=loss,
         train=train_config(decls.train),
         names=lowering.names,
+        activations=_activations(decls, {key[0] for key in lowering.expanded}),
     )
     return fuse(graph), warnings
+
+
+def _activations(
+    decls: Declarations, used: set[str]
+) -> dict[str, tuple[tuple[sympy.Symbol, ...], sympy.Expr]]:
+    """The used user functions that act element by element, as scalar SymPy formulas.
+
+    A function is one if its body, called with scalars, is a single fused
+    elementwise node over its own arguments (``swish(z) = z * sigmoid(z)``).
+    """
+    found = {}
+    for name in sorted(used):
+        fn = decls.functions[name]
+        lowering = Lowering(decls)
+        scope: dict[str, nodes.Node] = {
+            p.text: lowering.builder.add(g.tangent(p.text, ())) for p in fn.params
+        }
+        try:
+            body = lowering.expr(fn.body, scope)
+        except DlcError:
+            continue  # not a scalar function (it needs vectors, or has a matrix product)
+        node = fuse_nodes((body,))[body]
+        if not (isinstance(node, nodes.Elementwise) and node.inputs):
+            continue
+        if not all(isinstance(i, nodes.Tangent) for i in node.inputs):
+            continue
+        args = {element_symbol(k): sympy.Symbol(i.name, real=True) for k, i in enumerate(node.inputs)}  # type: ignore[attr-defined]
+        found[name] = (tuple(sympy.Symbol(p.text, real=True) for p in fn.params), node.expr.xreplace(args))
+    return found
 
 
 def _unused(decls: Declarations, lowering: Lowering, used: set[nodes.Node]) -> list[DlcError]:

@@ -151,7 +151,10 @@ class Lowering:
             init = check_init(decl.init, decl.shape.dims)
             return self.make(decl.shape.span, g.param_node, decl.name.text, decl.shape.dims, init)
         if isinstance(decl, ast.ConstDecl):
-            return self.constant(decl.value)
+            node = self.constant(decl.value)
+            if isinstance(node, nodes.Constant):
+                self.names.setdefault(node, decl.name.text)
+            return node
         return self.let(decl)
 
     def let(self, decl: ast.LetDef) -> nodes.Node:

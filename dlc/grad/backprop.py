@@ -21,26 +21,28 @@ class NotDifferentiableError(Exception):
     """An op without a vector-Jacobian rule lies between the loss and a parameter."""
 
 
-def backward(
-    output: Node, wrt: Iterable[Node], builder: Builder, seed: Node | None = None
-) -> dict[Node, Node]:
+def backward(output: Node, wrt: Iterable[Node], builder: Builder) -> dict[Node, Node]:
     """Gradients of the scalar ``output`` with respect to each node of ``wrt``.
 
     Args:
         output: an unbatched scalar node (the loss).
         wrt: the nodes to differentiate by (parameters).
-        builder: shares nodes with the forward graph (pass the one that built it
-            or a fresh one; equal nodes are merged either way by fusion later).
-        seed: the cotangent of ``output``; 1 if not given.
+        builder: makes the new nodes (equal nodes are shared).
 
     Returns:
         For each node of ``wrt``, its gradient: a node of the same shape (zero
         if the output does not depend on it).
     """
     targets = list(wrt)
+    grads = cotangents(output, targets, builder)
+    return {t: grads.get(t) or _zeros(t, builder) for t in targets}
+
+
+def cotangents(output: Node, targets: list[Node], builder: Builder) -> dict[Node, Node]:
+    """The reverse sweep: d output / d node for every node between ``targets`` and ``output``."""
     order = topological_order([output])
     needed = _on_a_path(order, set(targets))
-    pending: dict[Node, list[Node]] = {output: [seed or builder.add(ops.literal(sympy.Integer(1)))]}
+    pending: dict[Node, list[Node]] = {output: [builder.add(ops.literal(sympy.Integer(1)))]}
     grads: dict[Node, Node] = {}
     for node in reversed(order):
         if node not in pending:
@@ -50,7 +52,7 @@ def backward(
         for i, inp in enumerate(node.inputs):
             if inp in needed:
                 pending.setdefault(inp, []).append(_vjp(node, g, i, builder))
-    return {t: grads.get(t) or _zeros(t, builder) for t in targets}
+    return grads
 
 
 def _vjp(node: Node, g: Node, i: int, builder: Builder) -> Node:

@@ -44,7 +44,9 @@ class Graph:
         output: what ``predict`` returns, if the model declares an output.
         loss: the scalar loss (a mean over the batch when it depends on the data).
         train: the training settings.
-        names: user-given names of intermediate nodes (``h = ...``).
+        names: user-given names of intermediate nodes (``h = ...``) and constants.
+        activations: the user's elementwise functions (``swish(z) = z * sigmoid(z)``):
+            name -> (argument symbols, scalar body).
     """
 
     name: str
@@ -55,6 +57,7 @@ class Graph:
     loss: Node
     train: TrainConfig = TrainConfig()
     names: dict[Node, str] = field(default_factory=dict)
+    activations: dict[str, tuple[tuple[sympy.Symbol, ...], sympy.Expr]] = field(default_factory=dict)
 
     @property
     def roots(self) -> tuple[Node, ...]:
@@ -107,8 +110,19 @@ class Builder:
     def add(self, node: N) -> N:
         if isinstance(node, Elementwise):
             node = canonical_elementwise(node)  # type: ignore[assignment]
+            if _is_identity(node):
+                return node.inputs[0]  # type: ignore[return-value]
         shared = self._memo.setdefault(node.key(), node)
         return shared  # type: ignore[return-value]
+
+
+def _is_identity(node: Elementwise) -> bool:
+    """``x0`` of a single input of the same shape: the input itself."""
+    return (
+        node.expr == element_symbol(0)
+        and len(node.inputs) == 1
+        and (node.inputs[0].shape, node.inputs[0].batched) == (node.shape, node.batched)
+    )
 
 
 def canonical_elementwise(node: Elementwise) -> Elementwise:

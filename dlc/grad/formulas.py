@@ -1,0 +1,307 @@
+"""The derived formulas, for people: forward values, backward deltas, parameter gradients.
+
+Built from the same reverse sweep that the compiled code runs (the cotangent
+nodes of :func:`dlc.grad.backprop.cotangents`), printed in matrix-calculus
+notation with named intermediate terms: z (matrix products), h (what an
+elementwise function makes of them), δ (the loss's derivative with respect to
+a named value, for one example; it carries the 1/B of the batch mean).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import permutations, product
+from typing import Any
+
+import sympy
+
+from dlc.grad import notation as nt
+from dlc.grad.backprop import cotangents
+from dlc.grad.rules import _output_form
+from dlc.graph.graph import Builder, Graph
+from dlc.graph.nodes import (
+    BatchSize,
+    Constant,
+    Einsum,
+    Elementwise,
+    Expand,
+    Input,
+    Loss,
+    MatMul,
+    Node,
+    Param,
+    Reduce,
+    Slice,
+    Tangent,
+    Transpose,
+    typed_shape,
+)
+from dlc.graph.ops import matmul_spec
+from dlc.graph.printer import LOSS_NAMES
+from dlc.graph.scalar import element_symbol
+from dlc.recursion import deep_recursion
+
+CONVENTION = (
+    "Values are per example; B is the number of examples in a batch and the loss L is the "
+    "mean of ℓ over the batch. ⊙ is the elementwise product, ᵀ the transpose, Σ_b a sum over "
+    "the batch; δ names the derivative of L with respect to a value, for one example."
+)
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``lhs = rhs``, SymPy expressions in :mod:`dlc.grad.notation`, with the value's shape."""
+
+    lhs: sympy.Expr
+    rhs: sympy.Expr
+    shape: str = ""
+
+    def text(self) -> str:
+        return f"{nt.text(self.lhs)} = {nt.text(self.rhs)}"
+
+    def latex(self) -> str:
+        return f"{nt.latex(self.lhs)} = {nt.latex(self.rhs)}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """All formulas of one model; ``text()``, ``latex()``, ``markdown()`` render them."""
+
+    model: str
+    forward: tuple[Equation, ...]
+    backward: tuple[Equation, ...]
+    gradients: dict[str, Equation]
+    derivatives: tuple[Equation, ...]
+
+    def sections(self, wrt: str | None = None) -> list[tuple[str, list[Equation]]]:
+        grads = [e for k, e in self.gradients.items() if wrt in (None, k)]
+        return [
+            ("Forward pass", list(self.forward)),
+            ("Backward pass", list(self.backward)),
+            ("Gradients", grads),
+            ("Derivatives of the elementwise functions", list(self.derivatives)),
+        ]
+
+    def text(self, wrt: str | None = None) -> str:
+        lines = [f"model {self.model}", CONVENTION]
+        for title, eqs in self.sections(wrt):
+            if eqs:
+                lines.append(f"\n{title}:")
+                width = max(len(e.text()) for e in eqs)
+                lines += [f"  {e.text():<{width}}  {e.shape}".rstrip() for e in eqs]
+        return "\n".join(lines)
+
+    def latex(self, wrt: str | None = None) -> str:
+        parts = []
+        for title, eqs in self.sections(wrt):
+            if eqs:
+                rows = " \\\\\n".join(f"  {nt.latex(e.lhs)} &= {nt.latex(e.rhs)}" for e in eqs)
+                parts.append(f"% {title}\n\\begin{{aligned}}\n{rows}\n\\end{{aligned}}")
+        return "\n\n".join(parts)
+
+    def markdown(self, wrt: str | None = None) -> str:
+        out = [f"# Gradients of `{self.model}`", "", CONVENTION]
+        for title, eqs in self.sections(wrt):
+            if eqs:
+                out += ["", f"## {title}", "", "| formula | shape |", "| --- | --- |"]
+                out += [f"| ${e.latex()}$ | `{e.shape}` |" for e in eqs]
+        return "\n".join(out)
+
+    def _repr_latex_(self) -> str:
+        return "$$" + self.latex().replace("\n\n", r"\\ ") + "$$"
+
+
+def derive(graph: Graph) -> Derivation:
+    """The formulas of ``graph``'s forward pass and of dL/dθ for every parameter θ."""
+    with deep_recursion():
+        cots = cotangents(graph.loss, list(graph.params), Builder())
+        names = _forward_names(graph)
+        show = _Shower(names)
+        forward = tuple(
+            Equation(sympy.Symbol(names[n]), show.forward(n), typed_shape(n))
+            for n in graph.nodes()
+            if n.inputs and n in names
+        )
+        deltas = _deltas(graph, cots, names)
+        show.deltas = {cots[n]: sympy.Symbol(d) for n, d in deltas.items()}
+        backward = tuple(
+            Equation(show.deltas[cots[n]], show.backward(cots[n], defining=cots[n]), typed_shape(n))
+            for n in reversed(graph.nodes())
+            if n in deltas and show.deltas[cots[n]] == sympy.Symbol(deltas[n])
+        )
+        gradients = {
+            p.name: Equation(nt.Grad(sympy.Symbol(p.name)), show.backward(cots[p]), typed_shape(p))
+            for p in graph.params
+            if p in cots
+        }
+        return Derivation(graph.name, forward, backward, gradients, _derivatives(graph))
+
+
+def _forward_names(graph: Graph) -> dict[Node, str]:
+    """z1, h1, ... for computed values (user names win); leaves keep their own names."""
+    names: dict[Node, str] = {}
+    counters: dict[str, int] = {}
+
+    def fresh(prefix: str) -> str:
+        counters[prefix] = counters.get(prefix, 0) + 1
+        return f"{prefix}{counters[prefix]}"
+
+    layer: dict[Node, int] = {}  # z_k -> k, so that what a layer's activation makes is h_k
+    for node in graph.nodes():
+        if isinstance(node, Elementwise) and not node.inputs:
+            continue  # a number, shown as itself
+        name = _given_name(graph, node)
+        if name is None and isinstance(node, (MatMul, Einsum)):
+            name = fresh("z")
+            layer[node] = counters["z"]
+        elif name is None and isinstance(node, Elementwise):
+            k = next((layer[i] for i in node.inputs if i in layer), None)
+            name = f"h{k}" if k is not None and f"h{k}" not in names.values() else None
+        names[node] = name or fresh("u" if node.shape or node.batched else "c")
+    return names
+
+
+def _given_name(graph: Graph, node: Node) -> str | None:
+    """A leaf's or a user-named value's own name, or the name of a special role."""
+    if isinstance(node, (Input, Param, Tangent)):
+        return node.name
+    if node in graph.names:
+        return graph.names[node]
+    if isinstance(node, Loss):
+        return "ell"
+    if node is graph.output:
+        return "yhat"
+    return "L" if node is graph.loss else None
+
+
+def _deltas(graph: Graph, cots: dict[Node, Node], names: dict[Node, str]) -> dict[Node, str]:
+    """The values whose δ gets a name: matrix products' outputs and the user's named values."""
+    deltas = {}
+    for node in graph.nodes():
+        named = node in graph.names or isinstance(node, (MatMul, Einsum))
+        if node in cots and node.inputs and named and node in names:
+            n = names[node]
+            deltas[node] = "delta" + (n[1:] if n[0] == "z" and n[1:].isdigit() else "_" + n)
+    return deltas
+
+
+class _Shower:
+    """Turns graph nodes into notation, naming known values instead of expanding them."""
+
+    def __init__(self, names: dict[Node, str]) -> None:
+        self.names = names
+        self.deltas: dict[Node, sympy.Symbol] = {}
+
+    def forward(self, node: Node) -> sympy.Expr:
+        return self._op(node, self.ref)
+
+    def backward(self, node: Node, defining: Node | None = None) -> sympy.Expr:
+        return self._op(node, lambda n: self.backward_ref(n, defining))
+
+    def ref(self, node: Node) -> sympy.Expr:
+        if node in self.names:
+            return sympy.Symbol(self.names[node])
+        return self._op(node, self.ref)
+
+    def backward_ref(self, node: Node, defining: Node | None) -> sympy.Expr:
+        if node in self.names:
+            return sympy.Symbol(self.names[node])
+        if node in self.deltas and node is not defining:
+            return self.deltas[node]
+        return self._op(node, lambda n: self.backward_ref(n, defining))
+
+    def _op(self, node: Node, arg: Callable[[Node], sympy.Expr]) -> sympy.Expr:
+        args = [arg(i) for i in node.inputs]
+        notation = _NOTATION.get(type(node))
+        if notation is None:
+            return sympy.Function(node.op_name)(*args)
+        return notation(node, args)
+
+
+_NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
+    Elementwise: lambda n, a: n.expr.xreplace({element_symbol(k): x for k, x in enumerate(a)}),
+    MatMul: lambda n, a: _einsum_notation(matmul_spec(*n.inputs), a),
+    Einsum: lambda n, a: _einsum_notation(n.spec, a),
+    Reduce: lambda n, a: _reduce_notation(n, a[0]),
+    Expand: lambda n, a: a[0],  # broadcasting is implicit in the notation
+    BatchSize: lambda n, a: sympy.Symbol("B"),
+    Transpose: lambda n, a: nt.T(a[0]),
+    Loss: lambda n, a: sympy.Function(LOSS_NAMES[n.kind])(*a),
+    Slice: lambda n, a: sympy.Function("slice")(a[0], n.start, n.stop),
+    Constant: lambda n, a: sympy.Symbol("C"),
+}
+
+
+def _reduce_notation(node: Reduce, x: sympy.Expr) -> sympy.Expr:
+    inner = x
+    if node.axes:
+        inner = (nt.Total if node.kind == "sum" else nt.Average)(x)
+    if node.batch:
+        return (nt.BatchSum if node.kind == "sum" else nt.BatchMean)(inner)
+    return inner
+
+
+def _einsum_notation(spec: str, args: list[sympy.Expr]) -> sympy.Expr:
+    """A two-operand einsum as a matrix product with transposes: "Bm,Bk->mk" is Σ_b δ xᵀ."""
+    lhs, out = spec.split("->")
+    subs = [s.replace("B", "") for s in lhs.split(",")]
+    batch_summed = "B" in lhs and "B" not in out
+    expr = _as_product(subs, out.replace("B", ""), args)
+    return nt.BatchSum(expr) if batch_summed else expr
+
+
+def _orient(sub: str, transposed: bool) -> tuple[str | None, str | None]:
+    """(row axis, column axis) of an operand; a vector is a column."""
+    rows, cols = (sub[0], sub[1]) if len(sub) == 2 else ((sub, None) if sub else (None, None))
+    return (cols, rows) if transposed else (rows, cols)
+
+
+def _as_product(subs: list[str], out: str, args: list[sympy.Expr]) -> sympy.Expr:
+    if len(subs) != 2:
+        return sympy.Function("einsum")(*args)
+    want = _orient(out, False)
+    # Prefer a product that lands in the output's orientation, with as few transposes as possible.
+    for targets in ((want,), (want[::-1],)):
+        for flips in sorted(product((False, True), repeat=2), key=sum):
+            for i, j in permutations(range(2)):
+                fi, fj = flips
+                (r1, c1), (r2, c2) = _orient(subs[i], fi), _orient(subs[j], fj)
+                if c1 == r2 and (r1, c2) in targets:
+                    a = nt.T(args[i]) if fi else args[i]
+                    b = nt.T(args[j]) if fj else args[j]
+                    prod = nt.MatProd(a, b)
+                    return prod if (r1, c2) == want else nt.T(prod)
+    return sympy.Function("einsum")(*args)
+
+
+def _derivatives(graph: Graph) -> tuple[Equation, ...]:
+    """f'(u) for each built-in function in the model and each user activation."""
+    u = sympy.Symbol("u", real=True)
+    heads: dict[str, type] = {}
+    for node in graph.nodes():
+        if isinstance(node, Elementwise):
+            for f in node.expr.atoms(sympy.Function):
+                heads.setdefault(type(f).__name__, type(f))
+    eqs = []
+    for name in sorted(heads):
+        cls = heads[name]
+        if name in ("leaky_relu",):
+            alpha = sympy.Symbol("alpha", positive=True)
+            f = cls(u, alpha)
+        elif getattr(cls, "nargs", None) and 1 not in cls.nargs:  # type: ignore[attr-defined]
+            continue
+        else:
+            f = cls(u)
+        if not isinstance(f, sympy.Function):
+            continue
+        d = _output_form(sympy.diff(f, u), f, sympy.Symbol("_y"))
+        d = d.xreplace({sympy.Symbol("_y"): f})
+        eqs.append(Equation(nt.Deriv(sympy.Symbol(name), *f.args), d))
+    for name, (params, body) in sorted(graph.activations.items()):
+        if len(params) == 1:
+            eqs.append(Equation(nt.Deriv(sympy.Symbol(name), *params), sympy.diff(body, params[0])))
+    return tuple(eqs)
