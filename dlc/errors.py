@@ -60,6 +60,8 @@ class DlcError(Exception):
         # Set by whoever knows which file was being read.
         self.path: str | None = None
         self.source: str | None = None
+        # The argument of a call at fault (``axis``), so a caller can point at it.
+        self.argument: str | None = None
 
     def with_note(self, note: Note) -> DlcError:
         """Return this error with one more note (the original is unchanged)."""

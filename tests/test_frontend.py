@@ -196,3 +196,19 @@ def test_examples_check_and_print(path: object) -> None:
     text = format_graph(model.graph)
     assert text.startswith("model ")
     assert "loss" in text
+
+
+def test_nested_activations_print_and_differentiate() -> None:
+    # Renaming symbols for printing once sent SymPy's assumptions into exponential work.
+    from dlc.grad.formulas import derive
+
+    graph = load_source(HEADER + "loss mse(" + "tanh(" * 60 + "W @ x" + ")" * 60 + ", y)").graph
+    assert "tanh(tanh(" in format_graph(graph)
+    assert "∂L/∂W" in derive(graph).text()
+
+
+def test_names_are_checked_in_unused_definitions_too() -> None:
+    with pytest.raises(DlcError, match="undefined name 'hiden'"):
+        load_source(HEADER + "probe = sum(hiden)\nloss mse(W @ x, y)")
+    with pytest.raises(DlcError, match="takes 1 argument, but 2 were given"):
+        load_source(HEADER + "unused(v) = tanh(v, v)\nloss mse(W @ x, y)")

@@ -111,3 +111,20 @@ def test_keyword_as_name_gets_a_hint() -> None:
     with pytest.raises(DlcError) as info:
         parse("param loss : [2] = zeros")
     assert info.value.hint is not None and "keyword" in info.value.hint
+
+
+def test_a_huge_dimension_is_an_error_not_a_crash() -> None:
+    with pytest.raises(DlcError, match="too large"):
+        parse("input x : [" + "9" * 5000 + "]")
+
+
+def test_parenthesised_expressions_span_their_brackets() -> None:
+    e = expr_of("(a + b) * c")
+    assert isinstance(e, ast.BinOp)
+    assert (e.left.span.column, e.left.span.end_column) == (5, 12)
+
+
+def test_byte_order_mark_is_skipped() -> None:
+    from dlc.frontend import load_source
+
+    assert load_source("\ufeffparam w : [] = zeros\nloss w * w").graph.params

@@ -51,6 +51,7 @@ def load_source(source: str, path: str = "<model>") -> Model:
     Raises:
         DlcError: with ``path`` and ``source`` recorded, for any mistake in the model.
     """
+    source = source.removeprefix("\ufeff")  # a byte-order mark some editors write
     try:
         with deep_recursion():
             graph, warnings = _build(source, Path(path).stem if path != "<model>" else "model")

@@ -33,10 +33,11 @@ class Number:
 class Name:
     ident: Ident
     depth: int = 1
+    parens: Span | None = None  # the brackets around it, if it was written in some
 
     @property
     def span(self) -> Span:
-        return self.ident.span
+        return self.parens or self.ident.span
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,11 @@ class BinOp:
     right: Expr
     op_span: Span
     depth: int
+    parens: Span | None = None  # the brackets around it, if it was written in some
 
     @property
     def span(self) -> Span:
-        return self.left.span.to(self.right.span)
+        return self.parens or self.left.span.to(self.right.span)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ def declare(module: ast.Module) -> Declarations:
             hint="add a line such as 'loss mse(output_value, y)'",
         )
     _check_recursion(decls.functions)
+    for stmt in module.statements:
+        _check_references(decls, stmt)
     return decls
 
 
@@ -113,19 +115,113 @@ def _define(decls: Declarations, stmt: Definition) -> None:
     decls.names[name.text] = stmt
 
 
-def calls_in(expr: ast.Expr) -> Iterator[ast.Call]:
-    """Every call inside ``expr``, without recursion."""
+def subexpressions(expr: ast.Expr) -> Iterator[ast.Expr]:
+    """Every expression inside ``expr`` (itself included), left to right, without recursion."""
     stack: list[ast.Expr] = [expr]
     while stack:
         e = stack.pop()
+        yield e
         if isinstance(e, ast.Call):
-            yield e
-            stack.extend(e.args)
-            stack.extend(k.value for k in e.keywords)
+            stack.extend(reversed([*e.args, *(k.value for k in e.keywords)]))
         elif isinstance(e, ast.BinOp):
             stack.extend((e.right, e.left))
         elif isinstance(e, ast.Neg):
             stack.append(e.operand)
+
+
+def calls_in(expr: ast.Expr) -> Iterator[ast.Call]:
+    """Every call inside ``expr``."""
+    return (e for e in subexpressions(expr) if isinstance(e, ast.Call))
+
+
+def _check_references(decls: Declarations, stmt: ast.Statement) -> None:
+    """Every name and call in a definition must resolve, whether or not it is ever used."""
+    if isinstance(stmt, ast.FnDef):
+        body, local = stmt.body, {p.text for p in stmt.params}
+    elif isinstance(stmt, (ast.LetDef, ast.OutputStmt, ast.LossStmt)):
+        body, local = (stmt.body if isinstance(stmt, ast.LetDef) else stmt.expr), set()
+    else:
+        return
+    for e in subexpressions(body):
+        if isinstance(e, ast.Name):
+            _check_name(decls, e.ident, local)
+        elif isinstance(e, ast.Call):
+            _check_call(decls, e, local)
+
+
+def _check_name(decls: Declarations, ident: ast.Ident, local: set[str]) -> None:
+    text = ident.text
+    if text in local or text in decls.names:
+        return
+    if text in BUILTINS:
+        raise DlcError(f"'{text}' is a function; call it as {text}(...)", ident.span)
+    raise DlcError(f"undefined name '{text}'", ident.span, hint=decls.suggest(text, local))
+
+
+def _check_call(decls: Declarations, call: ast.Call, local: set[str]) -> None:
+    name = call.func.text
+    if name in local:
+        raise DlcError(f"'{name}' is a value, not a function", call.func.span)
+    fn = decls.functions.get(name)
+    if fn is not None:
+        bind(call, tuple(p.text for p in fn.params), (), False)
+    elif name in BUILTINS:
+        b = BUILTINS[name]
+        bind(call, b.params, b.optional, b.variadic)
+    elif name in decls.names:
+        raise DlcError(f"'{name}' is not a function", call.func.span)
+    else:
+        raise DlcError(
+            f"unknown function '{name}'",
+            call.func.span,
+            hint=decls.suggest(name, BUILTINS) or "see docs/language.md for the built-in functions",
+        )
+
+
+def bind(
+    call: ast.Call, params: tuple[str, ...], optional: tuple[str, ...], variadic: bool
+) -> tuple[dict[str, ast.Expr], list[ast.Expr]]:
+    """Match a call's arguments to parameter names; extra positionals go to a variadic list."""
+    name = call.func.text
+    positional = [] if variadic else list(params)
+    if len(call.args) > len(positional) and not variadic:
+        raise DlcError(
+            f"{name} takes {_count(params, optional)}, but {_were(len(call.args))}",
+            call.args[len(positional)].span,
+        )
+    bound: dict[str, ast.Expr] = dict(zip(positional, call.args, strict=False))
+    for kw in call.keywords:
+        if kw.ident.text not in params:
+            raise DlcError(
+                f"{name} has no argument named '{kw.ident.text}'",
+                kw.ident.span,
+                hint=f"its arguments are: {', '.join(params)}" if params else None,
+            )
+        if kw.ident.text in bound:
+            raise DlcError(f"argument '{kw.ident.text}' is given twice", kw.ident.span)
+        bound[kw.ident.text] = kw.value
+    missing = [p for p in params if p not in bound and p not in optional]
+    if missing:
+        raise DlcError(
+            f"{name} takes {_count(params, optional)}, but {_were(len(bound))} "
+            f"(missing: {', '.join(missing)})",
+            call.span,
+        )
+    rest = list(call.args) if variadic else []
+    if variadic and not rest:
+        raise DlcError(f"{name} needs at least one argument", call.span)
+    return bound, rest
+
+
+def _count(params: tuple[str, ...], optional: tuple[str, ...]) -> str:
+    required = len(params) - len(optional)
+    if optional:
+        return f"{required} to {len(params)} arguments"
+    return f"{required} argument" + ("" if required == 1 else "s")
+
+
+def _were(n: int) -> str:
+    return f"{n} was given" if n == 1 else f"{n} were given"
 
 
 def _check_recursion(functions: dict[str, ast.FnDef]) -> None:

@@ -17,7 +17,7 @@ import sympy
 from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
 from dlc.frontend.builtins import BUILTINS, Builtin
-from dlc.frontend.declarations import Declarations
+from dlc.frontend.declarations import Declarations, bind
 from dlc.graph import nodes
 from dlc.graph import ops as g
 from dlc.graph.graph import Builder
@@ -110,7 +110,9 @@ class Lowering:
         try:
             node = build(*args)
         except nodes.ShapeError as exc:
-            raise DlcError(str(exc), span) from None
+            err = DlcError(str(exc), span)
+            err.argument = exc.argument
+            raise err from None
         return self.builder.add(node)
 
     def elementwise(
@@ -200,52 +202,6 @@ _DISPATCH: dict[type, Callable[[Lowering, Any, Scope], nodes.Node]] = {
 }
 
 
-def bind(
-    call: ast.Call, params: tuple[str, ...], optional: tuple[str, ...], variadic: bool
-) -> tuple[dict[str, ast.Expr], list[ast.Expr]]:
-    """Match a call's arguments to parameter names; extra positionals go to a variadic list."""
-    name = call.func.text
-    positional = [] if variadic else list(params)
-    if len(call.args) > len(positional) and not variadic:
-        raise DlcError(
-            f"{name} takes {_count(params, optional)}, but {_were(len(call.args))}",
-            call.args[len(positional)].span,
-        )
-    bound: dict[str, ast.Expr] = dict(zip(positional, call.args, strict=False))
-    for kw in call.keywords:
-        if kw.ident.text not in params:
-            raise DlcError(
-                f"{name} has no argument named '{kw.ident.text}'",
-                kw.ident.span,
-                hint=f"its arguments are: {', '.join(params)}" if params else None,
-            )
-        if kw.ident.text in bound:
-            raise DlcError(f"argument '{kw.ident.text}' is given twice", kw.ident.span)
-        bound[kw.ident.text] = kw.value
-    missing = [p for p in params if p not in bound and p not in optional]
-    if missing:
-        raise DlcError(
-            f"{name} takes {_count(params, optional)}, but {_were(len(bound))} "
-            f"(missing: {', '.join(missing)})",
-            call.span,
-        )
-    rest = list(call.args) if variadic else []
-    if variadic and not rest:
-        raise DlcError(f"{name} needs at least one argument", call.span)
-    return bound, rest
-
-
-def _count(params: tuple[str, ...], optional: tuple[str, ...]) -> str:
-    required = len(params) - len(optional)
-    if optional:
-        return f"{required} to {len(params)} arguments"
-    return f"{required} argument" + ("" if required == 1 else "s")
-
-
-def _were(n: int) -> str:
-    return f"{n} was given" if n == 1 else f"{n} were given"
-
-
 class CallSite:
     """A call of a built-in, as the built-in sees it (see :class:`dlc.frontend.builtins.Call`)."""
 
@@ -273,7 +229,13 @@ class CallSite:
         return sign * int(inner.text)
 
     def make(self, build: Callable[..., nodes.Node], *args: Any) -> nodes.Node:
-        return self.lowering.make(self.call.func.span, build, *args)
+        try:
+            return self.lowering.make(self.call.func.span, build, *args)
+        except DlcError as err:
+            culprit = self.bound.get(err.argument or "")
+            if culprit is None:
+                raise
+            raise DlcError(err.message, culprit.span) from None
 
     def elementwise(self, fn: Callable[..., sympy.Expr], *args: nodes.Node) -> nodes.Node:
         return self.lowering.elementwise(self.call.func.span, fn, args, self.name)

@@ -8,6 +8,8 @@ reported as an error here, before any later pass could recurse on it.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import replace
 from typing import Any
 
 from lark import Token, Transformer
@@ -95,13 +97,16 @@ def _unexpected_token(exc: UnexpectedToken, source: str) -> DlcError:
         what = "unexpected end of file"
         span = _end_span(source)
     else:
-        what = f"unexpected {_describe_terminal(token.type)}"
-        if token.type in ("NAME", "NUMBER"):
-            what = f"unexpected {_describe_terminal(token.type)} '{token}'"
+        kind = {"NAME": "name", "NUMBER": "number"}.get(token.type)
+        what = f"unexpected {kind} '{token}'" if kind else f"unexpected {_describe_terminal(token.type)}"
         span = _span(token)
     hint = None
+    before = re.search(r"([A-Za-z][A-Za-z0-9_]*)\s*$", source[: token.start_pos or 0])
+    previous = before.group(1) if before else None
     if str(token) in KEYWORDS and "a name" in expected:
         hint = f"'{token}' is a keyword and cannot be used as a name"
+    elif previous in KEYWORDS and str(token) in ("=", "("):
+        hint = f"'{previous}' is a keyword and cannot be used as a name"
     elif len(expected) > 8:
         hint = (
             "a statement starts with model, input, target, param, const, output, loss, train, "
@@ -177,6 +182,13 @@ class AstBuilder(Transformer[Token, Any]):
         depth = 1 + max(left.depth, right.depth)
         return ast.BinOp(symbol, left, right, _span(op), _nested(depth, _span(op)))
 
+    def paren(self, children: list[Any]) -> ast.Expr:
+        lpar, expr, rpar = children
+        outer = _span(lpar).to(_span(rpar))
+        if isinstance(expr, (ast.Name, ast.BinOp)):
+            return replace(expr, parens=outer)
+        return replace(expr, span=outer)
+
     def neg(self, children: list[Any]) -> ast.Neg:
         minus, operand = children
         span = _span(minus).to(operand.span)
@@ -188,6 +200,8 @@ class AstBuilder(Transformer[Token, Any]):
         lsqb, *dims, rsqb = children
         values = []
         for tok in _present(dims):
+            if len(tok) > 12 and tok.isdigit():
+                raise DlcError(f"shape dimension '{tok[:12]}...' is too large", _span(tok))
             if not tok.isdigit() or int(tok) < 1:
                 raise DlcError(f"shape dimension '{tok}' is not a positive whole number", _span(tok))
             values.append(int(tok))

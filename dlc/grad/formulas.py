@@ -42,6 +42,17 @@ from dlc.graph.printer import LOSS_NAMES
 from dlc.graph.scalar import element_symbol
 from dlc.recursion import deep_recursion
 
+
+def _sym(name: str) -> sympy.Symbol:
+    """A display name; real, so that SymPy need not reason about complex values."""
+    return sympy.Symbol(name, real=True)
+
+
+def _substitute(expr: sympy.Expr, args: list[sympy.Expr]) -> sympy.Expr:
+    """An elementwise body with its inputs' notation put in."""
+    return expr.xreplace({element_symbol(k): x for k, x in enumerate(args)})
+
+
 CONVENTION = (
     "Values are per example; B is the number of examples in a batch and the loss L is the "
     "mean of ℓ over the batch. ⊙ is the elementwise product, ᵀ the transpose, Σ_b a sum over "
@@ -122,19 +133,19 @@ def derive(graph: Graph) -> Derivation:
         names = _forward_names(graph)
         show = _Shower(names)
         forward = tuple(
-            Equation(sympy.Symbol(names[n]), show.forward(n), typed_shape(n))
+            Equation(_sym(names[n]), show.forward(n), typed_shape(n))
             for n in graph.nodes()
             if n.inputs and n in names
         )
         deltas = _deltas(graph, cots, names)
-        show.deltas = {cots[n]: sympy.Symbol(d) for n, d in deltas.items()}
+        show.deltas = {cots[n]: _sym(d) for n, d in deltas.items()}
         backward = tuple(
             Equation(show.deltas[cots[n]], show.backward(cots[n], defining=cots[n]), typed_shape(n))
             for n in reversed(graph.nodes())
-            if n in deltas and show.deltas[cots[n]] == sympy.Symbol(deltas[n])
+            if n in deltas and show.deltas[cots[n]] == _sym(deltas[n])
         )
         gradients = {
-            p.name: Equation(nt.Grad(sympy.Symbol(p.name)), show.backward(cots[p]), typed_shape(p))
+            p.name: Equation(nt.Grad(_sym(p.name)), show.backward(cots[p]), typed_shape(p))
             for p in graph.params
             if p in cots
         }
@@ -204,12 +215,12 @@ class _Shower:
 
     def ref(self, node: Node) -> sympy.Expr:
         if node in self.names:
-            return sympy.Symbol(self.names[node])
+            return _sym(self.names[node])
         return self._op(node, self.ref)
 
     def backward_ref(self, node: Node, defining: Node | None) -> sympy.Expr:
         if node in self.names:
-            return sympy.Symbol(self.names[node])
+            return _sym(self.names[node])
         if node in self.deltas and node is not defining:
             return self.deltas[node]
         return self._op(node, lambda n: self.backward_ref(n, defining))
@@ -223,16 +234,16 @@ class _Shower:
 
 
 _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
-    Elementwise: lambda n, a: n.expr.xreplace({element_symbol(k): x for k, x in enumerate(a)}),
+    Elementwise: lambda n, a: _substitute(n.expr, a),
     MatMul: lambda n, a: _einsum_notation(matmul_spec(*n.inputs), a),
     Einsum: lambda n, a: _einsum_notation(n.spec, a),
     Reduce: lambda n, a: _reduce_notation(n, a[0]),
     Expand: lambda n, a: a[0],  # broadcasting is implicit in the notation
-    BatchSize: lambda n, a: sympy.Symbol("B"),
+    BatchSize: lambda n, a: _sym("B"),
     Transpose: lambda n, a: nt.T(a[0]),
     Loss: lambda n, a: sympy.Function(LOSS_NAMES[n.kind])(*a),
     Slice: lambda n, a: sympy.Function("slice")(a[0], n.start, n.stop),
-    Constant: lambda n, a: sympy.Symbol("C"),
+    Constant: lambda n, a: _sym("C"),
 }
 
 
@@ -280,7 +291,7 @@ def _as_product(subs: list[str], out: str, args: list[sympy.Expr]) -> sympy.Expr
 
 def _derivatives(graph: Graph) -> tuple[Equation, ...]:
     """f'(u) for each built-in function in the model and each user activation."""
-    u = sympy.Symbol("u", real=True)
+    u = _sym("u")
     heads: dict[str, type] = {}
     for node in graph.nodes():
         if isinstance(node, Elementwise):
@@ -298,10 +309,10 @@ def _derivatives(graph: Graph) -> tuple[Equation, ...]:
             f = cls(u)
         if not isinstance(f, sympy.Function):
             continue
-        d = _output_form(sympy.diff(f, u), f, sympy.Symbol("_y"))
-        d = d.xreplace({sympy.Symbol("_y"): f})
-        eqs.append(Equation(nt.Deriv(sympy.Symbol(name), *f.args), d))
+        d = _output_form(sympy.diff(f, u), f, _sym("_y"))
+        d = d.xreplace({_sym("_y"): f})
+        eqs.append(Equation(nt.Deriv(_sym(name), *f.args), d))
     for name, (params, body) in sorted(graph.activations.items()):
         if len(params) == 1:
-            eqs.append(Equation(nt.Deriv(sympy.Symbol(name), *params), sympy.diff(body, params[0])))
+            eqs.append(Equation(nt.Deriv(_sym(name), *params), sympy.diff(body, params[0])))
     return tuple(eqs)

@@ -23,7 +23,14 @@ Shape = tuple[int, ...]
 
 
 class ShapeError(Exception):
-    """An op was applied to shapes it does not accept; the front end adds the position."""
+    """An op was applied to shapes it does not accept; the front end adds the position.
+
+    ``argument`` names the argument at fault when it is not the operands (``axis``).
+    """
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 def show_shape(shape: Shape) -> str:

@@ -101,7 +101,7 @@ def reduce(kind: str, x: Node, axis: int | None) -> Reduce:
     if axis is None:
         return reduce_axes(kind, x, tuple(range(len(x.shape))))
     if not -len(x.shape) <= axis < len(x.shape):
-        raise ShapeError(f"axis {axis} is out of range for {show_shape(x.shape)}")
+        raise ShapeError(f"axis {axis} is out of range for {show_shape(x.shape)}", "axis")
     return reduce_axes(kind, x, (axis % len(x.shape),))
 
 
@@ -208,7 +208,7 @@ def concat(xs: tuple[Node, ...], axis: int) -> Concat:
     if rank == 0:
         raise ShapeError("concat needs vectors or matrices, not scalars")
     if not -rank <= axis < rank:
-        raise ShapeError(f"axis {axis} is out of range for {show_shape(first)}")
+        raise ShapeError(f"axis {axis} is out of range for {show_shape(first)}", "axis")
     axis %= rank
     for x in xs[1:]:
         if len(x.shape) != rank or any(

@@ -38,8 +38,11 @@ def body_text(node: Node, names: dict[Node, str]) -> str:
     """The right-hand side of a node's line: ``matmul(W1, x)``, ``tanh(%0 + b1)``."""
     args = [names[i] for i in node.inputs]
     if isinstance(node, Elementwise):
-        subs = {element_symbol(i): sympy.Symbol(a) for i, a in enumerate(args)}
-        return str(node.expr.xreplace(subs))
+        # Real symbols, unevaluated: renaming must not send SymPy into its assumption
+        # system, which is slow on nested functions of non-real symbols.
+        subs = {element_symbol(i): sympy.Symbol(a, real=True) for i, a in enumerate(args)}
+        with sympy.evaluate(False):
+            return str(node.expr.xreplace(subs))
     if isinstance(node, Constant):
         return f"constant {node.value.tolist()}" if node.size <= 8 else "constant"
     if isinstance(node, Reduce):
