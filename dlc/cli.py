@@ -68,6 +68,46 @@ def _grad(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _compile(args: argparse.Namespace) -> int:
+    from dlc.compiler import compile_source
+    from dlc.frontend import load
+
+    model = load(args.model)
+    _warn(model.warnings)
+    source = compile_source(model, backend=args.backend, dtype=args.dtype)
+    if args.output is None:
+        sys.stdout.write(source)
+    else:
+        write_atomically(args.output, source)
+        print(f"wrote {args.output} ({args.backend}, {args.dtype})", file=sys.stderr)
+    return EXIT_OK
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a part.
+
+    Raises:
+        DlcError: if the file cannot be written.
+    """
+    import os
+    import tempfile
+
+    target = os.path.abspath(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dlc-", suffix=".tmp", dir=os.path.dirname(target))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise DlcError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _warn(warnings: Sequence[DlcError]) -> None:
     for warning in warnings:
         print(warning.render(kind="warning"), file=sys.stderr)
@@ -77,6 +117,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "show": (_show, "check a model and print its tensor graph with shapes"),
     "grad": (_grad, "print the derived gradient formulas"),
     "check": (_check, "compare the symbolic gradients with finite differences"),
+    "compile": (_compile, "write a standalone module: forward pass, gradients, training loop"),
 }
 
 
@@ -93,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--format", choices=("text", "latex", "markdown"), default="text")
             cmd.add_argument("--wrt", metavar="NAME", help="only the gradient with respect to this parameter")
             cmd.add_argument("--stats", action="store_true", help="op counts and flops, forward vs gradients")
+        if name == "compile":
+            cmd.add_argument("-o", "--output", metavar="OUT.py", help="where to write it (default: stdout)")
+            cmd.add_argument("--backend", choices=("numpy",), default="numpy")
+            cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
         if name == "check":
             cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
             cmd.add_argument("--seed", type=int, default=0, help="for parameters, data and directions")

@@ -2,22 +2,26 @@
 
 Two views: along a few random directions in the space of all parameters
 (JAX's ``check_grads`` style), and element by element for small parameters.
-The loss is evaluated by the reference evaluator on random data shaped like
-the model's input and target.
+Gradients come from the compiled NumPy module in the chosen precision; the
+differences of the loss from the same module compiled in float64, on random
+data shaped like the model's input and target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from dlc.backends.initializers import initial_params
-from dlc.backends.reference import evaluate
-from dlc.grad import Program, differentiate
+from dlc.backends.numpy import write_module
+from dlc.compiler import load_module
+from dlc.grad import differentiate
+from dlc.grad.formulas import derive
 from dlc.graph.graph import Graph
-from dlc.graph.nodes import Input, Loss, Node
+from dlc.graph.nodes import Input, Loss
 
 #: Parameters with at most this many elements are also checked element by element.
 ELEMENTWISE_LIMIT = 64
@@ -77,53 +81,70 @@ def check_gradients(
         The largest relative errors found.
     """
     program = differentiate(graph)
+    derivation = derive(graph)
+    module = load_module(write_module(program, derivation, dtype, graph.name), graph.name)
+    exact = (
+        module
+        if dtype == "float64"
+        else load_module(write_module(program, derivation, "float64", graph.name), graph.name)
+    )
     rng = np.random.default_rng(seed)
     params = initial_params(graph.params, seed)
     # Nudge zero-initialised parameters so that no unit sits exactly on a kink.
     params = {k: v + rng.normal(0, 0.1, v.shape) for k, v in params.items()}
     data = sample_data(graph, batch, rng)
-    grads = _grads(program, params, data, dtype)
+    X, Y = _batch(graph, data)
+    low = {k: v.astype(dtype) for k, v in params.items()}
+    _, grads64 = module.value_and_grad(
+        low, None if X is None else X.astype(dtype), None if Y is None else Y.astype(dtype)
+    )
+    grads = {k: np.asarray(g, np.float64) for k, g in grads64.items()}
+    loss = _LossFunction(exact, X, Y)
     result = CheckResult(dtype)
     for _ in range(directions):
         v = {k: rng.normal(size=p.shape) for k, p in params.items()}
         analytic = sum(float(np.sum(grads[k] * v[k])) for k in params)
-        numeric = _directional(program, params, data, v)
-        result.directions.append(_relative(analytic, numeric))
+        result.directions.append(_relative(analytic, _directional(loss, params, v)))
     for name, value in params.items():
         if value.size <= ELEMENTWISE_LIMIT:
-            result.per_param[name] = _elementwise_error(program, params, data, name, grads[name])
+            result.per_param[name] = _elementwise_error(loss, params, name, grads[name])
     return result
 
 
-def _loss(program: Program, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
-    return float(evaluate([program.graph.loss], {**params, **data})[0])
+def _batch(graph: Graph, data: dict[str, np.ndarray]) -> tuple[Any, Any]:
+    x = data.get(graph.input.name) if graph.input is not None else None
+    y = data.get(graph.target.name) if graph.target is not None else None
+    return x, y
 
 
-def _grads(program: Program, params: dict[str, Any], data: dict[str, Any], dtype: str) -> dict[str, Any]:
-    roots: list[Node] = list(program.grads.values())
-    values = evaluate(roots, {**params, **data}, dtype=dtype)
-    return {k: np.asarray(v, np.float64) for k, v in zip(program.grads, values, strict=True)}
+class _LossFunction:
+    """The loss of a compiled float64 module as a function of the parameters alone."""
+
+    def __init__(self, module: Any, X: Any, Y: Any) -> None:
+        self.module, self.X, self.Y = module, X, Y
+
+    def __call__(self, params: dict[str, np.ndarray]) -> float:
+        return float(self.module.loss(params, self.X, self.Y))
 
 
 def _step(params: dict[str, np.ndarray], v: dict[str, np.ndarray], h: float) -> dict[str, np.ndarray]:
     return {k: p + h * v[k] for k, p in params.items()}
 
 
-def _directional(program: Program, params: dict[str, Any], data: dict[str, Any], v: dict[str, Any]) -> float:
+def _directional(loss: Callable[[dict[str, Any]], float], params: dict[str, Any], v: dict[str, Any]) -> float:
+    """The central difference of the loss along ``v``."""
     h = 1e-5
-    up = _loss(program, _step(params, v, h), data)
-    down = _loss(program, _step(params, v, -h), data)
-    return (up - down) / (2 * h)
+    return (loss(_step(params, v, h)) - loss(_step(params, v, -h))) / (2 * h)
 
 
 def _elementwise_error(
-    program: Program, params: dict[str, Any], data: dict[str, Any], name: str, grad: np.ndarray
+    loss: Callable[[dict[str, Any]], float], params: dict[str, Any], name: str, grad: np.ndarray
 ) -> float:
     worst = 0.0
     for index in np.ndindex(params[name].shape):
         v = {k: np.zeros_like(p) for k, p in params.items()}
         v[name][index] = 1.0
-        worst = max(worst, _relative(float(grad[index]), _directional(program, params, data, v)))
+        worst = max(worst, _relative(float(grad[index]), _directional(loss, params, v)))
     return worst
 
 

@@ -64,3 +64,23 @@ FUNCTIONS = {
     "clip01": clip01,
     "inside01": inside01,
 }
+
+
+# Per-example losses: x has a leading batch axis; each averages over the rest.
+
+
+def mse(p: Array, y: Array) -> Array:
+    return np.mean((p - y) ** 2, axis=tuple(range(1, np.ndim(p))))
+
+
+def bce(p: Array, y: Array) -> Array:
+    q = np.clip(p, float(EPS), 1 - float(EPS))
+    return np.mean(-(y * np.log(q) + (1 - y) * np.log(1 - q)), axis=tuple(range(1, np.ndim(p))))
+
+
+def bce_logits(z: Array, y: Array) -> Array:
+    return np.mean(np.logaddexp(0, z) - y * z, axis=tuple(range(1, np.ndim(z))))
+
+
+def softmax_ce(z: Array, y: Array) -> Array:
+    return logsumexp(z) - np.sum(y * z, axis=-1)

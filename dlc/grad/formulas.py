@@ -130,8 +130,8 @@ def derive(graph: Graph) -> Derivation:
     """The formulas of ``graph``'s forward pass and of dL/dθ for every parameter θ."""
     with deep_recursion():
         cots = cotangents(graph.loss, list(graph.params), Builder())
-        names = _forward_names(graph)
-        show = _Shower(names)
+        names = forward_names(graph)
+        show = Notation(names)
         forward = tuple(
             Equation(_sym(names[n]), show.forward(n), typed_shape(n))
             for n in graph.nodes()
@@ -152,7 +152,7 @@ def derive(graph: Graph) -> Derivation:
         return Derivation(graph.name, forward, backward, gradients, _derivatives(graph))
 
 
-def _forward_names(graph: Graph) -> dict[Node, str]:
+def forward_names(graph: Graph) -> dict[Node, str]:
     """z1, h1, ... for computed values (user names win); leaves keep their own names."""
     names: dict[Node, str] = {}
     counters: dict[str, int] = {}
@@ -200,7 +200,7 @@ def _deltas(graph: Graph, cots: dict[Node, Node], names: dict[Node, str]) -> dic
     return deltas
 
 
-class _Shower:
+class Notation:
     """Turns graph nodes into notation, naming known values instead of expanding them."""
 
     def __init__(self, names: dict[Node, str]) -> None:

@@ -120,6 +120,12 @@ class TextPrinter(StrPrinter):
     def _print_Grad(self, expr: Grad) -> str:
         return f"∂L/∂{self._print(expr.args[0])}"
 
+    def _print_Total(self, expr: Total) -> str:
+        return f"sum({self._print(expr.args[0])})"
+
+    def _print_Average(self, expr: Average) -> str:
+        return f"mean({self._print(expr.args[0])})"
+
     def _print_Deriv(self, expr: Deriv) -> str:
         f, *args = expr.args
         return f"{_GREEK.get(f.name, f.name)}'({', '.join(self._print(a) for a in args)})"
@@ -180,6 +186,12 @@ class MathPrinter(LatexPrinter):
 
     def _print_Grad(self, expr: Grad) -> str:
         return rf"\frac{{\partial L}}{{\partial {self._print(expr.args[0])}}}"
+
+    def _print_Total(self, expr: Total) -> str:
+        return rf"\operatorname{{sum}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_Average(self, expr: Average) -> str:
+        return rf"\operatorname{{mean}}\left({self._print(expr.args[0])}\right)"
 
     def _print_Deriv(self, expr: Deriv) -> str:
         f, *args = expr.args

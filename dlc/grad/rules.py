@@ -118,13 +118,15 @@ def _reduce(node: Node, g: Node, i: int, b: Builder) -> Node:
     assert isinstance(node, Reduce)
     (x,) = node.inputs
     kept = tuple(k for k in range(len(x.shape)) if k not in node.axes)
-    spread = b.add(ops.expand(g, x.shape, kept, x.batched)) if g.shape != x.shape or node.batch else g
-    if node.kind == "sum":
-        return spread
-    count = math.prod(x.shape[k] for k in node.axes)
-    if node.batch:
-        return ew(b, lambda s, n: s / (count * n), spread, b.add(ops.batch_size()))
-    return ew(b, lambda s: s / count, spread)
+    if node.kind == "mean":
+        count = math.prod(x.shape[k] for k in node.axes)
+        if node.batch:  # scale before spreading: 1/B stays one number, not a batch of them
+            g = ew(b, lambda s, n: s / (count * n), g, b.add(ops.batch_size()))
+        else:
+            g = ew(b, lambda s: s / count, g)
+    if g.shape == x.shape and g.batched == x.batched:
+        return g
+    return b.add(ops.expand(g, x.shape, kept, x.batched))
 
 
 @rule(Expand)

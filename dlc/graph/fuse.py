@@ -15,7 +15,7 @@ from dataclasses import replace
 import sympy
 
 from dlc.graph.graph import Builder, Graph, consumers, topological_order
-from dlc.graph.nodes import Elementwise, Node
+from dlc.graph.nodes import Elementwise, Expand, Node
 from dlc.graph.scalar import element_symbol
 
 #: A fused body stays at most this deep, so that printed code stays readable and
@@ -63,12 +63,26 @@ def fuse_nodes(roots: tuple[Node, ...]) -> dict[Node, Node]:
     return new
 
 
+def _unexpanded(node: Node) -> Node:
+    """What an expand broadcasts, when an elementwise consumer can broadcast it just as well.
+
+    That is when the expand only adds leading axes (NumPy aligns from the
+    right) or a batch axis: the consumer's other inputs, or its own shape,
+    carry the rest.
+    """
+    if not isinstance(node, Expand):
+        return node
+    (x,) = node.inputs
+    trailing = node.dims == tuple(range(len(node.shape) - len(x.shape), len(node.shape)))
+    return x if trailing and (x.batched or not node.batched or not x.shape) else node
+
+
 def _absorb(node: Elementwise, users: dict[Node, list[Node]], new: dict[Node, Node]) -> Elementwise:
     """``node`` with every single-use, same-shape elementwise input substituted in."""
     inputs: list[Node] = []
     mapping: dict[sympy.Symbol, sympy.Expr] = {}
     for i, old in enumerate(node.inputs):
-        producer = new[old]
+        producer = _unexpanded(new[old])
         if (
             isinstance(old, Elementwise)
             and len(users[old]) == 1

@@ -1,0 +1,310 @@
+"""Program -> the text of a standalone Python module that needs only NumPy.
+
+The module has the API every dlc backend offers (``init_params``,
+``predict``, ``loss``, ``value_and_grad``, ``train_step``, ``train``, the
+shape constants and ``FORMULAS``). Every variable name is dlc's choice:
+names from the model file appear in code only where they are safe
+identifiers, and otherwise only inside string literals written with
+``repr``, so nothing in a model file becomes code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import keyword
+import math
+import textwrap
+
+import sympy
+
+from dlc.backends.numpy import ops
+from dlc.backends.numpy.printer import helper_source
+from dlc.grad import Program
+from dlc.grad import notation as nt
+from dlc.grad.formulas import Derivation, Notation, forward_names
+from dlc.graph.graph import topological_order
+from dlc.graph.nodes import BatchSize, Constant, Input, Node, Param, Tangent
+from dlc.graph.scalar import EPS
+
+#: Names the module itself defines or its functions use.
+RESERVED = {
+    "np", "DTYPE", "PARAM_SHAPES", "INPUT_SHAPE", "TARGET_SHAPE", "TRAINING", "FORMULAS", "EPS",
+    "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
+    "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
+    "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
+    "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce",
+}  # fmt: skip
+
+
+class Namer:
+    """Unique, safe Python identifiers, preferring the names a person would recognise."""
+
+    def __init__(self) -> None:
+        self.taken = set(RESERVED) | set(dir(builtins)) | set(keyword.kwlist) | set(keyword.softkwlist)
+
+    def __call__(self, wanted: str) -> str:
+        name = wanted if wanted.isidentifier() and wanted.isascii() else "v"
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+
+class Writer:
+    """Assigns variables to nodes and writes the statements that compute them."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.namer = Namer()
+        graph = program.graph
+        self.display = forward_names(graph)
+        self.var: dict[Node, str] = {}
+        self.constants: dict[Node, str] = {}
+        self.ctx = ops.Context(self.variable)
+        shower = Notation(self.display)
+        self.comments = {
+            n: f"{nt.text(sympy.Symbol(self.display[n], real=True))} = {nt.text(shower.forward(n))}"
+            for n in graph.nodes()
+            if n.inputs and n in self.display
+        }
+        self.grad_of = {node: name for name, node in program.grads.items()}
+        self.counter = itertools.count()
+        for node in topological_order(program.roots):
+            self.var[node] = self._name_for(node)
+
+    def _name_for(self, node: Node) -> str:
+        if isinstance(node, Constant):
+            name = self.namer("C_" + self.program.graph.names.get(node, "const"))
+            self.constants[node] = name
+            return name
+        if _is_number(node):
+            return ""  # numbers are written in place; see variable()
+        if isinstance(node, (Param, Input, Tangent)):
+            return self.namer(node.name)
+        if node in self.display:
+            return self.namer(self.display[node])
+        if node in self.grad_of:
+            return self.namer("d_" + self.grad_of[node])
+        return self.namer(f"t{next(self.counter)}")
+
+    def variable(self, node: Node) -> str:
+        if isinstance(node, BatchSize):
+            return "B"
+        if _is_number(node):
+            return ops.BodyNumber.print(node.expr)  # type: ignore[attr-defined]
+        return self.var[node]
+
+    def body(self, roots: list[Node]) -> list[str]:
+        """Statements computing ``roots`` from ``params``, ``X`` and ``Y``."""
+        order = topological_order(roots)
+        lines: list[str] = []
+        if any(n.batched for n in order):
+            lines.append("B = X.shape[0]")
+        for node in order:
+            lines += self.statement(node)
+        return lines
+
+    def statement(self, node: Node) -> list[str]:
+        name = self.var[node]
+        if isinstance(node, Param):
+            return [f"{name} = params[{node.name!r}]"]
+        if isinstance(node, Input):
+            return [f"{name} = {'X' if node.role == 'input' else 'Y'}"]
+        if isinstance(node, Constant) or _is_number(node):
+            return []
+        code = ops.emit(node, self.ctx, name)
+        comment = self.comments.get(node) or (
+            f"{FORMULA_PREFIX}{self.grad_of[node]}" if node in self.grad_of else None
+        )
+        lines = [f"# {comment}"] if comment else []
+        return [*lines, *code.before, f"{name} = {code.expr}"]
+
+
+FORMULA_PREFIX = "gradient of the loss with respect to "
+
+
+def _is_number(node: Node) -> bool:
+    """A scalar literal or the batch size: written into expressions, never assigned."""
+    if isinstance(node, BatchSize):
+        return True
+    return isinstance(node, ops.Elementwise) and not node.inputs and not node.shape and not node.batched
+
+
+def write_module(program: Program, derivation: Derivation, dtype: str, model_file: str) -> str:
+    """The module's source text: deterministic, readable, importing only NumPy."""
+    w = Writer(program)
+    graph = program.graph
+    if graph.output is not None:
+        predict = [*w.body([graph.output]), f"return {w.variable(graph.output)}"]
+    else:
+        predict = ["raise NotImplementedError('this model declares no output')"]
+    loss_lines = [*w.body([graph.loss]), f"return float({w.variable(graph.loss)})"]
+    grads = list(program.grads.values())
+    vag = w.body([graph.loss, *grads])
+    vag.append(
+        "return float({}), {{{}}}".format(
+            w.variable(graph.loss),
+            ", ".join(f"{k!r}: {_as_param(w.variable(v), program, k)}" for k, v in program.grads.items()),
+        )
+    )
+    helpers = set(w.ctx.helpers)
+    parts = [
+        _docstring(graph.name, dtype, derivation, model_file),
+        "import numpy as np",
+        _constants(program, derivation, dtype, w, helpers),
+        helper_source(helpers),
+        INIT_TEMPLATE.format(body=_init_body(program)),
+        _function("predict(params, X)", "The model's output for a batch X (batch-major).", predict),
+        _function("loss(params, X, Y)", "The loss: the mean over the batch.", loss_lines),
+        _function(
+            "value_and_grad(params, X, Y)",
+            "The loss and its gradient with respect to every parameter.",
+            vag,
+        ),
+        TRAIN_TEMPLATE,
+    ]
+    return "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
+
+
+def _as_param(expr: str, program: Program, name: str) -> str:
+    shape = next(p.shape for p in program.graph.params if p.name == name)
+    return f"np.asarray({expr}, dtype=DTYPE)" if not shape else expr
+
+
+def _function(signature: str, doc: str, lines: list[str]) -> str:
+    body = textwrap.indent("\n".join([f'"""{doc}"""', *lines]), "    ")
+    return f"def {signature}:\n{body}"
+
+
+def _docstring(name: str, dtype: str, derivation: Derivation, model_file: str) -> str:
+    formulas = textwrap.indent(derivation.text(), "    ")
+    return f'''"""Model {name}, compiled by dlc: NumPy backend, {dtype}.
+
+Forward pass, gradients and a mini-batch SGD training loop with momentum,
+from {model_file}. Arrays are batch-major: X is [B, *INPUT_SHAPE] and Y is
+[B, *TARGET_SHAPE]; parameters keep their declared [out, in] orientation.
+
+Momentum, with mu the momentum and eta the learning rate:
+
+    heavy-ball:  v <- mu*v - eta*g;  w <- w + v
+    Nesterov:    v <- mu*v - eta*g;  w <- w + mu*v - eta*g   (as Keras' SGD)
+
+The velocity accumulates steps against the gradient, hence the minus sign
+(written with a plus, it would push the weights uphill).
+
+Derived formulas:
+
+{formulas}
+"""'''
+
+
+def _constants(program: Program, derivation: Derivation, dtype: str, w: Writer, helpers: set[str]) -> str:
+    graph = program.graph
+    lines = [f"DTYPE = np.{dtype}"]
+    lines.append("PARAM_SHAPES = {" + ", ".join(f"{p.name!r}: {p.shape!r}" for p in graph.params) + "}")
+    lines.append(f"INPUT_SHAPE = {graph.input.shape if graph.input is not None else None!r}")
+    lines.append(f"TARGET_SHAPE = {graph.target.shape if graph.target is not None else None!r}")
+    t = graph.train
+    lines.append(
+        f"TRAINING = {{'lr': {t.lr!r}, 'momentum': {t.momentum!r}, 'nesterov': {t.nesterov!r}, "
+        f"'batch_size': {t.batch_size!r}, 'epochs': {t.epochs!r}, 'seed': {t.seed!r}}}"
+    )
+    lines.append("FORMULAS = {")
+    lines += [f"    {k!r}: {eq.text()!r}," for k, eq in derivation.gradients.items()]
+    lines.append("}")
+    if helpers & {"clip01", "inside01", "bce"}:
+        lines.append(f"EPS = {float(EPS)!r}")
+    for node, name in w.constants.items():
+        lines.append(f"{name} = {ops.constant_value(node.value)}")  # type: ignore[attr-defined]
+    return "\n".join(lines)
+
+
+def _init_body(program: Program) -> str:
+    rows = []
+    for p in program.graph.params:
+        rows.append(f"        {p.name!r}: {INITIALIZERS[p.init.kind](p.shape, p.init.args)},")
+    return "\n".join(rows)
+
+
+def _fan(shape: tuple[int, ...]) -> tuple[int, int]:
+    return shape[-1], shape[0]
+
+
+def _symmetric_uniform(limit: float, shape: tuple[int, ...]) -> str:
+    return f"rng.uniform(-{limit!r}, {limit!r}, size={shape!r}).astype(DTYPE)"
+
+
+INITIALIZERS = {
+    "zeros": lambda s, a: f"np.zeros({s!r}, dtype=DTYPE)",
+    "ones": lambda s, a: f"np.ones({s!r}, dtype=DTYPE)",
+    "constant": lambda s, a: f"np.full({s!r}, {a[0]!r}, dtype=DTYPE)",
+    "normal": lambda s, a: f"rng.normal(0.0, {a[0]!r}, size={s!r}).astype(DTYPE)",
+    "uniform": lambda s, a: f"rng.uniform(-{a[0]!r}, {a[0]!r}, size={s!r}).astype(DTYPE)",
+    # The same numbers as dlc.backends.initializers, written out.
+    "glorot": lambda s, a: _symmetric_uniform(math.sqrt(6.0 / sum(_fan(s))), s),
+    "he": lambda s, a: f"rng.normal(0.0, {math.sqrt(2.0 / _fan(s)[0])!r}, size={s!r}).astype(DTYPE)",
+}
+
+INIT_TEMPLATE = '''def init_params(seed=0):
+    """Fresh parameters, drawn from the initializers the model declares."""
+    rng = np.random.default_rng(seed)
+    return {{
+{body}
+    }}'''
+
+TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
+    """One SGD step with momentum on the batch (X, Y); updates params and velocity in place.
+
+    Returns the batch's loss before the step. Raises FloatingPointError, and
+    changes nothing, if the loss or a gradient is not finite.
+    """
+    value, grads = value_and_grad(params, X, Y)
+    for name, g in grads.items():
+        if not np.all(np.isfinite(g)) or not np.isfinite(value):
+            raise FloatingPointError(f"the gradient for {name} is not finite (loss {value})")
+    for name, g in grads.items():
+        v, w = velocity[name], params[name]
+        v *= momentum
+        v -= lr * g  # v <- mu*v - eta*g
+        if nesterov:
+            w += momentum * v - lr * g  # w <- w + mu*v - eta*g
+        else:
+            w += v  # w <- w + v
+    return value
+
+
+def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, momentum=None,
+          nesterov=None, seed=None, shuffle=True, callback=None, velocity=None):
+    """Mini-batch SGD with momentum; the model's training section gives the defaults.
+
+    Each epoch shuffles the examples (with the seed), then for each batch runs
+    the network, scores the loss, computes the gradient and steps against it.
+    callback(epoch, mean_loss) is called after every epoch; returning False
+    stops training. Returns the history: {"loss": [mean loss per epoch]}.
+    """
+    t = TRAINING
+    epochs = t["epochs"] if epochs is None else epochs
+    batch_size = t["batch_size"] if batch_size is None else batch_size
+    lr = t["lr"] if lr is None else lr
+    momentum = t["momentum"] if momentum is None else momentum
+    nesterov = t["nesterov"] if nesterov is None else nesterov
+    rng = np.random.default_rng(t["seed"] if seed is None else seed)
+    if velocity is None:
+        velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    X = None if X is None else np.asarray(X, dtype=DTYPE)
+    Y = None if Y is None else np.asarray(Y, dtype=DTYPE)
+    n = 1 if X is None else X.shape[0]
+    history = {"loss": []}
+    for epoch in range(epochs):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            batch = order[start:start + batch_size]
+            xb = None if X is None else X[batch]
+            yb = None if Y is None else Y[batch]
+            total += train_step(params, velocity, xb, yb, lr, momentum, nesterov) * len(batch)
+        history["loss"].append(total / n)
+        if callback is not None and callback(epoch, history["loss"][-1]) is False:
+            break
+    return history'''

@@ -1,0 +1,230 @@
+"""One NumPy expression per graph op (``singledispatch`` on the node's type).
+
+Batched values are arrays with a leading batch axis of length ``B``; an op
+unknown here raises an error that names it, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from dlc.backends.numpy.printer import print_body
+from dlc.graph.nodes import (
+    BatchSize,
+    Concat,
+    Constant,
+    Einsum,
+    Elementwise,
+    Expand,
+    LogSumExp,
+    Loss,
+    MatMul,
+    Node,
+    Reduce,
+    Slice,
+    Softmax,
+    Transpose,
+    broadcast,
+)
+from dlc.graph.ops import matmul_spec
+from dlc.graph.scalar import element_symbol
+
+
+@dataclass
+class Context:
+    """What an op's emitter needs: its inputs' variables, and where to record helpers."""
+
+    var: Callable[[Node], str]
+    helpers: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Code:
+    """Lines to run first (shared subexpressions), then the value's expression."""
+
+    expr: str
+    before: list[str] = field(default_factory=list)
+
+
+def full_shape(node: Node) -> str:
+    dims = (["B"] if node.batched else []) + [str(d) for d in node.shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+@functools.singledispatch
+def emit(node: Node, ctx: Context, name: str) -> Code:
+    raise NotImplementedError(f"the NumPy backend has no code for the op {node.op_name}")
+
+
+def _aligned(x: Node, out: Node, text: str) -> str:
+    """A batched input of lower rank gets axes after its batch axis, so that it broadcasts."""
+    gap = len(out.shape) - len(x.shape)
+    if x.batched and out.batched and gap > 0:
+        return f"{text}[:, {', '.join(['None'] * gap)}]"
+    return text
+
+
+@emit.register
+def _(node: Elementwise, ctx: Context, name: str) -> Code:
+    if not node.inputs:
+        value = BodyNumber.print(node.expr)
+        return Code(
+            value
+            if not node.shape and not node.batched
+            else f"np.full({full_shape(node)}, {value}, dtype=DTYPE)"
+        )
+    args = [_aligned(x, node, ctx.var(x)) for x in node.inputs]
+    before, expr, helpers = print_body(node.expr, args, f"_{name}")
+    ctx.helpers |= helpers
+    used = [x for i, x in enumerate(node.inputs) if element_symbol(i) in node.expr.free_symbols]
+    if all(isinstance(x, BatchSize) for x in used):
+        expr = f"DTYPE({expr})"  # a Python number (of B) would otherwise be float64
+    covered = bool(used) and broadcast(*(x.shape for x in used)) == node.shape
+    if not covered or any(x.batched for x in used) != node.batched:
+        expr = f"np.broadcast_to({expr}, {full_shape(node)})"
+    return Code(expr, before)
+
+
+class BodyNumber:
+    @staticmethod
+    def print(value: sympy.Expr) -> str:
+        return f"({float(value)!r})" if not value.is_Integer else str(int(value))
+
+
+def _arr(ctx: Context, x: Node) -> str:
+    """An input as an array expression: a number (or B) is made a scalar of the module's dtype."""
+    text = ctx.var(x)
+    number = isinstance(x, BatchSize) or (isinstance(x, Elementwise) and not x.inputs and not x.shape)
+    return f"DTYPE({text})" if number and not x.batched else text
+
+
+def gemm(spec: str, a: str, b: str) -> str | None:
+    """An einsum of two vectors/matrices as ``@`` with transposes, or None if it is not one."""
+    lhs, out = spec.split("->")
+    sa, sb = lhs.split(",")
+    contracted = (set(sa) & set(sb)) - set(out)
+    if max(len(sa), len(sb), len(out)) > 2 or len(contracted) != 1 or set(sa) & set(sb) - contracted:
+        return None
+    (c,) = contracted
+
+    def orient(sub: str, first: bool) -> tuple[str, str]:
+        if len(sub) == 1:
+            return "", ""
+        keep = sub[0] if first else sub[1]
+        ok = sub[1] == c if first else sub[0] == c
+        return ("", keep) if ok else (".T", sub[1] if first else sub[0])
+
+    pairs = (((a, sa), (b, sb)), ((b, sb), (a, sa)))
+    for flip_out in (False, True):
+        for (x, sx), (y, sy) in pairs:
+            (tx, rx), (ty, ry) = orient(sx, True), orient(sy, False)
+            if (rx + ry)[:: -1 if flip_out else 1] == out:
+                product = f"{x}{tx} @ {y}{ty}"
+                return f"({product}).T" if flip_out else product
+    return None
+
+
+def _contract(spec: str, args: list[str]) -> str:
+    found = gemm(spec, *args) if len(args) == 2 else None
+    return found or f"np.einsum({spec!r}, {', '.join(args)}, optimize=True)"
+
+
+@emit.register
+def _(node: MatMul, ctx: Context, name: str) -> Code:
+    return Code(_contract(matmul_spec(*node.inputs), [_arr(ctx, x) for x in node.inputs]))
+
+
+@emit.register
+def _(node: Einsum, ctx: Context, name: str) -> Code:
+    return Code(_contract(node.spec, [_arr(ctx, x) for x in node.inputs]))
+
+
+@emit.register
+def _(node: Reduce, ctx: Context, name: str) -> Code:
+    (x,) = node.inputs
+    shift = 1 if x.batched else 0
+    axes = ([0] if node.batch else []) + [a + shift for a in node.axes]
+    fn = "np.sum" if node.kind == "sum" else "np.mean"
+    return Code(f"{fn}({_arr(ctx, x)}, axis={tuple(axes)!r})")
+
+
+@emit.register
+def _(node: Expand, ctx: Context, name: str) -> Code:
+    (x,) = node.inputs
+    if isinstance(x, Elementwise) and not x.inputs:
+        return Code(f"np.full({full_shape(node)}, {BodyNumber.print(x.expr)}, dtype=DTYPE)")
+    dims = ["1"] * len(node.shape)
+    for d, n in zip(node.dims, x.shape, strict=True):
+        dims[d] = str(n)
+    lead = ["B"] if x.batched else (["1"] if node.batched else [])
+    shape = ", ".join(lead + dims)
+    return Code(f"np.broadcast_to(np.reshape({_arr(ctx, x)}, ({shape},)), {full_shape(node)})")
+
+
+@emit.register
+def _(node: BatchSize, ctx: Context, name: str) -> Code:
+    return Code("B")
+
+
+@emit.register
+def _(node: Transpose, ctx: Context, name: str) -> Code:
+    return Code(f"np.swapaxes({_arr(ctx, node.inputs[0])}, -1, -2)")
+
+
+@emit.register
+def _(node: Softmax, ctx: Context, name: str) -> Code:
+    ctx.helpers.add("softmax")
+    return Code(f"softmax({_arr(ctx, node.inputs[0])})")
+
+
+@emit.register
+def _(node: LogSumExp, ctx: Context, name: str) -> Code:
+    ctx.helpers.add("logsumexp")
+    return Code(f"logsumexp({_arr(ctx, node.inputs[0])})")
+
+
+def _batch_all(node: Node, parts: tuple[Node, ...], ctx: Context) -> list[str]:
+    """Each part's variable; unbatched parts of a batched result are repeated over the batch."""
+    return [
+        f"np.broadcast_to({_arr(ctx, p)}, (B,) + np.shape({_arr(ctx, p)}))"
+        if node.batched and not p.batched
+        else _arr(ctx, p)
+        for p in parts
+    ]
+
+
+@emit.register
+def _(node: Concat, ctx: Context, name: str) -> Code:
+    axis = node.axis + (1 if node.batched else 0)
+    return Code(f"np.concatenate([{', '.join(_batch_all(node, node.inputs, ctx))}], axis={axis})")
+
+
+@emit.register
+def _(node: Slice, ctx: Context, name: str) -> Code:
+    index = [":"] * (node.axis + (1 if node.batched else 0)) + [f"{node.start}:{node.stop}"]
+    return Code(f"{_arr(ctx, node.inputs[0])}[{', '.join(index)}]")
+
+
+@emit.register
+def _(node: Loss, ctx: Context, name: str) -> Code:
+    if node.kind == "softmax_ce":
+        ctx.helpers.add("logsumexp")
+    ctx.helpers.add(node.kind)
+    p, y = _batch_all(node, node.inputs, ctx)
+    if not node.batched:  # a loss of parameters alone: give it a batch of one
+        return Code(f"{node.kind}({p}[None], {y}[None])[0]")
+    return Code(f"{node.kind}({p}, {y})")
+
+
+@emit.register
+def _(node: Constant, ctx: Context, name: str) -> Code:
+    return Code(f"np.array({node.value.tolist()!r}, dtype=DTYPE)")
+
+
+def constant_value(value: np.ndarray) -> str:
+    return f"np.array({value.tolist()!r}, dtype=DTYPE)"

@@ -1,0 +1,92 @@
+"""SymPy elementwise bodies -> NumPy expressions, and the helpers generated modules carry.
+
+The helper functions are copied, by their source text, from
+:mod:`dlc.backends.scalar_numpy`, so the generated module and the reference
+evaluator compute with the very same code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import sympy
+from sympy.printing.numpy import NumPyPrinter
+
+from dlc.backends import scalar_numpy
+
+#: dlc's own scalar functions; a body that uses one needs its helper in the module.
+HELPERS = ("sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01")
+#: Tensor helpers (softmax, losses), emitted when an op needs them.
+TENSOR_HELPERS = ("softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce")
+
+
+class BodyPrinter(NumPyPrinter):
+    """NumPy code for one elementwise body, writing ``np.`` and dlc's helpers by name."""
+
+    _module = "np"
+    _kf: ClassVar[dict[str, str]] = {k: "np." + v.split(".", 1)[1] for k, v in NumPyPrinter._kf.items()}
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+        self.helpers: set[str] = set()
+
+    def _helper(self, expr: Any) -> str:
+        name = type(expr).__name__
+        self.helpers.add(name)
+        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+
+    _print_sigmoid = _print_softplus = _print_relu = _print_step = _helper
+    _print_leaky_relu = _print_clip01 = _print_inside01 = _helper
+
+    def _print_Pow(self, expr: Any, rational: bool = False) -> str:  # noqa: N802 - SymPy's dispatch name
+        if expr.exp == -1:
+            return f"1/{self.parenthesize(expr.base, 50)}"
+        return str(super()._print_Pow(expr, rational))
+
+    def _print_Function(self, expr: Any) -> str:  # noqa: N802 - SymPy's dispatch name
+        raise NotImplementedError(f"the NumPy backend cannot print the function {type(expr).__name__}")
+
+
+def print_body(expr: sympy.Expr, args: list[str], temp: str) -> tuple[list[str], str, set[str]]:
+    """Lines that compute shared subexpressions, the final expression, and helpers used.
+
+    Args:
+        expr: the body over ``x0, x1, ...``.
+        args: the NumPy expression for each input (already aligned for broadcasting).
+        temp: a prefix for temporaries (unique within the function being written).
+    """
+    from dlc.graph.scalar import element_symbol
+
+    printer = BodyPrinter()
+    # Real symbols and no re-evaluation: renaming must not start SymPy's assumption
+    # queries, which take exponential time on nested functions of non-real symbols.
+    symbols = {element_symbol(i): sympy.Symbol(a, real=True) for i, a in enumerate(args)}
+    temps = sympy.numbered_symbols(f"{temp}_", real=True)
+    replacements, (reduced,) = sympy.cse([expr], symbols=temps, order="none")
+    with sympy.evaluate(False):
+        lines = [f"{name} = {printer.doprint(value.xreplace(symbols))}" for name, value in replacements]
+        final = printer.doprint(reduced.xreplace(symbols))
+    return lines, final, printer.helpers
+
+
+def helper_source(names: set[str]) -> str:
+    """The source of the named helpers, in a fixed order."""
+    order = [*HELPERS, *TENSOR_HELPERS]
+    parts = []
+    for name in sorted(names, key=order.index):
+        text = inspect.getsource(getattr(scalar_numpy, name))
+        parts.append(_strip_annotations(text))
+    return "\n\n".join(parts)
+
+
+def _strip_annotations(text: str) -> str:
+    """Drop type hints (they name types the generated module does not import)."""
+    lines = text.splitlines()
+    head = lines[0]
+    name = head[len("def ") : head.index("(")]
+    params = []
+    for p in head[head.index("(") + 1 : head.rindex(")")].split(","):
+        default = "=" + p.split("=", 1)[1].strip() if "=" in p else ""
+        params.append(p.split(":")[0].strip() + default)
+    return "\n".join([f"def {name}({', '.join(params)}):", *lines[1:]])
