@@ -116,7 +116,7 @@ def test_the_module_runs_where_dlc_cannot_be_imported(tmp_path: Path) -> None:
     assert done.stdout.strip() == "True [0, 1, 1, 0]"
     tree = ast.parse((tmp_path / "xor_model.py").read_text())
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert imported == {"numpy"}
+    assert "numpy" in imported and imported - {"numpy"} <= sys.stdlib_module_names
     assert not any(isinstance(n, ast.ImportFrom) for n in ast.walk(tree))
 
 
@@ -161,11 +161,11 @@ def test_momentum_descends_where_the_plus_sign_would_climb() -> None:
     assert history["loss"][-1] < 1e-3 * history["loss"][0]
 
 
-def test_a_non_finite_gradient_stops_the_step_and_keeps_the_parameters() -> None:
+def test_a_non_finite_loss_stops_the_step_and_keeps_the_parameters() -> None:
     m = compile_model("param w : [2] = constant(1)\nloss sum(log(w))")
     params = {"w": np.array([1.0, 0.0])}
     velocity = {"w": np.zeros(2)}
-    with pytest.raises(FloatingPointError, match="w"):
+    with pytest.raises(FloatingPointError, match="loss is -inf"):
         m.train_step(params, velocity, None, None, 0.1)
     np.testing.assert_array_equal(params["w"], [1.0, 0.0])
 
@@ -193,3 +193,12 @@ def test_bad_options_are_errors() -> None:
         compile_model(ROOT / "examples" / "xor.dlc", backend="cuda")
     with pytest.raises(DlcError, match="unknown dtype"):
         compile_model(ROOT / "examples" / "xor.dlc", dtype="float16")
+
+
+def test_a_non_finite_gradient_under_a_finite_loss_restores_the_epoch_start() -> None:
+    # d/dw w**0.5 is infinite at w = 0 while the loss there is finite.
+    m = compile_model("param w : [2] = constant(1)\nloss sum(pow(w, 0.5))")
+    params = {"w": np.array([0.0, 1.0])}
+    with pytest.raises(FloatingPointError, match=r"epoch 0: parameter w .*gradient for w is not finite"):
+        m.train(params, epochs=3, lr=0.1)
+    np.testing.assert_array_equal(params["w"], [0.0, 1.0])

@@ -44,14 +44,13 @@ def inside01(p: Array) -> Array:
 
 
 def softmax(x: Array, axis: int = -1) -> Array:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def logsumexp(x: Array, axis: int = -1) -> Array:
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+    m = x.max(axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis=axis))
 
 
 #: Name -> implementation, for the printers of elementwise bodies.
@@ -84,3 +83,12 @@ def bce_logits(z: Array, y: Array) -> Array:
 
 def softmax_ce(z: Array, y: Array) -> Array:
     return logsumexp(z) - np.sum(y * z, axis=-1)
+
+
+def softmax_ce_softmax(z: Array, y: Array) -> tuple[Array, Array]:
+    """softmax_ce(z, y) and softmax(z) from one pass of exp, for when both are needed."""
+    # Array methods rather than np.max/np.sum: on small arrays their wrappers cost as much.
+    m = z.max(axis=-1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=-1, keepdims=True)
+    return (m + np.log(s))[..., 0] - (y * z).sum(axis=-1), e / s

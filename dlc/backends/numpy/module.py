@@ -24,7 +24,7 @@ from dlc.grad import Program
 from dlc.grad import notation as nt
 from dlc.grad.formulas import Derivation, Notation, forward_names
 from dlc.graph.graph import topological_order
-from dlc.graph.nodes import BatchSize, Constant, Input, Node, Param, Tangent
+from dlc.graph.nodes import BatchSize, Constant, Input, Loss, Node, Param, Softmax, Tangent
 from dlc.graph.scalar import EPS
 
 #: Names the module itself defines or its functions use.
@@ -33,7 +33,7 @@ RESERVED = {
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
-    "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce",
+    "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax", "math",
 }  # fmt: skip
 
 
@@ -61,6 +61,7 @@ class Writer:
         self.display = forward_names(graph)
         self.var: dict[Node, str] = {}
         self.constants: dict[Node, str] = {}
+        self.paired: dict[Node, Node] = {}
         self.ctx = ops.Context(self.variable)
         shower = Notation(self.display)
         self.comments = {
@@ -98,6 +99,7 @@ class Writer:
     def body(self, roots: list[Node]) -> list[str]:
         """Statements computing ``roots`` from ``params``, ``X`` and ``Y``."""
         order = topological_order(roots)
+        self.paired = _softmax_pairs(order)
         lines: list[str] = []
         if any(n.batched for n in order):
             lines.append("B = X.shape[0]")
@@ -107,6 +109,14 @@ class Writer:
 
     def statement(self, node: Node) -> list[str]:
         name = self.var[node]
+        if node in self.paired.values():
+            return []  # computed with its softmax cross-entropy, below
+        if node in self.paired:
+            self.ctx.helpers |= {"softmax_ce_softmax"}
+            z, y = (self.variable(i) for i in node.inputs)
+            return [f"# {self.comments[node]}"] * (node in self.comments) + [
+                f"{name}, {self.var[self.paired[node]]} = softmax_ce_softmax({z}, {y})"
+            ]
         if isinstance(node, Param):
             return [f"{name} = params[{node.name!r}]"]
         if isinstance(node, Input):
@@ -122,6 +132,16 @@ class Writer:
 
 
 FORMULA_PREFIX = "gradient of the loss with respect to "
+
+
+def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
+    """Softmax cross-entropies whose softmax is needed too: one exp serves both."""
+    softmax = {n.inputs[0]: n for n in order if isinstance(n, Softmax) and n.batched}
+    return {
+        n: softmax[n.inputs[0]]
+        for n in order
+        if isinstance(n, Loss) and n.kind == "softmax_ce" and n.batched and n.inputs[0] in softmax
+    }
 
 
 def _is_number(node: Node) -> bool:
@@ -151,7 +171,7 @@ def write_module(program: Program, derivation: Derivation, dtype: str, model_fil
     helpers = set(w.ctx.helpers)
     parts = [
         _docstring(graph.name, dtype, derivation, model_file),
-        "import numpy as np",
+        "import math\n\nimport numpy as np",
         _constants(program, derivation, dtype, w, helpers),
         helper_source(helpers),
         INIT_TEMPLATE.format(body=_init_body(program)),
@@ -257,12 +277,13 @@ TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nes
     """One SGD step with momentum on the batch (X, Y); updates params and velocity in place.
 
     Returns the batch's loss before the step. Raises FloatingPointError, and
-    changes nothing, if the loss or a gradient is not finite.
+    changes nothing, if that loss is not finite. (A gradient that is not
+    finite while the loss is shows in the next step's loss; train() then puts
+    back the parameters of the epoch's start.)
     """
     value, grads = value_and_grad(params, X, Y)
-    for name, g in grads.items():
-        if not np.all(np.isfinite(g)) or not np.isfinite(value):
-            raise FloatingPointError(f"the gradient for {name} is not finite (loss {value})")
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value}")
     for name, g in grads.items():
         v, w = velocity[name], params[name]
         v *= momentum
@@ -282,6 +303,10 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
     the network, scores the loss, computes the gradient and steps against it.
     callback(epoch, mean_loss) is called after every epoch; returning False
     stops training. Returns the history: {"loss": [mean loss per epoch]}.
+
+    If the loss or a parameter stops being finite, params and velocity are
+    put back as they were at the start of that epoch (the last good values)
+    and FloatingPointError says where it happened.
     """
     t = TRAINING
     epochs = t["epochs"] if epochs is None else epochs
@@ -298,13 +323,44 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
     history = {"loss": []}
     for epoch in range(epochs):
         order = rng.permutation(n) if shuffle else np.arange(n)
+        saved = ({k: w.copy() for k, w in params.items()}, {k: v.copy() for k, v in velocity.items()})
         total = 0.0
-        for start in range(0, n, batch_size):
+        for step, start in enumerate(range(0, n, batch_size)):
             batch = order[start:start + batch_size]
             xb = None if X is None else X[batch]
             yb = None if Y is None else Y[batch]
-            total += train_step(params, velocity, xb, yb, lr, momentum, nesterov) * len(batch)
+            try:
+                total += train_step(params, velocity, xb, yb, lr, momentum, nesterov) * len(batch)
+            except FloatingPointError as error:
+                _restore(params, velocity, saved)
+                raise FloatingPointError(
+                    f"epoch {epoch}, step {step}: {error}{_culprit(params, xb, yb)}; "
+                    f"parameters restored to the start of epoch {epoch}"
+                ) from None
+        broken = [k for k, w in params.items() if not np.all(np.isfinite(w))]
+        if broken:  # a gradient was not finite although the loss was
+            _restore(params, velocity, saved)
+            raise FloatingPointError(
+                f"epoch {epoch}: parameter {broken[0]} stopped being finite{_culprit(params, X, Y)}; "
+                f"parameters restored to the start of epoch {epoch}"
+            )
         history["loss"].append(total / n)
         if callback is not None and callback(epoch, history["loss"][-1]) is False:
             break
-    return history'''
+    return history
+
+
+def _restore(params, velocity, saved):
+    for now, before in zip((params, velocity), saved):
+        for k in now:
+            now[k][...] = before[k]
+
+
+def _culprit(params, X, Y):
+    """Which parameter's gradient is not finite at these parameters, if one is."""
+    with np.errstate(all="ignore"):
+        _, grads = value_and_grad(params, X, Y)
+    for k, g in grads.items():
+        if not np.all(np.isfinite(g)):
+            return f" (the gradient for {k} is not finite)"
+    return ""'''

@@ -149,8 +149,9 @@ def _(node: Reduce, ctx: Context, name: str) -> Code:
     (x,) = node.inputs
     shift = 1 if x.batched else 0
     axes = ([0] if node.batch else []) + [a + shift for a in node.axes]
-    fn = "np.sum" if node.kind == "sum" else "np.mean"
-    return Code(f"{fn}({_arr(ctx, x)}, axis={tuple(axes)!r})")
+    axis = str(axes[0]) if len(axes) == 1 else repr(tuple(axes))
+    # The method form: for small arrays np.sum's Python wrapper costs as much as the sum.
+    return Code(f"{_arr(ctx, x)}.{node.kind}(axis={axis})")
 
 
 @emit.register
