@@ -69,6 +69,7 @@ def _grad(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from dlc.atomic import write_text
     from dlc.compiler import compile_source
     from dlc.frontend import load
 
@@ -78,34 +79,72 @@ def _compile(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(source)
     else:
-        write_atomically(args.output, source)
+        write_text(args.output, source)
         print(f"wrote {args.output} ({args.backend}, {args.dtype})", file=sys.stderr)
     return EXIT_OK
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a part.
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
-    Raises:
-        DlcError: if the file cannot be written.
-    """
-    import os
-    import tempfile
+    from dlc.frontend import load
+    from dlc.train import report
+    from dlc.train.progress import Progress
+    from dlc.train.run import Options, train
 
-    target = os.path.abspath(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".dlc-", suffix=".tmp", dir=os.path.dirname(target))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise DlcError(f"cannot write {path}: {exc.strerror or exc}") from None
+    model = load(args.model)
+    _warn(model.warnings)
+    save = Path(args.save) if args.save else Path(Path(args.model).stem + ".npz")
+    options = Options(
+        data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        momentum=args.momentum, nesterov=args.nesterov, seed=args.seed, backend=args.backend,
+        dtype=args.dtype, val_split=args.val_split, save=save,
+        resume=Path(args.resume) if args.resume else None, checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
+    progress = Progress(sys.stderr, enabled=not args.quiet and not args.json and sys.stderr.isatty())
+    result = train(model, options, progress)
+    history = save.with_suffix(".history.csv")
+    report.save_history(history, result.history)
+    if args.plot and result.history:
+        report.plot(Path(args.plot), result.history, model.graph.name)
+    if not args.json:
+        print(report.summary_line(result))
+        print(f"parameters: {save}   history: {history}" + (f"   plot: {args.plot}" if args.plot else ""))
+    if result.diverged:
+        print(f"dlc: error: training diverged at {result.diverged}; the last good parameters are in {save}",
+              file=sys.stderr)  # fmt: skip
+    if result.interrupted:
+        print(
+            f"dlc: interrupted; parameters of the last whole epoch are in {save} (--resume {save})",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(report.to_json(result))
+    return EXIT_FAILED if result.diverged else (130 if result.interrupted else EXIT_OK)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from dlc.atomic import write_text
+    from dlc.compiler import compile_source, load_module
+    from dlc.frontend import load
+    from dlc.train import checkpoint
+    from dlc.train.data import load_inputs
+    from dlc.train.predict import predictions_csv
+
+    model = load(args.model)
+    graph = model.graph
+    if graph.output is None:
+        raise DlcError(f"{model.path} declares no output to predict", hint="add a line 'output EXPR'")
+    params = checkpoint.load(args.params, graph, "float64").params
+    X = load_inputs(args.data, graph)
+    module = load_module(compile_source(model), f"dlc_{graph.name}")
+    text = predictions_csv(graph, module.predict(params, X))
+    if args.output:
+        write_text(args.output, text)
+        print(f"wrote {len(X)} predictions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _warn(warnings: Sequence[DlcError]) -> None:
@@ -118,7 +157,32 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "grad": (_grad, "print the derived gradient formulas"),
     "check": (_check, "compare the symbolic gradients with finite differences"),
     "compile": (_compile, "write a standalone module: forward pass, gradients, training loop"),
+    "train": (_train, "train a model: data, progress, history, plot, checkpoints"),
+    "predict": (_predict, "write a trained model's predictions for new inputs"),
 }
+
+
+def _train_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--data", metavar="PATH", help="FILE.csv, FILE.npz or builtin:NAME (default: the model's)"
+    )
+    cmd.add_argument("--epochs", type=int)
+    cmd.add_argument("--batch-size", type=int)
+    cmd.add_argument("--lr", type=float, help="learning rate")
+    cmd.add_argument("--momentum", type=float)
+    cmd.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    cmd.add_argument("--seed", type=int, help="for initial parameters, shuffling and the validation split")
+    cmd.add_argument("--backend", choices=("numpy",), default="numpy")
+    cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    cmd.add_argument(
+        "--val-split", type=float, default=0.0, metavar="F", help="fraction held out for validation"
+    )
+    cmd.add_argument("--save", metavar="PARAMS.npz", help="where the parameters go (default: MODEL.npz here)")
+    cmd.add_argument("--resume", metavar="PARAMS.npz", help="continue from a checkpoint")
+    cmd.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also save every N epochs")
+    cmd.add_argument("--plot", metavar="LOSS.png", help="plot the loss (and accuracy) per epoch")
+    cmd.add_argument("--json", action="store_true", help="end with one JSON line summing up the run")
+    cmd.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("-o", "--output", metavar="OUT.py", help="where to write it (default: stdout)")
             cmd.add_argument("--backend", choices=("numpy",), default="numpy")
             cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+        if name == "train":
+            _train_flags(cmd)
+        if name == "predict":
+            cmd.add_argument("--params", required=True, metavar="PARAMS.npz", help="trained parameters")
+            cmd.add_argument("--data", required=True, metavar="X.csv", help="inputs (.csv or .npz)")
+            cmd.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: stdout)")
         if name == "check":
             cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
             cmd.add_argument("--seed", type=int, default=0, help="for parameters, data and directions")

@@ -33,8 +33,10 @@ def train_config(block: ast.TrainBlock | None) -> TrainConfig:
             config = replace(config, **_optimizer(setting.value))
         elif key in _WHOLE:
             config = replace(config, **{key: _whole(setting.value, key, _WHOLE[key])})  # type: ignore[arg-type]
+        elif key == "data":
+            config = replace(config, data=_dataset(setting.value))
         else:
-            known = ["optimizer", *_WHOLE]
+            known = ["optimizer", *_WHOLE, "data"]
             close = difflib.get_close_matches(key, known + list(_SGD), n=1)
             hint = f"did you mean {close[0]}?" if close else f"settings are: {', '.join(known)}"
             if key in _SGD:
@@ -103,6 +105,13 @@ def _whole(value: ast.Expr, key: str, low: int) -> int:
     if number > 2**31:
         raise DlcError(f"{key} is too large", value.span)
     return int(number)
+
+
+def _dataset(value: ast.Expr) -> str:
+    """``data = spiral``: one of the built-in datasets, by name (checked when training starts)."""
+    if not isinstance(value, ast.Name):
+        raise DlcError("expected the name of a built-in dataset", value.span, hint="for example: data = xor")
+    return value.ident.text
 
 
 def _boolean(value: ast.Expr) -> bool:

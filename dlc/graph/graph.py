@@ -30,6 +30,7 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 10
     seed: int = 0
+    data: str | None = None  # a built-in dataset to train on when none is given
 
 
 @dataclass(frozen=True)

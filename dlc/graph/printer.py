@@ -82,5 +82,6 @@ def format_graph(graph: Graph) -> str:
     lines.append(
         f"train {t.optimizer}(lr={t.lr:g}, momentum={t.momentum:g}, nesterov={str(t.nesterov).lower()}), "
         f"batch_size={t.batch_size}, epochs={t.epochs}, seed={t.seed}"
+        + (f", data={t.data}" if t.data else "")
     )
     return "\n".join(lines)

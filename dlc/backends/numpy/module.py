@@ -296,12 +296,16 @@ TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nes
 
 
 def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, momentum=None,
-          nesterov=None, seed=None, shuffle=True, callback=None, velocity=None):
+          nesterov=None, seed=None, shuffle=True, callback=None, velocity=None, start_epoch=0,
+          on_step=None):
     """Mini-batch SGD with momentum; the model's training section gives the defaults.
 
-    Each epoch shuffles the examples (with the seed), then for each batch runs
-    the network, scores the loss, computes the gradient and steps against it.
-    callback(epoch, mean_loss) is called after every epoch; returning False
+    Each epoch shuffles the examples (with a generator seeded by (seed, epoch),
+    so that a run resumed at an epoch with its velocity continues exactly),
+    then for each batch runs the network, scores the loss, computes the
+    gradient and steps against it. Epochs run from start_epoch to epochs.
+    on_step(epoch, step, steps, loss) is called after every step and
+    callback(epoch, mean_loss) after every epoch; a callback returning False
     stops training. Returns the history: {"loss": [mean loss per epoch]}.
 
     If the loss or a parameter stops being finite, params and velocity are
@@ -314,15 +318,16 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
     lr = t["lr"] if lr is None else lr
     momentum = t["momentum"] if momentum is None else momentum
     nesterov = t["nesterov"] if nesterov is None else nesterov
-    rng = np.random.default_rng(t["seed"] if seed is None else seed)
+    seed = t["seed"] if seed is None else seed
     if velocity is None:
         velocity = {k: np.zeros_like(v) for k, v in params.items()}
     X = None if X is None else np.asarray(X, dtype=DTYPE)
     Y = None if Y is None else np.asarray(Y, dtype=DTYPE)
     n = 1 if X is None else X.shape[0]
+    steps = -(-n // batch_size)
     history = {"loss": []}
-    for epoch in range(epochs):
-        order = rng.permutation(n) if shuffle else np.arange(n)
+    for epoch in range(start_epoch, epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
         saved = ({k: w.copy() for k, w in params.items()}, {k: v.copy() for k, v in velocity.items()})
         total = 0.0
         for step, start in enumerate(range(0, n, batch_size)):
@@ -330,13 +335,16 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
             xb = None if X is None else X[batch]
             yb = None if Y is None else Y[batch]
             try:
-                total += train_step(params, velocity, xb, yb, lr, momentum, nesterov) * len(batch)
+                value = train_step(params, velocity, xb, yb, lr, momentum, nesterov)
             except FloatingPointError as error:
                 _restore(params, velocity, saved)
                 raise FloatingPointError(
                     f"epoch {epoch}, step {step}: {error}{_culprit(params, xb, yb)}; "
                     f"parameters restored to the start of epoch {epoch}"
                 ) from None
+            total += value * len(batch)
+            if on_step is not None:
+                on_step(epoch, step, steps, value)
         broken = [k for k, w in params.items() if not np.all(np.isfinite(w))]
         if broken:  # a gradient was not finite although the loss was
             _restore(params, velocity, saved)

@@ -1,0 +1,451 @@
+"""Training data for a model: built-in sets, CSV files and .npz archives.
+
+:func:`load_data` reads a source and shapes it for the model: ``X`` is
+``[N, *input shape]``, ``Y`` is ``[N, *target shape]``, both float64.
+:func:`load_inputs` reads only the inputs (for ``dlc predict``).
+
+Sources:
+
+``builtin:NAME``
+    a data set generated in code (:mod:`dlc.train.datasets`).
+``FILE.csv``
+    a header row naming the columns, then one row per example: numbers
+    separated by commas. Blank lines are skipped and the last newline is
+    optional. Columns are taken by position (the header's names are not used):
+
+    - the first prod(input shape) columns are the input, in row-major order
+      (for ``input x : [2, 3]``: x[0,0], x[0,1], x[0,2], x[1,0], ...);
+    - the rest is the target: either prod(target shape) columns, row-major
+      too, or, when the target is a class, one column of class labels
+      0..k-1 (whole numbers). The target is a class when it is
+      ``target y : [k]`` with k >= 2 (the label is one-hot encoded), or a
+      single value trained with ``bce`` / ``bce_with_logits`` (the label must
+      be 0 or 1 and is kept as it is).
+
+    Any other number of columns is an error that names the counts that fit.
+    For :func:`load_inputs` the input columns alone are enough; target
+    columns, if present, are ignored.
+``FILE.npz``
+    arrays named after the model's input and target (``x``, ``y``), read
+    without unpickling. Each is ``[N, ...]`` with the model's per-example
+    shape, or the same number of values per example (reshaped row-major).
+    A 1-D integer target array holds class labels and is converted as above.
+
+Every problem raises :class:`~dlc.errors.DlcError`; errors in a CSV file carry
+the line and column of the field at fault.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlc.errors import DlcError, Span
+from dlc.graph.graph import Graph
+from dlc.graph.nodes import Input, Loss
+from dlc.train import datasets
+
+BUILTIN_PREFIX = "builtin:"
+_BCE_KINDS = frozenset({"bce", "bce_logits"})
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Examples shaped for a model.
+
+    Attributes:
+        X: float64 ``[N, *input shape]``, or None if the model has no input.
+        Y: float64 ``[N, *target shape]``, or None if the model has no target.
+        name: where it came from: ``xor.csv``, ``builtin:spiral``.
+        classes: the number of classes when the target is a class (one-hot
+            rows of k >= 2, or a single 0/1 value), else None.
+    """
+
+    X: np.ndarray | None
+    Y: np.ndarray | None
+    name: str
+    classes: int | None
+
+
+def load_data(source: str, graph: Graph) -> Dataset:
+    """Read the examples in ``source`` (``builtin:NAME``, ``*.csv``, ``*.npz``) for ``graph``.
+
+    Raises:
+        DlcError: if the source cannot be read or does not fit the model.
+    """
+    kind = _kind(source)
+    if kind == "builtin":
+        return _builtin_data(source, graph)
+    if kind == "csv":
+        return _csv_data(source, graph)
+    return _npz_data(source, graph)
+
+
+def load_inputs(source: str, graph: Graph) -> np.ndarray:
+    """Read only the model's inputs from ``source``; a target there is ignored.
+
+    Raises:
+        DlcError: if the model has no input, or the source cannot be read or does not fit.
+    """
+    if graph.input is None:
+        raise DlcError(f"model {graph.name} has no input, so there is nothing to read from {source}")
+    kind = _kind(source)
+    if kind == "builtin":
+        data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
+        return _fit(data.X, graph.input, f"{source}: the inputs")
+    if kind == "csv":
+        table = _read_csv(source)
+        _check_columns(table, graph, inputs_only=True)
+        return _rows(table.values[:, : _size(graph.input)], graph.input)
+    return _npz_array(_read_npz(source, [graph.input.name]), graph.input)
+
+
+def _kind(source: str) -> str:
+    if source.startswith(BUILTIN_PREFIX):
+        return "builtin"
+    suffix = Path(source).suffix.lower()
+    if suffix in (".csv", ".npz"):
+        return suffix[1:]
+    raise DlcError(
+        f"cannot tell what kind of data '{source}' is", hint="give builtin:NAME, a .csv or a .npz file"
+    )
+
+
+# ---------------------------------------------------------------- the model's side
+
+
+def _describe(node: Input) -> str:
+    return f"{node.role} {node.name} : [{', '.join(map(str, node.shape))}]"
+
+
+def _size(node: Input | None) -> int:
+    return math.prod(node.shape) if node is not None else 0
+
+
+def _class_count(graph: Graph) -> int | None:
+    """k when the target is a class: ``[k]`` with k >= 2, or one value under a bce loss."""
+    target = graph.target
+    if target is None:
+        return None
+    if len(target.shape) == 1 and target.shape[0] >= 2:
+        return target.shape[0]
+    kinds = {n.kind for n in graph.nodes() if isinstance(n, Loss)}
+    return 2 if _size(target) == 1 and kinds & _BCE_KINDS else None
+
+
+def _rows(values: np.ndarray, node: Input) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float64).reshape(len(values), *node.shape)
+
+
+def _fit(array: np.ndarray, node: Input, what: str) -> np.ndarray:
+    """``array`` as ``[N, *node.shape]``, if it has that many values per example."""
+    per_example = math.prod(array.shape[1:]) if array.ndim else -1
+    if array.ndim == 0 or per_example != _size(node):
+        raise DlcError(
+            f"{what} have shape [{', '.join(map(str, array.shape[1:]))}] per example, "
+            f"but the model declares {_describe(node)}"
+        )
+    return _rows(array, node)
+
+
+def _bad_label(labels: np.ndarray, classes: int) -> int | None:
+    """The index of the first label that is not a whole number in 0..classes-1, if any."""
+    bad = (labels != np.round(labels)) | (labels < 0) | (labels >= classes)
+    found = np.flatnonzero(bad)
+    return int(found[0]) if found.size else None
+
+
+def _label_problem(value: float, classes: int, target: Input) -> str:
+    if value != round(value):
+        return f"class label {value:g} is not a whole number"
+    allowed = "0 or 1" if classes == 2 else f"0..{classes - 1}"
+    return f"class label {value:g} is out of range: {_describe(target)} takes {allowed}"
+
+
+def _encode(labels: np.ndarray, classes: int, target: Input) -> np.ndarray:
+    """Checked labels as the target expects: one-hot rows, or a 0/1 value."""
+    whole = labels.astype(np.int64)
+    if _size(target) == 1:
+        return _rows(whole, target)
+    return _rows(np.eye(classes)[whole], target)
+
+
+def _classes_of(Y: np.ndarray, graph: Graph) -> int | None:
+    """The class count of numeric targets: one-hot rows of k >= 2, or 0/1 under a bce loss."""
+    classes = _class_count(graph)
+    if classes is None or not np.isin(Y, (0.0, 1.0)).all():
+        return None
+    if _size(graph.target) == 1:
+        return classes
+    return classes if (Y.reshape(len(Y), -1).sum(axis=1) == 1).all() else None
+
+
+# ---------------------------------------------------------------- built-in sets
+
+
+def _builtin_data(source: str, graph: Graph) -> Dataset:
+    data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
+    X = _fit(data.X, graph.input, f"{source}: the inputs") if graph.input is not None else None
+    if graph.target is None:
+        return Dataset(X, None, source, None)
+    if data.classes is None:
+        return Dataset(X, _fit(data.target, graph.target, f"{source}: the targets"), source, None)
+    return Dataset(X, _builtin_labels(source, data, graph.target), source, data.classes)
+
+
+def _builtin_labels(source: str, data: datasets.Builtin, target: Input) -> np.ndarray:
+    classes = data.classes
+    assert classes is not None
+    if target.shape == (classes,) or (classes == 2 and _size(target) == 1):
+        return _encode(data.target, classes, target)
+    fits = f"[{classes}] (one-hot)" + (" or [1] (0/1)" if classes == 2 else "")
+    raise DlcError(
+        f"{source} has {classes} classes, but the model declares {_describe(target)}",
+        hint=f"declare the target as {fits}",
+    )
+
+
+# ---------------------------------------------------------------- CSV files
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A parsed CSV file: the header's line and text, and the rows' lines and values."""
+
+    path: str
+    text: str
+    header: tuple[int, str]
+    lines: tuple[int, ...]
+    values: np.ndarray
+
+    def field_error(self, message: str, row: int, column: int) -> DlcError:
+        line = self.lines[row]
+        text, start = _fields(self.text.split("\n")[line - 1])[column]
+        return _error(self.path, self.text, message, Span(line, start, line, start + len(text)))
+
+
+def _error(path: str, text: str, message: str, span: Span, hint: str | None = None) -> DlcError:
+    return DlcError(message, span, hint=hint).in_file(path, text)
+
+
+def _fields(line: str) -> list[tuple[str, int]]:
+    """The comma-separated fields of a line, stripped, each with its 1-based start column."""
+    fields, start = [], 1
+    for piece in line.rstrip("\r").split(","):
+        lead = len(piece) - len(piece.lstrip())
+        fields.append((piece.strip(), start + lead))
+        start += len(piece) + 1
+    return fields
+
+
+def _read_text(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DlcError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        shown = data[: exc.start].decode("utf-8", errors="replace") + "\ufffd"
+        span = Span(line, column, line, column + 1)
+        raise _error(path, shown, "the file is not valid UTF-8 text", span) from None
+
+
+def _read_csv(path: str) -> _Table:
+    text = _read_text(path)
+    lines = text.split("\n")
+    used = [(no, line.rstrip("\r")) for no, line in enumerate(lines, 1) if line.strip()]
+    if not used:
+        message = "the file is empty: expected a header row, then one row per example"
+        raise _error(path, text, message, Span(1, 1, 1, 1))
+    (head_no, head), rows = used[0], used[1:]
+    names = _fields(head)
+    end = Span(head_no, 1, head_no, len(head) + 1)
+    if all(_NUMBER.fullmatch(f) or _NOT_FINITE.fullmatch(f) for f, _ in names):
+        hint = f"add a first line naming the {len(names)} columns, such as x1,x2,y"
+        raise _error(
+            path, text, "the first row holds numbers, not column names: the header row is missing", end, hint
+        )
+    if not rows:
+        raise _error(path, text, "the file has a header but no data rows", end)
+    values = np.empty((len(rows), len(names)))
+    for i, (no, line) in enumerate(rows):
+        values[i] = _parse_row(path, text, no, line, len(names), cut=no == len(lines))
+    return _Table(path, text, (head_no, head), tuple(no for no, _ in rows), values)
+
+
+def _parse_row(path: str, text: str, no: int, line: str, width: int, cut: bool) -> list[float]:
+    """The numbers of one row; ``cut`` when it is the file's last line, with no newline after it."""
+    fields = _fields(line)
+    if len(fields) > width:
+        message = f"this row has {len(fields)} fields, but the header has {width}"
+        raise _error(path, text, message, Span(no, fields[width][1], no, len(line) + 1))
+    if len(fields) < width:
+        message = f"this row has {len(fields)} fields, but the header has {width}"
+        if cut:
+            message = f"the file ends in the middle of a row: it has {len(fields)} of {width} fields"
+        hint = "the file looks truncated" if cut else None
+        raise _error(path, text, message, Span(no, len(line) + 1, no, len(line) + 2), hint)
+    return [_number(path, text, no, field, column) for field, column in fields]
+
+
+def _number(path: str, text: str, no: int, field: str, column: int) -> float:
+    if _NUMBER.fullmatch(field):
+        value = float(field)
+        if math.isfinite(value):
+            return value
+        message = f"{field} is too large for a 64-bit float"
+    elif _NOT_FINITE.fullmatch(field):
+        message = f"'{field}' is not a finite number: the data may not hold NaN or infinity"
+    elif not field:
+        message = "empty field: expected a number"
+    else:
+        message = f"'{field}' is not a number"
+    raise _error(path, text, message, Span(no, column, no, column + max(len(field), 1)))
+
+
+def _column_options(graph: Graph, inputs_only: bool) -> dict[int, str]:
+    """The column counts a file may have, each with what its columns are."""
+    inp, target = graph.input, graph.target
+    head = [f"{_size(inp)} for {_describe(inp)}"] if inp is not None else []
+    options = {_size(inp): head[0]} if inputs_only and inp is not None else {}
+    if target is not None:
+        both = [*head, f"{_size(target)} for {_describe(target)}"]
+        options.setdefault(_size(inp) + _size(target), ", ".join(both))
+        classes = _class_count(graph)
+        if classes is not None:
+            label = f"1 class label 0..{classes - 1} for {_describe(target)}"
+            options.setdefault(_size(inp) + 1, ", ".join([*head, label]))
+    elif not inputs_only:
+        options.setdefault(_size(inp), head[0] if head else "nothing")
+    return options
+
+
+def _check_columns(table: _Table, graph: Graph, inputs_only: bool = False) -> None:
+    options = _column_options(graph, inputs_only)
+    count = table.values.shape[1]
+    if count in options:
+        return
+    expected = " or ".join(f"{n} ({what})" for n, what in options.items())
+    line, text = table.header
+    message = f"the file has {count} columns, but model {graph.name} reads {expected}"
+    raise _error(table.path, table.text, message, Span(line, 1, line, len(text) + 1))
+
+
+def _csv_data(path: str, graph: Graph) -> Dataset:
+    table = _read_csv(path)
+    _check_columns(table, graph)
+    name, n_in = Path(path).name, _size(graph.input)
+    X = _rows(table.values[:, :n_in], graph.input) if graph.input is not None else None
+    target = graph.target
+    if target is None:
+        return Dataset(X, None, name, None)
+    classes = _class_count(graph)
+    if classes is None or table.values.shape[1] != n_in + 1:
+        Y = _rows(table.values[:, n_in:], target)
+        return Dataset(X, Y, name, _classes_of(Y, graph))
+    labels = table.values[:, n_in]
+    bad = _bad_label(labels, classes)
+    if bad is not None:
+        raise table.field_error(_label_problem(float(labels[bad]), classes, target), bad, n_in)
+    return Dataset(X, _encode(labels, classes, target), name, classes)
+
+
+# ---------------------------------------------------------------- .npz archives
+
+
+@dataclass(frozen=True)
+class _Npz:
+    """The arrays read from an archive, and the names of all it holds."""
+
+    path: str
+    arrays: dict[str, np.ndarray]
+    held: tuple[str, ...]
+
+
+def _read_npz(path: str, names: list[str]) -> _Npz:
+    """Read the arrays called ``names`` that the archive at ``path`` holds, without unpickling."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DlcError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not zipfile.is_zipfile(path):
+        raise DlcError(f"{path} is not a .npz archive (it is not a zip file)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            found = {name: _npz_member(path, npz, name) for name in names if name in npz.files}
+            return _Npz(path, found, tuple(sorted(npz.files)))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, AttributeError) as exc:
+        raise DlcError(f"{path} is not a readable .npz archive ({exc})") from None
+
+
+def _npz_member(path: str, npz: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    try:
+        return np.asarray(npz[name])
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
+            raise DlcError(
+                f"{path}: array '{name}' holds Python objects, which can only be read by unpickling; "
+                "dlc refuses pickles"
+            ) from None
+        raise DlcError(f"{path}: array '{name}' cannot be read ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DlcError(f"{path}: array '{name}' is damaged ({exc})") from None
+
+
+def _npz_raw(npz: _Npz, node: Input) -> np.ndarray:
+    """The array for ``node``, checked to be present, real numbers, finite, with examples."""
+    where = f"{npz.path}: array '{node.name}'"
+    if node.name not in npz.arrays:
+        held = ", ".join(npz.held) or "nothing"
+        raise DlcError(
+            f"{npz.path} has no array '{node.name}' for the model's {_describe(node)}; it holds: {held}"
+        )
+    array = npz.arrays[node.name]
+    if array.dtype.kind not in "biuf":
+        raise DlcError(f"{where} is not numeric (dtype {array.dtype})")
+    if array.ndim == 0 or len(array) == 0:
+        raise DlcError(f"{where} holds no examples (shape {list(array.shape)})")
+    finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    if not finite.all():
+        raise DlcError(f"{where} holds NaN or infinity (example {int(np.flatnonzero(~finite)[0])})")
+    return array
+
+
+def _npz_array(npz: _Npz, node: Input) -> np.ndarray:
+    """The array for ``node``, checked and shaped ``[N, *node.shape]``."""
+    return _fit(_npz_raw(npz, node), node, f"{npz.path}: array '{node.name}': the examples")
+
+
+def _npz_data(path: str, graph: Graph) -> Dataset:
+    inp, target = graph.input, graph.target
+    npz = _read_npz(path, [n.name for n in (inp, target) if n is not None])
+    name = Path(path).name
+    X = _npz_array(npz, inp) if inp is not None else None
+    if target is None:
+        return Dataset(X, None, name, None)
+    raw = _npz_raw(npz, target)
+    if inp is not None and X is not None and len(X) != len(raw):
+        counts = f"'{inp.name}' has {len(X)} examples, but '{target.name}' has {len(raw)}"
+        raise DlcError(f"{path}: array {counts}")
+    classes = _class_count(graph)
+    if classes is None or raw.ndim != 1 or raw.dtype.kind not in "iu":
+        Y = _fit(raw, target, f"{path}: array '{target.name}': the examples")
+        return Dataset(X, Y, name, _classes_of(Y, graph))
+    bad = _bad_label(raw, classes)
+    if bad is not None:
+        problem = _label_problem(float(raw[bad]), classes, target)
+        raise DlcError(f"{path}: array '{target.name}': {problem} (example {bad})")
+    return Dataset(X, _encode(raw, classes, target), name, classes)

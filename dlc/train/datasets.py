@@ -1,0 +1,131 @@
+"""Built-in data sets (``builtin:NAME``), generated in code from a fixed seed.
+
+Each is the same on every call and every machine: no files, no downloads
+(``digits`` reads the copy that scikit-learn ships inside its package).
+
+| name | examples | input | target |
+| --- | --- | --- | --- |
+| ``xor`` | 4 | the corners of the unit square | class 0 or 1: x1 xor x2 |
+| ``spiral`` | 400 | 2-D points on two interleaved spirals, a little noise | class 0 or 1: the spiral |
+| ``points`` | 400 | 2-D points in a rotated frame, with a margin | class 0 or 1: the side of a line |
+| ``regression`` | 256 | x in [-3, 3] | sin(x) plus a little noise |
+| ``digits`` | 1797 | 8x8 images of handwritten digits, 64 values in [0, 1] | class 0..9 |
+
+:mod:`dlc.train.data` turns class labels into what the model's target expects.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlc.errors import DlcError
+
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A generated data set.
+
+    Attributes:
+        X: float64 inputs, ``[N, *input shape]``.
+        target: int64 class labels ``[N]`` (0..classes-1) when ``classes`` is set,
+            else float64 targets ``[N, *target shape]``.
+        classes: the number of classes, or None for a regression target.
+    """
+
+    X: np.ndarray
+    target: np.ndarray
+    classes: int | None
+
+
+def xor() -> Builtin:
+    """The four corners of the unit square; the label is x1 xor x2."""
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    return Builtin(X, np.array([0, 1, 1, 0], dtype=np.int64), 2)
+
+
+def spiral(per_class: int = 200, noise: float = 0.03) -> Builtin:
+    """Two spirals of 1.5 turns, the second the first turned by half a turn."""
+    rng = np.random.default_rng(SEED)
+    t = np.linspace(0.0, 1.0, per_class)
+    radius = 0.1 + t
+    points, labels = [], []
+    for label in (0, 1):
+        angle = 3 * np.pi * t + label * np.pi
+        xy = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+        points.append(xy + rng.normal(0.0, noise, xy.shape))
+        labels.append(np.full(per_class, label, dtype=np.int64))
+    return Builtin(np.concatenate(points), np.concatenate(labels), 2)
+
+
+def points(per_class: int = 200, margin: float = 0.1, angle: float = np.pi / 6) -> Builtin:
+    """Points whose class is the sign of their first coordinate in a frame turned by ``angle``.
+
+    No point lies within ``margin`` of the dividing line, so a linear model can
+    separate the classes exactly.
+    """
+    rng = np.random.default_rng(SEED)
+    side = np.repeat([-1.0, 1.0], per_class)
+    u = side * (margin + rng.uniform(0.0, 1.0, 2 * per_class))
+    v = rng.uniform(-1.1, 1.1, 2 * per_class)
+    cos, sin = np.cos(angle), np.sin(angle)
+    X = np.stack([cos * u - sin * v, sin * u + cos * v], axis=1)
+    labels = (side > 0).astype(np.int64)
+    order = rng.permutation(2 * per_class)
+    return Builtin(X[order], labels[order], 2)
+
+
+def regression(count: int = 256, noise: float = 0.05) -> Builtin:
+    """``y = sin(x) + noise`` for x drawn uniformly from [-3, 3] (sorted)."""
+    rng = np.random.default_rng(SEED)
+    x = np.sort(rng.uniform(-3.0, 3.0, count))
+    y = np.sin(x) + rng.normal(0.0, noise, count)
+    return Builtin(x[:, None], y[:, None], None)
+
+
+def digits() -> Builtin:
+    """The 8x8 handwritten digits that scikit-learn ships, scaled to [0, 1]."""
+    try:
+        from sklearn.datasets import load_digits  # optional, and slow to import
+    except ImportError:
+        raise DlcError(
+            "builtin:digits needs scikit-learn, which is not installed",
+            hint="pip install scikit-learn",
+        ) from None
+    try:
+        bunch = load_digits()
+    except (OSError, ValueError) as exc:
+        raise DlcError(f"builtin:digits: scikit-learn's copy cannot be read ({exc})") from None
+    X = np.asarray(bunch.data, dtype=np.float64) / 16.0
+    return Builtin(X, np.asarray(bunch.target, dtype=np.int64), 10)
+
+
+BUILTINS: dict[str, Callable[[], Builtin]] = {
+    "xor": xor,
+    "spiral": spiral,
+    "points": points,
+    "regression": regression,
+    "digits": digits,
+}
+
+
+def builtin(name: str) -> Builtin:
+    """The built-in data set called ``name``.
+
+    Raises:
+        DlcError: for an unknown name (with a did-you-mean hint), or ``digits``
+            without scikit-learn.
+    """
+    make = BUILTINS.get(name)
+    if make is None:
+        close = difflib.get_close_matches(name, BUILTINS, n=1)
+        raise DlcError(
+            f"unknown built-in data set 'builtin:{name}'; there are: {', '.join(BUILTINS)}",
+            hint=f"did you mean builtin:{close[0]}?" if close else None,
+        )
+    return make()
