@@ -202,3 +202,21 @@ def test_a_non_finite_gradient_under_a_finite_loss_restores_the_epoch_start() ->
     with pytest.raises(FloatingPointError, match=r"epoch 0: parameter w .*gradient for w is not finite"):
         m.train(params, epochs=3, lr=0.1)
     np.testing.assert_array_equal(params["w"], [0.0, 1.0])
+
+
+def test_a_hostile_file_name_stays_out_of_the_code(tmp_path: Path) -> None:
+    evil = tmp_path / 'x"""; open("CANARY", "w") #\'\'\'.dlc'
+    evil.write_text(QUADRATIC)  # no 'model' line: the name comes from the file name
+    model = read_model(evil)
+    assert model.graph.name.isidentifier()
+    from dlc.compiler import compile_source, load_module
+
+    source = compile_source(model)
+    ast.parse(source)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        load_module(source, "evil").train({"w": np.ones(2)}, epochs=2)
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "CANARY").exists()

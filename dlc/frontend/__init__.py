@@ -9,6 +9,7 @@ elementwise fusion.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,20 @@ def load_source(source: str, path: str = "<model>") -> Model:
     source = source.removeprefix("\ufeff")  # a byte-order mark some editors write
     try:
         with deep_recursion():
-            graph, warnings = _build(source, Path(path).stem if path != "<model>" else "model")
+            graph, warnings = _build(source, default_name(path))
     except DlcError as err:
         raise err.in_file(path, source) from None
     return Model(graph, tuple(w.in_file(path, source) for w in warnings), path, source)
+
+
+def default_name(path: str) -> str:
+    """A model's name when it declares none: its file's stem, made an identifier.
+
+    The name reaches generated code (docstrings, module names), so whatever
+    characters a file name has, only letters, digits and '_' are kept.
+    """
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem) if path != "<model>" else ""
+    return stem if stem[:1].isalpha() else "model" + (f"_{stem}" if stem else "")
 
 
 def load(path: str | Path) -> Model:

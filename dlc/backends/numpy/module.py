@@ -14,6 +14,7 @@ import builtins
 import itertools
 import keyword
 import math
+import re
 import textwrap
 
 import sympy
@@ -199,6 +200,8 @@ def _function(signature: str, doc: str, lines: list[str]) -> str:
 
 def _docstring(name: str, dtype: str, derivation: Derivation, model_file: str) -> str:
     formulas = textwrap.indent(derivation.text(), "    ")
+    # A file name may hold anything, quotes included: only plain characters reach the text.
+    model_file = re.sub(r"[^A-Za-z0-9_.-]", "_", model_file)
     return f'''"""Model {name}, compiled by dlc: NumPy backend, {dtype}.
 
 Forward pass, gradients and a mini-batch SGD training loop with momentum,
