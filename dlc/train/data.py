@@ -38,7 +38,6 @@ the line and column of the field at fault.
 from __future__ import annotations
 
 import math
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from dlc.errors import DlcError, Span
 from dlc.graph.graph import Graph
 from dlc.graph.nodes import Input, Loss
 from dlc.train import datasets
+from dlc.train.csvfile import Table, error, read_csv
 
 BUILTIN_PREFIX = "builtin:"
 _BCE_KINDS = frozenset({"bce", "bce_logits"})
@@ -100,7 +100,7 @@ def load_inputs(source: str, graph: Graph) -> np.ndarray:
         data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
         return _fit(data.X, graph.input, f"{source}: the inputs")
     if kind == "csv":
-        table = _read_csv(source)
+        table = read_csv(source)
         _check_columns(table, graph, inputs_only=True)
         return _rows(table.values[:, : _size(graph.input)], graph.input)
     return _npz_array(_read_npz(source, [graph.input.name]), graph.input)
@@ -213,107 +213,6 @@ def _builtin_labels(source: str, data: datasets.Builtin, target: Input) -> np.nd
 
 # ---------------------------------------------------------------- CSV files
 
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A parsed CSV file: the header's line and text, and the rows' lines and values."""
-
-    path: str
-    text: str
-    header: tuple[int, str]
-    lines: tuple[int, ...]
-    values: np.ndarray
-
-    def field_error(self, message: str, row: int, column: int) -> DlcError:
-        line = self.lines[row]
-        text, start = _fields(self.text.split("\n")[line - 1])[column]
-        return _error(self.path, self.text, message, Span(line, start, line, start + len(text)))
-
-
-def _error(path: str, text: str, message: str, span: Span, hint: str | None = None) -> DlcError:
-    return DlcError(message, span, hint=hint).in_file(path, text)
-
-
-def _fields(line: str) -> list[tuple[str, int]]:
-    """The comma-separated fields of a line, stripped, each with its 1-based start column."""
-    fields, start = [], 1
-    for piece in line.rstrip("\r").split(","):
-        lead = len(piece) - len(piece.lstrip())
-        fields.append((piece.strip(), start + lead))
-        start += len(piece) + 1
-    return fields
-
-
-def _read_text(path: str) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise DlcError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        shown = data[: exc.start].decode("utf-8", errors="replace") + "\ufffd"
-        span = Span(line, column, line, column + 1)
-        raise _error(path, shown, "the file is not valid UTF-8 text", span) from None
-
-
-def _read_csv(path: str) -> _Table:
-    text = _read_text(path)
-    lines = text.split("\n")
-    used = [(no, line.rstrip("\r")) for no, line in enumerate(lines, 1) if line.strip()]
-    if not used:
-        message = "the file is empty: expected a header row, then one row per example"
-        raise _error(path, text, message, Span(1, 1, 1, 1))
-    (head_no, head), rows = used[0], used[1:]
-    names = _fields(head)
-    end = Span(head_no, 1, head_no, len(head) + 1)
-    if all(_NUMBER.fullmatch(f) or _NOT_FINITE.fullmatch(f) for f, _ in names):
-        hint = f"add a first line naming the {len(names)} columns, such as x1,x2,y"
-        raise _error(
-            path, text, "the first row holds numbers, not column names: the header row is missing", end, hint
-        )
-    if not rows:
-        raise _error(path, text, "the file has a header but no data rows", end)
-    values = np.empty((len(rows), len(names)))
-    for i, (no, line) in enumerate(rows):
-        values[i] = _parse_row(path, text, no, line, len(names), cut=no == len(lines))
-    return _Table(path, text, (head_no, head), tuple(no for no, _ in rows), values)
-
-
-def _parse_row(path: str, text: str, no: int, line: str, width: int, cut: bool) -> list[float]:
-    """The numbers of one row; ``cut`` when it is the file's last line, with no newline after it."""
-    fields = _fields(line)
-    if len(fields) > width:
-        message = f"this row has {len(fields)} fields, but the header has {width}"
-        raise _error(path, text, message, Span(no, fields[width][1], no, len(line) + 1))
-    if len(fields) < width:
-        message = f"this row has {len(fields)} fields, but the header has {width}"
-        if cut:
-            message = f"the file ends in the middle of a row: it has {len(fields)} of {width} fields"
-        hint = "the file looks truncated" if cut else None
-        raise _error(path, text, message, Span(no, len(line) + 1, no, len(line) + 2), hint)
-    return [_number(path, text, no, field, column) for field, column in fields]
-
-
-def _number(path: str, text: str, no: int, field: str, column: int) -> float:
-    if _NUMBER.fullmatch(field):
-        value = float(field)
-        if math.isfinite(value):
-            return value
-        message = f"{field} is too large for a 64-bit float"
-    elif _NOT_FINITE.fullmatch(field):
-        message = f"'{field}' is not a finite number: the data may not hold NaN or infinity"
-    elif not field:
-        message = "empty field: expected a number"
-    else:
-        message = f"'{field}' is not a number"
-    raise _error(path, text, message, Span(no, column, no, column + max(len(field), 1)))
-
 
 def _column_options(graph: Graph, inputs_only: bool) -> dict[int, str]:
     """The column counts a file may have, each with what its columns are."""
@@ -332,7 +231,7 @@ def _column_options(graph: Graph, inputs_only: bool) -> dict[int, str]:
     return options
 
 
-def _check_columns(table: _Table, graph: Graph, inputs_only: bool = False) -> None:
+def _check_columns(table: Table, graph: Graph, inputs_only: bool = False) -> None:
     options = _column_options(graph, inputs_only)
     count = table.values.shape[1]
     if count in options:
@@ -340,11 +239,11 @@ def _check_columns(table: _Table, graph: Graph, inputs_only: bool = False) -> No
     expected = " or ".join(f"{n} ({what})" for n, what in options.items())
     line, text = table.header
     message = f"the file has {count} columns, but model {graph.name} reads {expected}"
-    raise _error(table.path, table.text, message, Span(line, 1, line, len(text) + 1))
+    raise error(table.path, table.text, message, Span(line, 1, line, len(text) + 1))
 
 
 def _csv_data(path: str, graph: Graph) -> Dataset:
-    table = _read_csv(path)
+    table = read_csv(path)
     _check_columns(table, graph)
     name, n_in = Path(path).name, _size(graph.input)
     X = _rows(table.values[:, :n_in], graph.input) if graph.input is not None else None
@@ -358,7 +257,7 @@ def _csv_data(path: str, graph: Graph) -> Dataset:
     labels = table.values[:, n_in]
     bad = _bad_label(labels, classes)
     if bad is not None:
-        raise table.field_error(_label_problem(float(labels[bad]), classes, target), bad, n_in)
+        raise table.fielderror(_label_problem(float(labels[bad]), classes, target), bad, n_in)
     return Dataset(X, _encode(labels, classes, target), name, classes)
 
 
