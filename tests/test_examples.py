@@ -1,0 +1,158 @@
+"""The teaching examples (examples/*.dlc) do what their headers and examples/README.md say.
+
+Each is trained through the command line in-process (``dlc train ... --json``)
+with the model's own train block, and the figure its lesson rests on is
+asserted: accuracies, the learned angle, which minimum each gradient-descent
+run ends in, the regression's error. Every example also passes ``dlc check``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dlc.cli import main
+from dlc.compiler import compile_model, read_model
+from dlc.train.data import load_data
+
+from .conftest import EXAMPLES, ROOT
+
+EXAMPLE_DIR = ROOT / "examples"
+
+
+def train(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, *flags: str) -> dict[str, Any]:
+    """``dlc train examples/NAME.dlc FLAGS --json``: the summary, plus the trained parameters."""
+    save = tmp_path / f"{name}.npz"
+    capsys.readouterr()
+    code = main(["train", str(EXAMPLE_DIR / f"{name}.dlc"), "--save", str(save), "--json", "--quiet", *flags])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["diverged"] is None
+    with np.load(save) as saved:
+        summary["params"] = {k[len("param/") :]: saved[k] for k in saved.files if k.startswith("param/")}
+    return summary
+
+
+def test_xor_is_learned_exactly(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert train(capsys, tmp_path, "xor")["train_accuracy"] == 1.0
+
+
+def test_points_learn_the_coordinate_change(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = train(capsys, tmp_path, "points")
+    assert run["train_accuracy"] >= 0.99
+    # builtin:points turns its frame by 30 degrees; the learned rotation finds it.
+    assert abs(float(run["params"]["theta"]) - np.pi / 6) < 0.05
+
+
+@pytest.mark.slow
+def test_spiral_is_uncrumpled(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = train(capsys, tmp_path, "spiral")
+    assert run["train_accuracy"] >= 0.98
+    assert run["seconds"] < 30  # "well under a minute" (about a second here)
+
+
+@pytest.mark.slow
+def test_digits_on_the_documented_held_out_split(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    run = train(capsys, tmp_path, "digits", "--val-split", "0.2")
+    assert run["val_accuracy"] >= 0.97
+    assert run["train_accuracy"] >= run["val_accuracy"]
+
+
+def test_regression_fits_the_curve(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = EXAMPLE_DIR / "regression.dlc"
+    run = train(capsys, tmp_path, "regression")
+    module = compile_model(path)
+    data = load_data("builtin:regression", read_model(path).graph)
+    mse = module.loss(run["params"], data.X, data.Y)
+    assert run["train_accuracy"] is None
+    assert mse < 0.005  # the noise's own variance is 0.05 ** 2 = 0.0025
+    x = np.linspace(-3, 3, 301)[:, None]
+    assert np.max(np.abs(module.predict(run["params"], x)[:, 0] - np.sin(x[:, 0]))) < 0.15
+
+
+# --- loss_surface.dlc: which minimum does each run reach? ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minima() -> dict[str, np.ndarray]:
+    """The surface's minima, by long plain gradient descent from each dip's centre."""
+    module = compile_model(EXAMPLE_DIR / "loss_surface.dlc")
+    found = {}
+    for name, (a, b) in (("local", (1.0, 0.5)), ("global", (-1.5, -0.5))):
+        params = {"a": np.array(a), "b": np.array(b)}
+        module.train(params, epochs=3000, lr=0.02, momentum=0.0)
+        _, grads = module.value_and_grad(params, None, None)
+        assert max(abs(float(g)) for g in grads.values()) < 1e-8
+        found[name] = np.array([float(params["a"]), float(params["b"])])
+    loss = {k: module.loss({"a": np.array(m[0]), "b": np.array(m[1])}, None, None) for k, m in found.items()}
+    assert loss["global"] < loss["local"] - 0.5
+    assert np.linalg.norm(found["global"] - found["local"]) > 1.5
+    return found
+
+
+def test_loss_surface_runs_all_start_from_the_same_point() -> None:
+    start = compile_model(EXAMPLE_DIR / "loss_surface.dlc").init_params(0)
+    assert (float(start["a"]), float(start["b"])) == (3.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("lr", "momentum", "ends_in"),
+    [
+        ("0.05", "0", "local"),  # small rate, no momentum: stuck in the first dip
+        ("0.3", "0", "local"),  # bigger steps alone do not get out
+        ("0.05", "0.9", "global"),  # momentum carries the run over the ridge
+        ("0.3", "0.9", "global"),
+    ],
+)
+def test_loss_surface_momentum_reaches_the_global_minimum(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, minima: dict[str, np.ndarray],
+    lr: str, momentum: str, ends_in: str,
+) -> None:  # fmt: skip
+    run = train(capsys, tmp_path, "loss_surface", "--lr", lr, "--momentum", momentum)
+    end = np.array([float(run["params"]["a"]), float(run["params"]["b"])])
+    assert np.linalg.norm(end - minima[ends_in]) < 0.01, (end, minima)
+
+
+# --- every example: gradient check, README, figures ---------------------------------------------------
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_passes_dlc_check(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(path)]) == 0
+    assert "passed" in capsys.readouterr().out
+
+
+def test_the_examples_readme_lists_every_example() -> None:
+    readme = (EXAMPLE_DIR / "README.md").read_text(encoding="utf-8")
+    for path in EXAMPLES:
+        assert f"examples/{path.name}" in readme, path.name
+    assert "python examples/plots.py" in readme
+
+
+@pytest.mark.slow
+def test_plots_regenerates_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    spec = importlib.util.spec_from_file_location("dlc_example_plots", EXAMPLE_DIR / "plots.py")
+    assert spec is not None and spec.loader is not None
+    plots = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = plots  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(plots)
+        assert plots.main(["--out", str(tmp_path)]) == 0
+    finally:
+        del sys.modules[spec.name]
+    out = capsys.readouterr().out
+    assert "lr 0.05, momentum 0: ends in the local minimum" in out
+    assert "lr 0.05, momentum 0.9: ends in the global minimum" in out
+    for name in ("points", "spiral", "loss_surface", "regression", "training"):
+        png = tmp_path / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, name
