@@ -33,9 +33,7 @@ class Declarations:
     def params(self) -> list[ast.ParamDecl]:
         return [d for d in self.names.values() if isinstance(d, ast.ParamDecl)]
 
-    @property
-    def functions(self) -> dict[str, ast.FnDef]:
-        return {n: d for n, d in self.names.items() if isinstance(d, ast.FnDef)}
+    functions: dict[str, ast.FnDef] = field(default_factory=dict)  # the FnDefs among names
 
     def suggest(self, name: str, extra: Iterable[str] = ()) -> str | None:
         """A "did you mean ...?" hint for a misspelt name, or None."""
@@ -113,6 +111,8 @@ def _define(decls: Declarations, stmt: Definition) -> None:
                 raise DlcError(f"parameter '{param.text}' appears twice in '{name.text}'", param.span)
             seen[param.text] = param
     decls.names[name.text] = stmt
+    if isinstance(stmt, ast.FnDef):
+        decls.functions[name.text] = stmt
 
 
 def subexpressions(expr: ast.Expr) -> Iterator[ast.Expr]:

@@ -118,6 +118,8 @@ class Lowering:
     def elementwise(
         self, span: Span, fn: Callable[..., sympy.Expr], args: tuple[nodes.Node, ...], op: str
     ) -> nodes.Node:
+        if args and all(isinstance(a, nodes.Elementwise) and not a.inputs for a in args):
+            _check_magnitude(fn, args, span)  # before SymPy folds 9 ** 9 ** 9 exactly
         expr = fn(*(element_symbol(i) for i in range(len(args))))
         node = self.make(span, g.elementwise, expr, args, op)
         # Numbers are folded in when the node is built: sqrt(-1), log(0), 1/0.
@@ -239,6 +241,17 @@ class CallSite:
 
     def elementwise(self, fn: Callable[..., sympy.Expr], *args: nodes.Node) -> nodes.Node:
         return self.lowering.elementwise(self.call.func.span, fn, args, self.name)
+
+
+def _check_magnitude(fn: Callable[..., sympy.Expr], args: tuple[nodes.Node, ...], span: Span) -> None:
+    """Refuse a folded number beyond float range: exact arithmetic on it could take forever."""
+    try:
+        value = fn(*(sympy.Float(a.expr, 30) for a in args))  # type: ignore[attr-defined]
+        exponent = abs(float(sympy.log(abs(value), 10))) if value.is_finite and value != 0 else 0.0
+    except (ArithmeticError, TypeError, ValueError):
+        return  # 1/0 and the like: reported once the node is built
+    if exponent > 300:
+        raise DlcError("this number is out of range (beyond 1e300 or 1e-300)", span)
 
 
 def check_init(init: ast.Init, shape: tuple[int, ...]) -> nodes.Init:

@@ -30,7 +30,7 @@ from dlc.graph.nodes import (
     Softmax,
     Transpose,
 )
-from dlc.graph.scalar import clip01, element_symbol, sigmoid
+from dlc.graph.scalar import clip01, element_symbol, inside01, sigmoid
 
 Rule = Callable[[Node, Node, int, Builder], Node]
 VJP: dict[type[Node], Rule] = {}
@@ -189,7 +189,8 @@ _LOSS_GRADS: dict[str, tuple[Callable[..., sympy.Expr], Callable[..., sympy.Expr
     "mse": (lambda p, y, g, n: 2 * (p - y) * g / n, lambda p, y, g, n: -2 * (p - y) * g / n),
     "bce_logits": (lambda z, y, g, n: (sigmoid(z) - y) * g / n, lambda z, y, g, n: -z * g / n),
     "bce": (
-        lambda p, y, g, n: (p - y) * g / (n * clip01(p) * (1 - clip01(p))),
+        # inside01: where p was clipped, the loss is flat in p.
+        lambda p, y, g, n: inside01(p) * (p - y) * g / (n * clip01(p) * (1 - clip01(p))),
         lambda p, y, g, n: (sympy.log(1 - clip01(p)) - sympy.log(clip01(p))) * g / n,
     ),
 }

@@ -34,6 +34,8 @@ class ShapeError(Exception):
 
 
 def show_shape(shape: Shape) -> str:
+    if len(shape) > 8:  # keep messages short: the first and last dimensions
+        return f"[{', '.join(map(str, shape[:3]))}, ..., {', '.join(map(str, shape[-2:]))}]"
     return "[" + ", ".join(map(str, shape)) + "]"
 
 

@@ -40,6 +40,8 @@ from dlc.graph.scalar import element_symbol
 
 #: Above this many elements a declared tensor is refused before anything is allocated.
 MAX_ELEMENTS = 10**9
+#: At most this many per-example dimensions (NumPy allows 64 in all, batch axis included).
+MAX_RANK = 32
 
 
 # ------------------------------------------------------------ shape rules
@@ -50,6 +52,8 @@ def _batched(*nodes: Node) -> bool:
 
 
 def _check_size(shape: Shape) -> Shape:
+    if len(shape) > MAX_RANK:
+        raise ShapeError(f"a shape of {len(shape)} dimensions: at most {MAX_RANK} are allowed")
     if math.prod(shape) > MAX_ELEMENTS:
         raise ShapeError(f"{show_shape(shape)} has more than {MAX_ELEMENTS:.0e} elements")
     return shape
