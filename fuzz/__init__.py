@@ -377,78 +377,9 @@ def _in_module(f: Failure) -> bool:
     return f.where.startswith("<dlc")
 
 
-@_bug(
-    "target_without_input",
-    "a model with a target and no input: the generated functions do B = X.shape[0] on X=None",
-)
-def _target_without_input(f: Failure, source: str) -> bool:
-    return (
-        f.kind == "AttributeError"
-        and "'NoneType' object has no attribute 'shape'" in f.message
-        and _in_module(f)
-    )
-
-
 @_bug("output_uses_target", "an output that depends on the target: predict(params, X) reads an undefined Y")
 def _output_uses_target(f: Failure, source: str) -> bool:
     return f.kind == "NameError" and "name 'Y' is not defined" in f.message and f.where.endswith(":predict")
-
-
-@_bug(
-    "uniform_overflow", "uniform(scale) with scale near the float maximum: init_params raises OverflowError"
-)
-def _uniform_overflow(f: Failure, source: str) -> bool:
-    return f.kind == "OverflowError" and "range exceeds valid bounds" in f.message
-
-
-@_bug(
-    "formula_recursion",
-    "a constant factor such as sin(-0.5) or -log(2): RecursionError in the formula printer",
-)
-def _formula_recursion(f: Failure, source: str) -> bool:
-    return f.kind == "RecursionError" and f.where.startswith("dlc/grad/notation.py")
-
-
-@_bug("numpy_e", "exp(1) folds to E, printed as numpy.e: NameError in the generated module")
-def _numpy_e(f: Failure, source: str) -> bool:
-    return f.kind == "NameError" and "name 'numpy' is not defined" in f.message
-
-
-@_bug(
-    "nonfinite_constant",
-    "a folded nan or zoo (0 ** w's gradient, w / (w - w)) printed as a bare name, or not at all",
-)
-def _nonfinite_constant(f: Failure, source: str) -> bool:
-    bare = re.search(r"name '(inf|nan|zoo|oo)' is not defined", f.message) is not None
-    return (f.kind == "NameError" and bare) or (f.kind == "KeyError" and "ComplexInfinity" in f.message)
-
-
-@_bug(
-    "constant_not_evaluated",
-    "a dlc function of a number alone (softplus(-8), log(w - w)) cannot be turned into a float",
-)
-def _constant_not_evaluated(f: Failure, source: str) -> bool:
-    return (f.kind == "TypeError" and "Cannot convert complex to float" in f.message) or (
-        f.kind == "RecursionError" and f.where.startswith("dlc/backends/numpy/printer.py")
-    )
-
-
-@_bug(
-    "big_int_ufunc",
-    "an integer literal over 2**63 inside a function (sin(12345678901234567890)): TypeError at run",
-)
-def _big_int_ufunc(f: Failure, source: str) -> bool:
-    return f.kind == "TypeError" and "loop of ufunc does not support argument 0 of type int" in f.message
-
-
-@_bug(
-    "folded_overflow",
-    "a coefficient folded beyond the float range (w * 1e308 * 10): OverflowError at run time",
-)
-def _folded_overflow(f: Failure, source: str) -> bool:
-    return (f.kind == "OverflowError" and "too large" in f.message) or (
-        f.kind == "ValueError" and "integer string conversion" in f.message
-    )
 
 
 @_bug(

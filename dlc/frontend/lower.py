@@ -274,8 +274,8 @@ def check_init(init: ast.Init, shape: tuple[int, ...]) -> nodes.Init:
             init.span,
             hint=f"write {usage}",
         )
-    if kind in ("normal", "uniform") and init.args[0] <= 0:
-        raise DlcError(f"the scale of {kind} must be positive", init.span)
+    if kind in ("normal", "uniform") and not 0 < init.args[0] <= 1e150:
+        raise DlcError(f"the scale of {kind} must be positive and at most 1e150", init.span)
     if kind in ("glorot", "he") and len(shape) != 2:
         raise DlcError(
             f"{kind} initializes matrices [out, in], not shape [{', '.join(map(str, shape))}]",

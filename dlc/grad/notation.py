@@ -152,8 +152,13 @@ class TextPrinter(StrPrinter):
         if coeff == 1 and len(tensors) == 1:
             return self._print(tensors[0])
         parts = [self._atom(f) for f in tensors]
-        head = "-" if coeff == -1 else ("" if coeff == 1 else self._print(coeff) + " ")
-        return head + " ⊙ ".join(parts) if parts else self._print(coeff)
+        head = "-" if coeff == -1 else ("" if coeff == 1 else self._number(coeff) + " ")
+        return head + " ⊙ ".join(parts) if parts else self._number(coeff)
+
+    def _number(self, coeff: sympy.Expr) -> str:
+        # A product of numbers (-sin(1/2)) printed the plain way: our _print_Mul would
+        # split it into the same coefficient again, forever.
+        return str(StrPrinter._print_Mul(self, coeff)) if coeff.is_Mul else self._print(coeff)
 
 
 class MathPrinter(LatexPrinter):
@@ -225,8 +230,12 @@ class MathPrinter(LatexPrinter):
         if coeff == 1 and len(tensors) == 1:
             return self._print(tensors[0])
         parts = [self._wrap(f) for f in tensors]
-        head = "-" if coeff == -1 else ("" if coeff == 1 else self._print(coeff) + " ")
-        return head + r" \odot ".join(parts) if parts else self._print(coeff)
+        head = "-" if coeff == -1 else ("" if coeff == 1 else self._number(coeff) + " ")
+        return head + r" \odot ".join(parts) if parts else self._number(coeff)
+
+    def _number(self, coeff: sympy.Expr) -> str:
+        # See TextPrinter._number.
+        return str(LatexPrinter._print_Mul(self, coeff)) if coeff.is_Mul else self._print(coeff)
 
 
 def text(expr: sympy.Expr) -> str:

@@ -47,6 +47,14 @@ class leaky_relu(Function):  # noqa: N801
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x: sympy.Expr, alpha: sympy.Expr) -> sympy.Expr | None:
+        if x.is_positive:
+            return x
+        if x.is_nonpositive and alpha.is_number:
+            return alpha * x
+        return None
+
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         x, alpha = self.args
         if argindex == 1:
@@ -69,6 +77,9 @@ class sigmoid(Function):  # noqa: N801
     def _eval_rewrite_as_exp(self, x: sympy.Expr, **kwargs: object) -> sympy.Expr:
         return 1 / (1 + sympy.exp(-x))
 
+    def _eval_evalf(self, prec: int) -> sympy.Expr:
+        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
+
 
 class softplus(Function):  # noqa: N801
     """log(1 + exp(x)), computed stably by the backends."""
@@ -85,6 +96,9 @@ class softplus(Function):  # noqa: N801
     def _eval_rewrite_as_exp(self, x: sympy.Expr, **kwargs: object) -> sympy.Expr:
         return sympy.log(1 + sympy.exp(x))
 
+    def _eval_evalf(self, prec: int) -> sympy.Expr:
+        return sympy.log(1 + sympy.exp(self.args[0]))._eval_evalf(prec)
+
 
 def element_symbol(index: int) -> sympy.Symbol:
     """The symbol that stands for one element of an elementwise node's ``index``-th input."""
@@ -98,12 +112,24 @@ EPS = sympy.Rational(1, 10**7)
 class inside01(Function):  # noqa: N801
     """1 where EPS < p < 1 - EPS, else 0: the derivative of clip01."""
 
+    @classmethod
+    def eval(cls, p: sympy.Expr) -> sympy.Expr | None:
+        if p.is_number and p.is_real:
+            return S.One if EPS < p < 1 - EPS else S.Zero
+        return None
+
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return S.Zero
 
 
 class clip01(Function):  # noqa: N801
     """p clipped to [EPS, 1 - EPS], so that log(p) and log(1 - p) stay finite."""
+
+    @classmethod
+    def eval(cls, p: sympy.Expr) -> sympy.Expr | None:
+        if p.is_number and p.is_real:
+            return sympy.Min(sympy.Max(p, EPS), 1 - EPS)
+        return None
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return inside01(self.args[0])

@@ -103,7 +103,8 @@ class Writer:
         self.paired = _softmax_pairs(order)
         lines: list[str] = []
         if any(n.batched for n in order):
-            lines.append("B = X.shape[0]")
+            source = "X" if self.program.graph.input is not None else "Y"
+            lines.append(f"B = {source}.shape[0]")
         for node in order:
             lines += self.statement(node)
         return lines

@@ -93,7 +93,19 @@ def _(node: Elementwise, ctx: Context, name: str) -> Code:
 class BodyNumber:
     @staticmethod
     def print(value: sympy.Expr) -> str:
-        return f"({float(value)!r})" if not value.is_Integer else str(int(value))
+        """A folded number as a Python float literal (an int, if it is a small whole number)."""
+        if value.is_Integer and abs(int(value)) < 2**53:
+            return str(int(value))
+        if value.has(sympy.nan, sympy.zoo):
+            return "np.nan"
+        number = complex(value.evalf(20))
+        if number.imag:
+            raise NotImplementedError(f"the NumPy backend cannot compute with the complex number {value}")
+        return (
+            f"({number.real!r})"
+            if abs(number.real) != float("inf")
+            else ("np.inf" if number.real > 0 else "(-np.inf)")
+        )
 
 
 def _arr(ctx: Context, x: Node) -> str:

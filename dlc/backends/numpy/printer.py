@@ -39,6 +39,35 @@ class BodyPrinter(NumPyPrinter):
     _print_sigmoid = _print_softplus = _print_relu = _print_step = _helper
     _print_leaky_relu = _print_clip01 = _print_inside01 = _helper
 
+    # Constants by their np names (the module imports numpy as np, never as numpy).
+    def _print_Exp1(self, expr: Any) -> str:  # noqa: N802
+        return "np.e"
+
+    def _print_Pi(self, expr: Any) -> str:  # noqa: N802
+        return "np.pi"
+
+    def _print_NaN(self, expr: Any) -> str:  # noqa: N802 - a derivative can be undefined (0 ** w)
+        return "np.nan"
+
+    def _print_Infinity(self, expr: Any) -> str:  # noqa: N802
+        return "np.inf"
+
+    def _print_NegativeInfinity(self, expr: Any) -> str:  # noqa: N802
+        return "(-np.inf)"
+
+    def _print_ComplexInfinity(self, expr: Any) -> str:  # noqa: N802 - 1/0: no sign, so not a number
+        return "np.nan"
+
+    def _print_Integer(self, expr: Any) -> str:  # noqa: N802 - NumPy has no arbitrary-size ints
+        return str(int(expr)) if abs(int(expr)) < 2**53 else _float(expr)
+
+    def _print_Float(self, expr: Any) -> str:  # noqa: N802
+        return _float(expr)
+
+    def _print_Rational(self, expr: Any) -> str:  # noqa: N802
+        small = abs(expr.p) < 2**53 and expr.q < 2**53
+        return f"({expr.p}/{expr.q})" if small else _float(expr)
+
     def _print_Pow(self, expr: Any, rational: bool = False) -> str:  # noqa: N802 - SymPy's dispatch name
         if expr.exp == -1:
             return f"1/{self.parenthesize(expr.base, 50)}"
@@ -46,6 +75,19 @@ class BodyPrinter(NumPyPrinter):
 
     def _print_Function(self, expr: Any) -> str:  # noqa: N802 - SymPy's dispatch name
         raise NotImplementedError(f"the NumPy backend cannot print the function {type(expr).__name__}")
+
+
+def _float(value: Any) -> str:
+    """A number too big for an exact literal: the nearest float, or an infinity past the range."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = float("inf") if value > 0 else float("-inf")
+    if number != number:
+        return "np.nan"
+    if abs(number) == float("inf"):
+        return "np.inf" if number > 0 else "(-np.inf)"
+    return repr(number)
 
 
 def print_body(expr: sympy.Expr, args: list[str], temp: str) -> tuple[list[str], str, set[str]]:
