@@ -401,12 +401,6 @@ LOOKALIKE_NUMBERS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the grammar's NUMBER uses \\d, which in Python's re matches every Unicode decimal digit: "
-    "[٣], 𝟗 and ३ are read as 3, 9 and 3, although names are ASCII only (docs/language.md); "
-    "a digit that looks like another character hides what the file says",
-)
 @pytest.mark.parametrize("case", list(LOOKALIKE_NUMBERS))
 def test_non_ascii_digits_are_refused(case: str) -> None:
     source = LOOKALIKE_NUMBERS[case]
