@@ -398,14 +398,6 @@ def _complex_values(f: Failure, source: str) -> bool:
     return f.kind == "WrongDtype" and "complex" in f.message
 
 
-@_bug(
-    "softmax_ce_of_own_softmax",
-    "softmax_cross_entropy(z, softmax(z)): the shared softmax is read before it is assigned",
-)
-def _softmax_ce_of_own_softmax(f: Failure, source: str) -> bool:
-    return f.kind == "UnboundLocalError"
-
-
 def known_bug(failure: Failure, source: str) -> str | None:
     """The id of the known bug this failure (on model text ``source``) is an instance of, or None."""
     for key, (_, test) in KNOWN_BUGS.items():

@@ -253,9 +253,6 @@ REPRODUCERS: dict[str, list[str]] = {
     "complex_values": [
         "input h : [2]\nparam w : [2] = zeros\nloss sum(sqrt(-h * h) * w)\n",
     ],
-    "softmax_ce_of_own_softmax": [
-        "input x : [3]\nparam w : [] = zeros\nloss softmax_cross_entropy(x, softmax(x)) + w ** 2\n",
-    ],
     "zero_cotangent": [
         "param s : [3] = zeros\ninput y : [5, 3]\nloss mse(y @ s, y @ s + 1)\n",
     ],
@@ -268,7 +265,8 @@ FIXED = [
     "param w : [] = zeros\nloss w * 9 ** 9 ** 9\n",
     "param w : [] = zeros\nloss w * 3 ** -123456789012345678901234567890\n",
     "param W : [" + ", ".join(["1"] * 65) + "] = zeros\nloss sum(W)\n",
-    # fixed since: a target without an input, huge uniform scales, constant factors in the
+    "input x : [3]\nparam w : [] = zeros\nloss softmax_cross_entropy(x, softmax(x)) + w ** 2\n",
+    # fixed since: a softmax that is its own cross-entropy's target, a target without an input, huge uniform scales, constant factors in the
     # formula printer, np.e, NaN and infinite folded constants, dlc's functions of numbers,
     # integers past 2**53, coefficients past the float range
     "target y : [2]\nparam m : [2] = zeros\nloss sum((m - y) ** 2)\n",

@@ -142,7 +142,11 @@ def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
     return {
         n: softmax[n.inputs[0]]
         for n in order
-        if isinstance(n, Loss) and n.kind == "softmax_ce" and n.batched and n.inputs[0] in softmax
+        if isinstance(n, Loss)
+        and n.kind == "softmax_ce"
+        and n.batched
+        and n.inputs[0] in softmax
+        and softmax[n.inputs[0]] not in n.inputs  # a target that is the softmax itself comes first
     }
 
 
