@@ -266,7 +266,8 @@ FIXED = [
     "param w : [] = zeros\nloss w * 3 ** -123456789012345678901234567890\n",
     "param W : [" + ", ".join(["1"] * 65) + "] = zeros\nloss sum(W)\n",
     "input x : [3]\nparam w : [] = zeros\nloss softmax_cross_entropy(x, softmax(x)) + w ** 2\n",
-    # fixed since: a softmax that is its own cross-entropy's target, a target without an input, huge uniform scales, constant factors in the
+    # fixed since: a softmax that is its own cross-entropy's target, a target without an
+    # input, huge uniform scales, constant factors in the
     # formula printer, np.e, NaN and infinite folded constants, dlc's functions of numbers,
     # integers past 2**53, coefficients past the float range
     "target y : [2]\nparam m : [2] = zeros\nloss sum((m - y) ** 2)\n",
