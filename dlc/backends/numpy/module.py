@@ -80,7 +80,7 @@ class Writer:
             name = self.namer("C_" + self.program.graph.names.get(node, "const"))
             self.constants[node] = name
             return name
-        if _is_number(node):
+        if ops.is_number(node):
             return ""  # numbers are written in place; see variable()
         if isinstance(node, (Param, Input, Tangent)):
             return self.namer(node.name)
@@ -93,7 +93,7 @@ class Writer:
     def variable(self, node: Node) -> str:
         if isinstance(node, BatchSize):
             return "B"
-        if _is_number(node):
+        if ops.is_number(node):
             return ops.BodyNumber.print(node.expr)  # type: ignore[attr-defined]
         return self.var[node]
 
@@ -123,7 +123,7 @@ class Writer:
             return [f"{name} = params[{node.name!r}]"]
         if isinstance(node, Input):
             return [f"{name} = {'X' if node.role == 'input' else 'Y'}"]
-        if isinstance(node, Constant) or _is_number(node):
+        if isinstance(node, Constant) or ops.is_number(node):
             return []
         code = ops.emit(node, self.ctx, name)
         comment = self.comments.get(node) or (
@@ -148,13 +148,6 @@ def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
         and n.inputs[0] in softmax
         and softmax[n.inputs[0]] not in n.inputs  # a target that is the softmax itself comes first
     }
-
-
-def _is_number(node: Node) -> bool:
-    """A scalar literal or the batch size: written into expressions, never assigned."""
-    if isinstance(node, BatchSize):
-        return True
-    return isinstance(node, ops.Elementwise) and not node.inputs and not node.shape and not node.batched
 
 
 def write_module(program: Program, derivation: Derivation, dtype: str, model_file: str) -> str:

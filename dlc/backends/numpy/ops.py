@@ -108,11 +108,17 @@ class BodyNumber:
         )
 
 
+def is_number(node: Node) -> bool:
+    """A scalar literal or the batch size: written into expressions as a Python number."""
+    if isinstance(node, BatchSize):
+        return True
+    return isinstance(node, Elementwise) and not node.inputs and not node.shape and not node.batched
+
+
 def _arr(ctx: Context, x: Node) -> str:
     """An input as an array expression: a number (or B) is made a scalar of the module's dtype."""
     text = ctx.var(x)
-    number = isinstance(x, BatchSize) or (isinstance(x, Elementwise) and not x.inputs and not x.shape)
-    return f"DTYPE({text})" if number and not x.batched else text
+    return f"DTYPE({text})" if is_number(x) else text
 
 
 def gemm(spec: str, a: str, b: str) -> str | None:
