@@ -1,0 +1,95 @@
+"""The native epoch: mini-batches drawn through a permutation, each one a training step.
+
+    for s in FIRST_STEP .. LAST_STEP - 1:
+        rows = ORDER[s*bs : min((s+1)*bs, N)]
+        gather X_ALL[rows], Y_ALL[rows] into the batch homes
+        loss = step(batch)                   # forward, backward, update
+        STEP_LOSSES[s] = loss                # if asked for
+        if loss is not finite: FAILED_STEP = s; stop
+        total += loss * len(rows)
+    return total
+
+The permutation comes from the caller (NumPy's seeded generator), so both
+backends visit the examples in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from llvmlite import ir
+
+from dlc.backends.llvm.kernels import I64, View
+from dlc.backends.llvm.layout import Home, Slots
+from dlc.backends.llvm.scalar import intrinsic
+
+if TYPE_CHECKING:
+    from dlc.backends.llvm.program import Entries, Frame
+
+F64 = ir.DoubleType()
+
+
+def define_epoch(entries: Entries, core: ir.Function) -> None:
+    """``double train_epoch(ptr ctx)``."""
+    native = entries.native
+    f = entries.entry("train_epoch", F64)
+    b, k = f.b, f.k
+    n, bs = f.slot_int(Slots.N), f.slot_int(Slots.BATCH_SIZE)
+    order, losses = f.slot_ptr(Slots.ORDER), f.slot_ptr(Slots.STEP_LOSSES)
+    first, last = f.slot_int(Slots.FIRST_STEP), f.slot_int(Slots.LAST_STEP)
+    x_all, y_all = f.slot_ptr(Slots.X_ALL), f.slot_ptr(Slots.Y_ALL)
+    xb = _home(f, native.x_home)
+    yb = _home(f, native.y_home)
+    total = k.variable("total", ir.Constant(F64, 0.0))
+    f.set_slot(Slots.FAILED_STEP, ir.Constant(I64, -1))
+    stop = b.append_basic_block("stop")
+    with k.loop(b.sub(last, first), "s") as offset:
+        step = b.add(first, offset)
+        start = b.mul(step, bs)
+        rows = _min(b, bs, b.sub(n, start))
+        for home_ptr, source, node in ((xb, x_all, entries.graph.input), (yb, y_all, entries.graph.target)):
+            if node is not None:
+                _gather(f, home_ptr, source, order, start, rows, math.prod(node.shape))
+        loss = b.call(core, [f.ctx, xb, yb, rows])
+        with b.if_then(b.icmp_unsigned("!=", losses, ir.Constant(PTR, None))):
+            b.store(loss, b.gep(losses, [step], inbounds=True, source_etype=F64))
+        finite = b.fcmp_ordered(
+            "!=", b.call(intrinsic(k, "fabs", ty=F64), [loss]), ir.Constant(F64, math.inf)
+        )
+        failed = b.append_basic_block("failed")
+        go_on = b.append_basic_block("go_on")
+        b.cbranch(finite, go_on, failed)
+        b.position_at_end(failed)
+        f.set_slot(Slots.FAILED_STEP, step)
+        b.branch(stop)
+        b.position_at_end(go_on)
+        scaled = b.fmul(loss, b.sitofp(rows, F64))
+        b.store(b.fadd(b.load(total, typ=F64), scaled), total)
+    b.branch(stop)
+    b.position_at_end(stop)
+    b.ret(b.load(total, typ=F64))
+
+
+PTR = ir.PointerType()
+
+
+def _home(f: Frame, home: Home | None) -> ir.Value:
+    return ir.Constant(PTR, None) if home is None else f.at(home)
+
+
+def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _gather(f: Frame, out: ir.Value, source: ir.Value, order: ir.Value,
+            start: ir.Value, rows: ir.Value, width: int) -> None:  # fmt: skip
+    """out[r, :] = source[order[start + r], :] for r < rows."""
+    b, k = f.b, f.k
+    size = ir.Constant(I64, width)
+    with k.loop(rows, "r") as r:
+        row = b.load(b.gep(order, [b.add(start, r)], inbounds=True, source_etype=I64), typ=I64)
+        src = View(b.gep(source, [b.mul(row, size)], inbounds=True, source_etype=k.ty), (1,))
+        dst = View(b.gep(out, [b.mul(r, size)], inbounds=True, source_etype=k.ty), (1,))
+        with k.loop(size, "c") as c:
+            k.store(k.load(src, [c]), dst, [c])

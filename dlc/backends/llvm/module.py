@@ -1,0 +1,156 @@
+"""Program -> the text of a Python module whose steps run as native code.
+
+The module has the API of every dlc backend (``init_params``, ``predict``,
+``loss``, ``value_and_grad``, ``train_step``, ``train``, the shape
+constants and ``FORMULAS``). It carries its LLVM IR as text, where a person
+can read it, and the runtime of :mod:`dlc.backends.llvm.runtime`, which
+compiles that IR for the CPU it runs on; it imports NumPy and llvmlite (and
+SciPy's BLAS where installed), never dlc.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from dlc.backends import common
+from dlc.backends.llvm import runtime
+from dlc.backends.llvm.layout import Home, Slots
+from dlc.backends.llvm.program import NativeProgram
+from dlc.grad import Program
+from dlc.grad.formulas import Derivation
+
+NOTE = """
+The steps run as native code: LLVM_IR, at the end of this module, is
+compiled for this CPU on first use (and cached, see Native). One call of
+train_step does forward pass, backward pass and momentum update; train()
+makes one native call per epoch.
+"""
+
+
+def write_module(program: Program, derivation: Derivation, dtype: str, model_file: str) -> str:
+    """The module's source text: deterministic, readable, importing NumPy and llvmlite."""
+    native = NativeProgram(program, dtype)
+    imports, machinery = _runtime_parts()
+    parts = [
+        common.docstring(program.graph.name, "LLVM", dtype, derivation, model_file, NOTE),
+        imports,
+        "\n".join(common.constants(program, derivation, dtype)),
+        common.init_function(program),
+        API,
+        f"LAYOUT = {_layout(native, program)!r}",
+        _ir_literal(str(native.module)),
+        machinery,
+    ]
+    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def _runtime_parts() -> tuple[str, str]:
+    """The runtime's imports and the rest of its code, as text."""
+    source = inspect.getsource(runtime)
+    body = source[source.index("# RUNTIME STARTS\n") + len("# RUNTIME STARTS\n") :]
+    imports, rest = body.split("\n\n\n", 1)
+    return imports, rest
+
+
+def _home(home: Home | None) -> tuple[int, int] | None:
+    return None if home is None else (home.per_example, home.fixed)
+
+
+def _layout(native: NativeProgram, program: Program) -> dict[str, object]:
+    graph = program.graph
+    slots = {name: getattr(Slots, name) for name in dir(Slots) if name.isupper()}
+    output = graph.output
+    return {
+        "params": [p.name for p in graph.params],
+        "shapes": {p.name: p.shape for p in graph.params},
+        "input": graph.input.shape if graph.input is not None else None,
+        "target": graph.target.shape if graph.target is not None else None,
+        "arena": (native.arena.per_example, native.arena.fixed),
+        "output": None if output is None else (_home(native.output_home), output.shape, output.batched),
+        "grads": {k: _home(h) for k, h in native.grad_homes.items()},
+        "slots": dict(sorted(slots.items(), key=lambda kv: kv[1])),
+        "slot_count": native.slots.count,
+    }
+
+
+def _ir_literal(text: str) -> str:
+    """``LLVM_IR = ...``: the IR as a raw triple-quoted string when that is safe, else its repr."""
+    if "'''" in text or "\\" in text or not text.isascii():
+        return f"LLVM_IR = {text!r}"
+    return f"LLVM_IR = r'''\n{text}'''"
+
+
+API = '''_NATIVE = []
+
+
+def _native():
+    """The compiled code, built on first use."""
+    if not _NATIVE:
+        _NATIVE.append(Native(LLVM_IR, LAYOUT, DTYPE))
+    return _NATIVE[0]
+
+
+def predict(params, X):
+    """The model's output for a batch X (batch-major)."""
+    return _native().predict(params, X)
+
+
+def loss(params, X, Y):
+    """The loss: the mean over the batch."""
+    return _native().loss(params, X, Y)
+
+
+def value_and_grad(params, X, Y):
+    """The loss and its gradient with respect to every parameter."""
+    return _native().value_and_grad(params, X, Y)
+
+
+def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
+    """One SGD step with momentum on the batch (X, Y); updates params and velocity in place.
+
+    Forward pass, backward pass and update are one native call. Returns the
+    batch's loss before the step. Raises FloatingPointError, and changes
+    nothing, if that loss is not finite. Parameters and velocities must be
+    C-contiguous arrays of DTYPE (as init_params gives).
+    """
+    return _native().train_step(params, velocity, X, Y, lr, momentum, nesterov)
+
+
+def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, momentum=None,
+          nesterov=None, seed=None, shuffle=True, callback=None, velocity=None, start_epoch=0,
+          on_step=None):
+    """Mini-batch SGD with momentum; the model's training section gives the defaults.
+
+    Each epoch shuffles the examples (with a generator seeded by (seed, epoch),
+    so that a run resumed at an epoch with its velocity continues exactly),
+    then for each batch runs the network, scores the loss, computes the
+    gradient and steps against it: the whole epoch is one native call.
+    Epochs run from start_epoch to epochs. on_step(epoch, step, steps, loss)
+    is called for every step (then an epoch takes a few native calls) and
+    callback(epoch, mean_loss) after every epoch; a callback returning False
+    stops training. Returns the history: {"loss": [mean loss per epoch]}.
+
+    If the loss or a parameter stops being finite, params and velocity are
+    put back as they were at the start of that epoch (the last good values)
+    and FloatingPointError says where it happened.
+    """
+    t = TRAINING
+    return _train(
+        _native(), params, X, Y,
+        t["epochs"] if epochs is None else epochs,
+        t["batch_size"] if batch_size is None else batch_size,
+        t["lr"] if lr is None else lr,
+        t["momentum"] if momentum is None else momentum,
+        t["nesterov"] if nesterov is None else nesterov,
+        t["seed"] if seed is None else seed,
+        shuffle, callback, velocity, start_epoch, on_step, _culprit,
+    )
+
+
+def _culprit(params, X, Y):
+    """Which parameter's gradient is not finite at these parameters, if one is."""
+    _, grads = value_and_grad(params, X, Y)
+    for k, g in grads.items():
+        if not np.all(np.isfinite(g)):
+            return f" (the gradient for {k} is not finite)"
+    return ""'''

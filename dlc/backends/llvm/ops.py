@@ -1,0 +1,269 @@
+"""One kernel per graph op (``singledispatch`` on the node's type).
+
+A kernel is an LLVM function ``void (ptr out, ptr in..., i64 B, ptr gemm,
+ptr temp)`` that computes one node into its home from its inputs' buffers;
+numbers and the batch size are written in as values. An op unknown here raises
+:class:`~dlc.backends.llvm.scalar.UnsupportedError` naming it, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from dlc.backends.llvm.kernels import I64, Extent, Kernel, Operand, View, contract, map_elements
+from dlc.backends.llvm.layout import is_number
+from dlc.backends.llvm.rows import LOSSES, logsumexp_rows, softmax_rows
+from dlc.backends.llvm.scalar import BodyEmitter, UnsupportedError, number
+from dlc.backends.llvm.tensor import einsum_kernel, packed_size
+from dlc.graph.nodes import (
+    BatchSize,
+    Concat,
+    Einsum,
+    Elementwise,
+    Expand,
+    LogSumExp,
+    Loss,
+    MatMul,
+    Node,
+    Reduce,
+    Slice,
+    Softmax,
+    Transpose,
+)
+from dlc.graph.ops import matmul_spec
+
+PTR = ir.PointerType()
+
+
+@dataclass
+class Op:
+    """What a kernel body needs: the builder, the output, and each input as a pointer or a value."""
+
+    k: Kernel
+    node: Node
+    out: ir.Value
+    sources: dict[Node, Operand]
+    gemm: ir.Value
+    temp: ir.Value  # scratch of temp_size(node) elements, for packing an operand
+
+    def src(self, x: Node) -> Operand:
+        return self.sources[x]
+
+
+def pointer_inputs(node: Node) -> list[Node]:
+    """The inputs passed to the kernel as buffers (numbers and B are written in), each once."""
+    return list(dict.fromkeys(x for x in node.inputs if not is_number(x) and not isinstance(x, BatchSize)))
+
+
+def temp_size(node: Node) -> int:
+    """Elements of scratch that ``node``'s kernel needs besides its output."""
+    if isinstance(node, MatMul):
+        return packed_size(matmul_spec(*node.inputs), node.inputs)
+    if isinstance(node, Einsum):
+        return packed_size(node.spec, node.inputs)
+    return 0
+
+
+def define_kernel(module: ir.Module, ty: ir.Type, node: Node, name: str) -> ir.Function:
+    """The kernel computing ``node``; called as (out, *pointer_inputs(node), B, gemm, temp)."""
+    inputs = pointer_inputs(node)
+    fnty = ir.FunctionType(ir.VoidType(), [PTR] * (1 + len(inputs)) + [I64, PTR, PTR])
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    # One copy of each kernel, called from every entry point: compiling is faster, and a
+    # call per op costs nanoseconds.
+    fn.attributes.add("noinline")
+    for arg in fn.args[: 1 + len(inputs)]:
+        arg.add_attribute("noalias")
+    out, *ptrs, batch, gemm, temp = fn.args
+    k = Kernel(fn, ty, batch)
+    sources: dict[Node, Operand] = dict(zip(inputs, ptrs, strict=True))
+    for x in node.inputs:
+        if is_number(x):
+            sources[x] = k.const(number(x.expr))  # type: ignore[attr-defined]
+        elif isinstance(x, BatchSize):
+            sources[x] = k.b.uitofp(batch, ty)
+    emit(node, Op(k, node, out, sources, gemm, temp))
+    k.b.ret_void()
+    return fn
+
+
+@functools.singledispatch
+def emit(node: Node, op: Op) -> None:
+    raise UnsupportedError(f"the LLVM backend has no code for the op {node.op_name}")
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def extents(node: Node) -> list[Extent]:
+    """The node's index space: the batch axis (if batched), then its own axes."""
+    return ([Extent(1, True)] if node.batched else []) + [Extent(d) for d in node.shape]
+
+
+def strides(shape: Sequence[int]) -> list[int]:
+    """Row-major strides in elements."""
+    out, step = [], 1
+    for d in reversed(shape):
+        out.append(step)
+        step *= d
+    return out[::-1]
+
+
+def home(node: Node, ptr: ir.Value) -> View:
+    """A node's own buffer over its own index space."""
+    lead = [math.prod(node.shape)] if node.batched else []
+    return View(ptr, tuple(lead + strides(node.shape)))
+
+
+def over(op: Op, x: Node, out: Node, axis_map: Sequence[int | None], offset: int = 0) -> Operand:
+    """Input ``x`` seen from ``out``'s index space: out axis j reads x's axis ``axis_map[j]``.
+
+    ``axis_map`` covers per-example axes only; None means x does not vary along it. The
+    batch axis of ``out`` (if any) reads x's batch axis, or repeats x when x has none.
+    """
+    source = op.src(x)
+    if not isinstance(source, ir.Value) or isinstance(source, ir.Constant) or source.type != PTR:
+        return source
+    natural = strides(x.shape)
+    lead = ([math.prod(x.shape) if x.batched else 0]) if out.batched else []
+    per = [0 if a is None else natural[a] for a in axis_map]
+    return View(source, tuple(lead + per), offset)
+
+
+def broadcast_map(x: Node, out: Node) -> list[int | None]:
+    """NumPy broadcasting: x's axes align with ``out``'s from the right; a 1 repeats."""
+    gap = len(out.shape) - len(x.shape)
+    return [None if j < gap or x.shape[j - gap] != out.shape[j] else j - gap for j in range(len(out.shape))]
+
+
+def identity(values: list[ir.Value]) -> ir.Value:
+    return values[0]
+
+
+# ------------------------------------------------------------ elementwise
+
+
+@emit.register
+def _(node: Elementwise, op: Op) -> None:
+    ins = [over(op, x, node, broadcast_map(x, node)) for x in node.inputs]
+    expr = node.expr
+
+    def body(values: list[ir.Value]) -> ir.Value:
+        return BodyEmitter(op.k, values).emit(expr)
+
+    map_elements(op.k, extents(node), home(node, op.out), ins, body)
+
+
+@emit.register
+def _(node: Expand, op: Op) -> None:
+    (x,) = node.inputs
+    axis_map: list[int | None] = [None] * len(node.shape)
+    for i, d in enumerate(node.dims):
+        axis_map[d] = i
+    map_elements(op.k, extents(node), home(node, op.out), [over(op, x, node, axis_map)], identity)
+
+
+@emit.register
+def _(node: Transpose, op: Op) -> None:
+    (x,) = node.inputs
+    map_elements(op.k, extents(node), home(node, op.out), [over(op, x, node, [1, 0])], identity)
+
+
+@emit.register
+def _(node: Slice, op: Op) -> None:
+    (x,) = node.inputs
+    start = node.start * strides(x.shape)[node.axis]
+    view = over(op, x, node, list(range(len(node.shape))), offset=start)
+    map_elements(op.k, extents(node), home(node, op.out), [view], identity)
+
+
+@emit.register
+def _(node: Concat, op: Op) -> None:
+    out = home(node, op.out)
+    axis = node.axis + (1 if node.batched else 0)
+    start = 0
+    for part in node.inputs:
+        offset = start * out.strides[axis]
+        target = View(out.ptr, out.strides, offset)
+        map_elements(op.k, extents(part if part.batched else _with_batch(part, node)), target,
+                     [over(op, part, node, list(range(len(node.shape))))], identity)  # fmt: skip
+        start += part.shape[node.axis]
+
+
+def _with_batch(part: Node, node: Node) -> Node:
+    """``part``'s shape with ``node``'s batch flag: the extents a part covers in the result."""
+    return Node((), part.shape, node.batched)
+
+
+# ---------------------------------------------------------- reductions
+
+
+@emit.register
+def _(node: Reduce, op: Op) -> None:
+    (x,) = node.inputs
+    space = extents(x)
+    lead = 1 if x.batched else 0
+    out_strides = strides(node.shape)
+    kept = iter(out_strides)
+    per = [0 if a in node.axes else next(kept) for a in range(len(x.shape))]
+    batch = ([0 if node.batch else math.prod(node.shape)] if x.batched else []) + per
+    out = View(op.out, tuple(batch))
+    source = over(op, x, x, list(range(len(x.shape))))
+    count = Extent(math.prod(node.shape), node.batched)
+    contract(op.k, space, list(range(len(space))), out, count, [source])
+    if node.kind == "mean":
+        n = math.prod(x.shape[a] for a in node.axes)
+        scale = op.k.const(1.0 / n) if not node.batch else _batch_mean_scale(op, n)
+        flat = View(op.out, (1,))
+        map_elements(op.k, [count], flat, [flat, scale], lambda v: op.k.b.fmul(v[0], v[1]))
+    del lead
+
+
+def _batch_mean_scale(op: Op, n: int) -> ir.Value:
+    b = op.k.b
+    assert op.k.batch is not None
+    total = b.uitofp(b.mul(op.k.batch, ir.Constant(I64, n)), op.k.ty)
+    return b.fdiv(op.k.const(1.0), total)
+
+
+# --------------------------------------------------------- contractions
+
+
+@emit.register
+def _(node: MatMul, op: Op) -> None:
+    einsum_kernel(op, matmul_spec(*node.inputs))
+
+
+@emit.register
+def _(node: Einsum, op: Op) -> None:
+    einsum_kernel(op, node.spec)
+
+
+# ------------------------------------------------------------------ rows
+
+
+@emit.register
+def _(node: Softmax, op: Op) -> None:
+    softmax_rows(op, node)
+
+
+@emit.register
+def _(node: LogSumExp, op: Op) -> None:
+    logsumexp_rows(op, node)
+
+
+@emit.register
+def _(node: Loss, op: Op) -> None:
+    if node.kind not in LOSSES:
+        raise UnsupportedError(f"the LLVM backend has no code for the loss {node.kind}")
+    LOSSES[node.kind](op, node)
+
+
+Emitter = Callable[[Node, Op], None]

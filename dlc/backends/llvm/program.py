@@ -1,0 +1,283 @@
+"""Program -> one LLVM module: a kernel per node, and the entry points that call them.
+
+Entry points (each takes the context block, see :class:`~dlc.backends.llvm.layout.Slots`):
+
+- ``predict``: the output into its home;
+- ``loss`` and ``value_and_grad``: return the loss (value_and_grad leaves
+  every gradient in its home);
+- ``train_step``: forward, backward and the momentum update of every
+  parameter in place; returns the loss, and changes nothing if it is not
+  finite;
+- ``train_epoch``: the steps ``FIRST_STEP .. LAST_STEP - 1`` of an epoch,
+  each gathering its mini-batch through the permutation ``ORDER``; returns
+  the sum of loss times batch length.
+
+The text is deterministic: the same program gives byte-identical IR.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+from llvmlite import ir
+
+from dlc.backends.llvm.kernels import I64, Extent, Kernel, View, map_elements
+from dlc.backends.llvm.layout import Arena, Home, Slots, is_computed, is_number
+from dlc.backends.llvm.ops import PTR, define_kernel, pointer_inputs, temp_size
+from dlc.backends.llvm.scalar import UnsupportedError, intrinsic, number
+from dlc.backends.llvm.update import define_update
+from dlc.grad import Program
+from dlc.grad.formulas import forward_names
+from dlc.graph.graph import topological_order
+from dlc.graph.nodes import Constant, Input, Node, Param, Tangent
+
+F64 = ir.DoubleType()
+
+
+class NativeProgram:
+    """Builds the module; ``arena`` and ``homes`` tell the runtime where results are.
+
+    Attributes:
+        module: the LLVM module.
+        arena: the scratch homes (per example and fixed sizes).
+        output_home, grad_homes, x_home, y_home: where predict's output, each
+            gradient, and an epoch's gathered batch live.
+    """
+
+    def __init__(self, program: Program, dtype: str) -> None:
+        self.program = program
+        graph = program.graph
+        self.ty = F64 if dtype == "float64" else ir.FloatType()
+        self.module = ir.Module(name=f"dlc.{_ident(graph.name)}")
+        self.slots = Slots(len(graph.params))
+        self.arena = Arena()
+        nodes = program.nodes()
+        for node in nodes:
+            if isinstance(node, Tangent):
+                raise UnsupportedError("the LLVM backend has no code for the op tangent")
+        self.arena.place_all(nodes)
+        self.temps = {n: self.arena.place(("temp", n), temp_size(n), False) for n in nodes if temp_size(n)}
+        self.kernels: dict[Node, ir.Function] = {}
+        self._name_kernels(nodes)
+        self.output_home = self._result_home("output", graph.output) if graph.output is not None else None
+        self.grad_homes = {
+            p.name: self._result_home(("grad", p.name), program.grads[p.name]) for p in graph.params
+        }
+        self.x_home = self._input_home("x", graph.input)
+        self.y_home = self._input_home("y", graph.target)
+        self.constants: dict[Node, ir.GlobalVariable] = {}
+        self.update = define_update(self.module, self.ty)
+        Entries(self).define()
+
+    def _name_kernels(self, nodes: list[Node]) -> None:
+        display = forward_names(self.program.graph)
+        grad_of = {node: name for name, node in self.program.grads.items()}
+        taken: set[str] = set()
+        for i, node in enumerate(n for n in nodes if is_computed(n)):
+            wanted = display.get(node) or (f"d_{grad_of[node]}" if node in grad_of else f"t{i}")
+            name = _unique(f"k_{_ident(wanted)}", taken)
+            self.kernels[node] = define_kernel(self.module, self.ty, node, name)
+
+    def _result_home(self, key: object, node: Node) -> Home:
+        """A computed node's own home; other results get a home to be copied into."""
+        if is_computed(node):
+            return self.arena.homes[node]
+        return self.arena.place(key, math.prod(node.shape), node.batched)
+
+    def _input_home(self, key: str, node: Input | None) -> Home | None:
+        return None if node is None else self.arena.place(key, math.prod(node.shape), True)
+
+    def constant(self, node: Constant) -> ir.GlobalVariable:
+        if node not in self.constants:
+            values = np.asarray(node.value, dtype=np.float64).ravel()
+            arrty = ir.ArrayType(self.ty, len(values))
+            var = ir.GlobalVariable(self.module, arrty, f"const.{len(self.constants)}")
+            var.global_constant = True
+            var.linkage = "internal"
+            var.initializer = ir.Constant(arrty, [ir.Constant(self.ty, float(v)) for v in values])
+            self.constants[node] = var
+        return self.constants[node]
+
+
+class Frame:
+    """One entry function: the context block and what it says (scratch, batch, input, target)."""
+
+    def __init__(self, native: NativeProgram, fn: ir.Function, ctx: ir.Value) -> None:
+        self.native = native
+        self.k = Kernel(fn, native.ty)
+        self.b = self.k.b
+        self.ctx = ctx
+        self.scratch = self.slot_ptr(Slots.SCRATCH)
+        self.cap = self.slot_int(Slots.CAP)
+        self.gemm = self.slot_ptr(Slots.GEMM)
+        self.batch: ir.Value = self.slot_int(Slots.BATCH)
+        self.k.batch = self.batch
+        self.x: ir.Value = self.slot_ptr(Slots.X)
+        self.y: ir.Value = self.slot_ptr(Slots.Y)
+        self.params: dict[str, ir.Value] = {}
+
+    def _slot(self, index: int) -> ir.Value:
+        return self.b.gep(self.ctx, [ir.Constant(I64, index)], inbounds=True, source_etype=I64)
+
+    def slot_ptr(self, index: int) -> ir.Value:
+        return self.b.load(self._slot(index), typ=PTR)
+
+    def slot_int(self, index: int) -> ir.Value:
+        return self.b.load(self._slot(index), typ=I64)
+
+    def slot_f64(self, index: int) -> ir.Value:
+        return self.b.load(self._slot(index), typ=F64)
+
+    def set_slot(self, index: int, value: ir.Value) -> None:
+        self.b.store(value, self._slot(index))
+
+    def at(self, home: Home) -> ir.Value:
+        """The address of a home in the scratch arena."""
+        b = self.b
+        offset = b.add(b.mul(self.cap, ir.Constant(I64, home.per_example)), ir.Constant(I64, home.fixed))
+        return b.gep(self.scratch, [offset], inbounds=True, source_etype=self.native.ty)
+
+    def pointer(self, node: Node) -> ir.Value:
+        native = self.native
+        if is_computed(node):
+            return self.at(native.arena.homes[node])
+        if isinstance(node, Param):
+            if node.name not in self.params:
+                index = native.program.graph.params.index(node)
+                self.params[node.name] = self.slot_ptr(native.slots.param(index))
+            return self.params[node.name]
+        if isinstance(node, Input):
+            return self.x if node.role == "input" else self.y
+        if isinstance(node, Constant):
+            return native.constant(node)
+        raise UnsupportedError(f"the LLVM backend cannot address the op {node.op_name}")
+
+    def compute(self, nodes: list[Node], done: set[Node]) -> None:
+        """Call the kernel of every computed node in ``nodes`` not in ``done`` (in order)."""
+        for node in nodes:
+            if node in done or not is_computed(node):
+                continue
+            done.add(node)
+            args = [self.pointer(node), *(self.pointer(x) for x in pointer_inputs(node))]
+            temp = self.native.temps.get(node)
+            scratch = ir.Constant(PTR, None) if temp is None else self.at(temp)
+            self.b.call(self.native.kernels[node], [*args, self.batch, self.gemm, scratch])
+
+    def copy_result(self, node: Node, home: Home) -> None:
+        """A result that is not computed into a home (a parameter, a number ...) copied into ``home``."""
+        if is_computed(node):
+            return
+        space = ([Extent(1, True)] if node.batched else []) + [Extent(math.prod(node.shape))]
+        out = View(self.at(home), tuple([math.prod(node.shape)] * node.batched + [1]))
+        source = self.scalar(node) if is_number(node) else View(self.pointer(node), out.strides)
+        map_elements(self.k, space, out, [source], lambda v: v[0])
+
+    def scalar(self, node: Node) -> ir.Value:
+        """A scalar node's value (the loss)."""
+        if is_number(node):
+            return self.k.const(number(node.expr))  # type: ignore[attr-defined]
+        return self.b.load(self.pointer(node), typ=self.native.ty)
+
+
+class Entries:
+    """The entry functions of the module."""
+
+    def __init__(self, native: NativeProgram) -> None:
+        self.native = native
+        self.module = native.module
+        self.program = native.program
+        self.graph = native.program.graph
+
+    def entry(self, name: str, ret: ir.Type) -> Frame:
+        fn = ir.Function(self.module, ir.FunctionType(ret, [PTR]), name)
+        fn.attributes.add("nounwind")
+        return Frame(self.native, fn, fn.args[0])
+
+    def define(self) -> None:
+        self._predict()
+        self._loss()
+        self._value_and_grad()
+        core = self._step_core()
+        self._train_step(core)
+        self._train_epoch(core)
+
+    def _predict(self) -> None:
+        f = self.entry("predict", ir.VoidType())
+        output = self.graph.output
+        if output is not None:
+            f.compute(topological_order([output]), set())
+            assert self.native.output_home is not None
+            f.copy_result(output, self.native.output_home)
+        f.b.ret_void()
+
+    def _loss(self) -> None:
+        f = self.entry("loss", F64)
+        f.compute(topological_order([self.graph.loss]), set())
+        f.b.ret(self._as_f64(f, f.scalar(self.graph.loss)))
+
+    def _value_and_grad(self) -> None:
+        f = self.entry("value_and_grad", F64)
+        grads = list(self.program.grads.values())
+        f.compute(topological_order([self.graph.loss, *grads]), set())
+        for name, node in self.program.grads.items():
+            f.copy_result(node, self.native.grad_homes[name])
+        f.b.ret(self._as_f64(f, f.scalar(self.graph.loss)))
+
+    def _as_f64(self, f: Frame, value: ir.Value) -> ir.Value:
+        return value if value.type == F64 else f.b.fpext(value, F64)
+
+    def _step_core(self) -> ir.Function:
+        """loss = step(ctx, X, Y, B): forward, and if the loss is finite, backward and update."""
+        fnty = ir.FunctionType(F64, [PTR, PTR, PTR, I64])
+        fn = ir.Function(self.module, fnty, "step")
+        fn.linkage = "internal"
+        ctx, x, y, batch = fn.args
+        f = Frame(self.native, fn, ctx)
+        f.x, f.y, f.batch = x, y, batch
+        f.k.batch = batch
+        done: set[Node] = set()
+        f.compute(topological_order([self.graph.loss]), done)
+        value = self._as_f64(f, f.scalar(self.graph.loss))
+        finite = f.b.fcmp_ordered(
+            "!=", f.b.call(intrinsic(f.k, "fabs", ty=F64), [value]), ir.Constant(F64, math.inf)
+        )
+        with f.b.if_then(finite):
+            grads = list(self.program.grads.values())
+            f.compute(topological_order([self.graph.loss, *grads]), done)
+            self._update(f)
+        f.b.ret(value)
+        return fn
+
+    def _update(self, f: Frame) -> None:
+        lr, mu = (f.b.fptrunc(f.slot_f64(s), self.native.ty) if self.native.ty != F64 else f.slot_f64(s)
+                  for s in (Slots.LR, Slots.MOMENTUM))  # fmt: skip
+        nesterov = f.slot_int(Slots.NESTEROV)
+        for i, p in enumerate(self.graph.params):
+            grad = self.program.grads[p.name]
+            f.copy_result(grad, self.native.grad_homes[p.name])
+            g = f.at(self.native.grad_homes[p.name])
+            w, v = f.pointer(p), f.slot_ptr(self.native.slots.velocity(i))
+            size = ir.Constant(I64, max(math.prod(p.shape), 1))
+            f.b.call(self.native.update, [w, v, g, size, lr, mu, nesterov])
+
+    def _train_step(self, core: ir.Function) -> None:
+        f = self.entry("train_step", F64)
+        f.b.ret(f.b.call(core, [f.ctx, f.x, f.y, f.batch]))
+
+    def _train_epoch(self, core: ir.Function) -> None:
+        from dlc.backends.llvm.epoch import define_epoch
+
+        define_epoch(self, core)
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "v"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
