@@ -172,7 +172,7 @@ def _train_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--momentum", type=float)
     cmd.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     cmd.add_argument("--seed", type=int, help="for initial parameters, shuffling and the validation split")
-    cmd.add_argument("--backend", choices=("numpy",), default="numpy")
+    cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
     cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     cmd.add_argument(
         "--val-split", type=float, default=0.0, metavar="F", help="fraction held out for validation"
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--stats", action="store_true", help="op counts and flops, forward vs gradients")
         if name == "compile":
             cmd.add_argument("-o", "--output", metavar="OUT.py", help="where to write it (default: stdout)")
-            cmd.add_argument("--backend", choices=("numpy",), default="numpy")
+            cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
             cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
         if name == "train":
             _train_flags(cmd)

@@ -13,7 +13,7 @@ from pathlib import Path
 from dlc.errors import DlcError
 from dlc.frontend import Model, load, load_source
 
-BACKENDS = ("numpy",)
+BACKENDS = ("numpy", "llvm")
 DTYPES = ("float64", "float32")
 
 
@@ -37,10 +37,18 @@ def compile_source(model: Model, backend: str = "numpy", dtype: str = "float64")
         raise DlcError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if dtype not in DTYPES:
         raise DlcError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
-    from dlc.backends.numpy import write_module
-
     program = differentiate(model.graph)
-    return write_module(program, derive(model.graph), dtype, Path(model.path).name)
+    if backend == "numpy":
+        from dlc.backends.numpy import write_module
+
+        return write_module(program, derive(model.graph), dtype, Path(model.path).name)
+    from dlc.backends.llvm import write_module as write_native
+    from dlc.backends.llvm.scalar import UnsupportedError
+
+    try:
+        return write_native(program, derive(model.graph), dtype, Path(model.path).name)
+    except UnsupportedError as exc:
+        raise DlcError(str(exc), hint="the NumPy backend (--backend numpy) may compute it") from None
 
 
 def load_module(source: str, name: str) -> types.ModuleType:
@@ -58,7 +66,7 @@ def compile_model(
 
     Args:
         path_or_source: a ``.dlc`` file, or the text of a model.
-        backend: "numpy" (the NumPy module).
+        backend: "numpy" (a NumPy module) or "llvm" (native code through LLVM).
         dtype: "float64" or "float32": the precision of all arrays.
 
     Returns:

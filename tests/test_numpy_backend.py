@@ -86,9 +86,10 @@ def test_init_params_draw_what_the_initializers_draw() -> None:
         np.testing.assert_array_equal(got[k], want[k])
 
 
-def cli_compile(path: Path, out: Path, hash_seed: str) -> bytes:
+def cli_compile(path: Path, out: Path, hash_seed: str, backend: str = "numpy") -> bytes:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    subprocess.run([sys.executable, "-m", "dlc", "compile", str(path), "-o", str(out)], check=True, env=env)
+    command = [sys.executable, "-m", "dlc", "compile", str(path), "-o", str(out), "--backend", backend]
+    subprocess.run(command, check=True, env=env)
     return out.read_bytes()
 
 
