@@ -1,9 +1,10 @@
 """The teaching examples (examples/*.dlc) do what their headers and examples/README.md say.
 
 Each is trained through the command line in-process (``dlc train ... --json``)
-with the model's own train block, and the figure its lesson rests on is
-asserted: accuracies, the learned angle, which minimum each gradient-descent
-run ends in, the regression's error. Every example also passes ``dlc check``.
+with the model's own train block, with both backends, and the figure its
+lesson rests on is asserted: accuracies, the learned angle, which minimum
+each gradient-descent run ends in, the regression's error. Every example
+also passes ``dlc check``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ from .conftest import EXAMPLES, ROOT
 EXAMPLE_DIR = ROOT / "examples"
 
 
-def train(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, *flags: str) -> dict[str, Any]:
-    """``dlc train examples/NAME.dlc FLAGS --json``: the summary, plus the trained parameters."""
+@pytest.fixture(params=["numpy", "llvm"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every example trains with each backend."""
+    return str(request.param)
+
+
+def train(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, backend: str, *flags: str
+) -> dict[str, Any]:
+    """``dlc train examples/NAME.dlc --backend B FLAGS --json``: the summary, plus the trained parameters."""
     save = tmp_path / f"{name}.npz"
     capsys.readouterr()
-    code = main(["train", str(EXAMPLE_DIR / f"{name}.dlc"), "--save", str(save), "--json", "--quiet", *flags])
+    path = str(EXAMPLE_DIR / f"{name}.dlc")
+    code = main(["train", path, "--backend", backend, "--save", str(save), "--json", "--quiet", *flags])
     out = capsys.readouterr().out
     assert code == 0, out
     summary = json.loads(out.strip().splitlines()[-1])
@@ -40,35 +50,39 @@ def train(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, *flags:
     return summary
 
 
-def test_xor_is_learned_exactly(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert train(capsys, tmp_path, "xor")["train_accuracy"] == 1.0
+def test_xor_is_learned_exactly(capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str) -> None:
+    assert train(capsys, tmp_path, "xor", backend)["train_accuracy"] == 1.0
 
 
-def test_points_learn_the_coordinate_change(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    run = train(capsys, tmp_path, "points")
+def test_points_learn_the_coordinate_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str
+) -> None:
+    run = train(capsys, tmp_path, "points", backend)
     assert run["train_accuracy"] >= 0.99
     # builtin:points turns its frame by 30 degrees; the learned rotation finds it.
     assert abs(float(run["params"]["theta"]) - np.pi / 6) < 0.05
 
 
 @pytest.mark.slow
-def test_spiral_is_uncrumpled(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    run = train(capsys, tmp_path, "spiral")
+def test_spiral_is_uncrumpled(capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str) -> None:
+    run = train(capsys, tmp_path, "spiral", backend)
     assert run["train_accuracy"] >= 0.98
     assert run["seconds"] < 30  # "well under a minute" (about a second here)
 
 
 @pytest.mark.slow
-def test_digits_on_the_documented_held_out_split(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_digits_on_the_documented_held_out_split(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str
+) -> None:
     pytest.importorskip("sklearn")
-    run = train(capsys, tmp_path, "digits", "--val-split", "0.2")
+    run = train(capsys, tmp_path, "digits", backend, "--val-split", "0.2")
     assert run["val_accuracy"] >= 0.97
     assert run["train_accuracy"] >= run["val_accuracy"]
 
 
-def test_regression_fits_the_curve(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_regression_fits_the_curve(capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str) -> None:
     path = EXAMPLE_DIR / "regression.dlc"
-    run = train(capsys, tmp_path, "regression")
+    run = train(capsys, tmp_path, "regression", backend)
     module = compile_model(path)
     data = load_data("builtin:regression", read_model(path).graph)
     mse = module.loss(run["params"], data.X, data.Y)
@@ -114,9 +128,9 @@ def test_loss_surface_runs_all_start_from_the_same_point() -> None:
 )
 def test_loss_surface_momentum_reaches_the_global_minimum(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, minima: dict[str, np.ndarray],
-    lr: str, momentum: str, ends_in: str,
+    lr: str, momentum: str, ends_in: str, backend: str,
 ) -> None:  # fmt: skip
-    run = train(capsys, tmp_path, "loss_surface", "--lr", lr, "--momentum", momentum)
+    run = train(capsys, tmp_path, "loss_surface", backend, "--lr", lr, "--momentum", momentum)
     end = np.array([float(run["params"]["a"]), float(run["params"]["b"])])
     assert np.linalg.norm(end - minima[ends_in]) < 0.01, (end, minima)
 
