@@ -100,7 +100,7 @@ def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
     decls = declare(module)
     lowering = Lowering(decls)
     assert decls.loss is not None  # declare() guarantees it
-    output = lowering.expr(decls.output.expr, {}) if decls.output is not None else None
+    output = _output(decls, lowering)
     loss_expr = decls.loss.expr
     loss = lowering.expr(loss_expr, {})
     if loss.shape:
@@ -131,6 +131,22 @@ def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
         activations=_activations(decls, {key[0] for key in lowering.expanded}),
     )
     return fuse(graph), warnings
+
+
+def _output(decls: Declarations, lowering: Lowering) -> nodes.Node | None:
+    """The output statement's node; it must not read the target, which predict is not given."""
+    if decls.output is None:
+        return None
+    output = lowering.expr(decls.output.expr, {})
+    if decls.target is not None:
+        target = decls.target.name.text
+        if lowering.values.get(target) in topological_order([output]):
+            raise DlcError(
+                f"the output cannot depend on the target {target}: predict has only the input",
+                decls.output.expr.span,
+                hint="compute it from the input and the parameters; the loss compares it with the target",
+            )
+    return output
 
 
 def _activations(
