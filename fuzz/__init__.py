@@ -385,14 +385,6 @@ def _zero_cotangent(f: Failure, source: str) -> bool:
     return f.kind == "ValueError" and "Einstein sum subscript" in f.message
 
 
-@_bug(
-    "complex_values",
-    "sqrt(-h * h) is simplified to I*|h|: the module computes in complex numbers, drops the imaginary part",
-)
-def _complex_values(f: Failure, source: str) -> bool:
-    return f.kind == "WrongDtype" and "complex" in f.message
-
-
 def known_bug(failure: Failure, source: str) -> str | None:
     """The id of the known bug this failure (on model text ``source``) is an instance of, or None."""
     for key, (_, test) in KNOWN_BUGS.items():

@@ -21,7 +21,7 @@ from dlc.frontend.declarations import Declarations, bind
 from dlc.graph import nodes
 from dlc.graph import ops as g
 from dlc.graph.graph import Builder
-from dlc.graph.scalar import element_symbol
+from dlc.graph.scalar import element_symbol, not_real
 
 #: Expressions, counted through expanded function bodies, may nest this deep.
 MAX_NESTING = 300
@@ -36,7 +36,7 @@ _ARITH: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
     "**": lambda a, b: a**b,
 }
 
-_NOT_REAL = (sympy.I, sympy.zoo, sympy.nan, sympy.oo)
+_NOT_FINITE = (sympy.zoo, sympy.nan, sympy.oo)
 
 Scope = dict[str, nodes.Node]
 
@@ -122,8 +122,8 @@ class Lowering:
             _check_magnitude(fn, args, span)  # before SymPy folds 9 ** 9 ** 9 exactly
         expr = fn(*(element_symbol(i) for i in range(len(args))))
         node = self.make(span, g.elementwise, expr, args, op)
-        # Numbers are folded in when the node is built: sqrt(-1), log(0), 1/0.
-        if isinstance(node, nodes.Elementwise) and node.expr.has(*_NOT_REAL):
+        # Numbers are folded in when the node is built: sqrt(-1), log(0), 1/0, (-8)**(1/3).
+        if isinstance(node, nodes.Elementwise) and (node.expr.has(*_NOT_FINITE) or not_real(node.expr)):
             raise DlcError(f"'{op}' gives a value that is not a finite real number here", span)
         return node
 

@@ -30,7 +30,7 @@ from dlc.graph.nodes import (
     Softmax,
     Transpose,
 )
-from dlc.graph.scalar import clip01, element_symbol, inside01, sigmoid
+from dlc.graph.scalar import as_real, clip01, element_symbol, inside01, sigmoid, substitute_real
 
 Rule = Callable[[Node, Node, int, Builder], Node]
 VJP: dict[type[Node], Rule] = {}
@@ -69,8 +69,8 @@ def _output_form(d: sympy.Expr, expr: sympy.Expr, y: sympy.Symbol) -> sympy.Expr
     """``d`` written in terms of the node's output ``y`` where that is cheaper (tanh' = 1 - y**2)."""
     if expr.is_Symbol or not d.has(expr):
         return d
-    in_y = d.xreplace({expr: y})
-    return in_y if sympy.count_ops(in_y) <= sympy.count_ops(d) else d
+    in_y = substitute_real(d, {expr: y})
+    return in_y if in_y is not None and sympy.count_ops(in_y) <= sympy.count_ops(d) else d
 
 
 @rule(Elementwise)
@@ -78,7 +78,7 @@ def _elementwise(node: Node, g: Node, i: int, b: Builder) -> Node:
     assert isinstance(node, Elementwise)
     n = len(node.inputs)
     y, gs = element_symbol(n), element_symbol(n + 1)
-    d = _output_form(sympy.diff(node.expr, element_symbol(i)), node.expr, y)
+    d = _output_form(as_real(sympy.diff(node.expr, element_symbol(i))), node.expr, y)
     contribution = b.add(ops.elementwise(d * gs, (*node.inputs, node, g)))
     return unbroadcast(contribution, node.inputs[i], b)
 

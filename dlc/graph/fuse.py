@@ -16,7 +16,7 @@ import sympy
 
 from dlc.graph.graph import Builder, Graph, consumers, topological_order
 from dlc.graph.nodes import Elementwise, Expand, Node
-from dlc.graph.scalar import element_symbol
+from dlc.graph.scalar import element_symbol, substitute_real
 
 #: A fused body stays at most this deep, so that printed code stays readable and
 #: within what compilers (Python's parser among them) accept.
@@ -79,22 +79,45 @@ def _unexpanded(node: Node) -> Node:
 
 def _absorb(node: Elementwise, users: dict[Node, list[Node]], new: dict[Node, Node]) -> Elementwise:
     """``node`` with every single-use, same-shape elementwise input substituted in."""
+    fusable = {i for i, old in enumerate(node.inputs) if _fusable(node, old, users, new)}
+    fused = _merge(node, new, fusable)
+    if fused is None:
+        # Some producer would make the body complex (see substitute_real): take
+        # producers one by one and leave out those that do.
+        taken: set[int] = set()
+        for i in sorted(fusable):
+            if _merge(node, new, taken | {i}) is not None:
+                taken.add(i)
+        fused = _merge(node, new, taken)
+    assert fused is not None  # with no producer taken, only symbols are renamed
+    return fused
+
+
+def _fusable(node: Elementwise, old: Node, users: dict[Node, list[Node]], new: dict[Node, Node]) -> bool:
+    producer = _unexpanded(new[old])
+    return (
+        isinstance(old, Elementwise)
+        and len(users[old]) == 1
+        and isinstance(producer, Elementwise)
+        and producer.shape == node.shape
+        and producer.batched == node.batched
+        and expression_depth(producer.expr) + expression_depth(node.expr) <= MAX_BODY_DEPTH
+    )
+
+
+def _merge(node: Elementwise, new: dict[Node, Node], take: set[int]) -> Elementwise | None:
+    """``node`` with the producers of the inputs numbered in ``take`` substituted in, or None."""
     inputs: list[Node] = []
     mapping: dict[sympy.Symbol, sympy.Expr] = {}
     for i, old in enumerate(node.inputs):
         producer = _unexpanded(new[old])
-        if (
-            isinstance(old, Elementwise)
-            and len(users[old]) == 1
-            and isinstance(producer, Elementwise)
-            and producer.shape == node.shape
-            and producer.batched == node.batched
-            and expression_depth(producer.expr) + expression_depth(node.expr) <= MAX_BODY_DEPTH
-        ):
+        if i in take:
+            assert isinstance(producer, Elementwise)
             shift = {element_symbol(j): element_symbol(len(inputs) + j) for j in range(len(producer.inputs))}
             mapping[element_symbol(i)] = producer.expr.xreplace(shift)
             inputs.extend(producer.inputs)
         else:
             mapping[element_symbol(i)] = element_symbol(len(inputs))
             inputs.append(producer)
-    return Elementwise(tuple(inputs), node.shape, node.batched, node.expr.xreplace(mapping))
+    expr = substitute_real(node.expr, mapping)
+    return None if expr is None else Elementwise(tuple(inputs), node.shape, node.batched, expr)

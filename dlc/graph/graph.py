@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import sympy
 
 from dlc.graph.nodes import Elementwise, Input, Node, Param, broadcast
-from dlc.graph.scalar import element_symbol
+from dlc.graph.scalar import element_symbol, substitute_real
 
 N = TypeVar("N", bound=Node)
 
@@ -140,19 +140,31 @@ def canonical_elementwise(node: Elementwise) -> Elementwise:
     }
     if inlined:
         expr = expr.xreplace(inlined)
-    kept: list[Node] = []
-    renumber: dict[sympy.Symbol, sympy.Symbol] = {}
-    free = expr.free_symbols
-    for i, inp in enumerate(node.inputs):
-        sym = element_symbol(i)
-        if sym in inlined or sym not in free:
-            continue
-        if inp not in kept:
-            kept.append(inp)
-        renumber[sym] = element_symbol(kept.index(inp))
+    kept, renumber = _kept_inputs(node, expr, set(inlined), merge=True)
     shape = broadcast(*(k.shape for k in kept)) if kept else ()
     if shape != node.shape or any(k.batched for k in kept) != node.batched:
         return node if not inlined else Elementwise(node.inputs, node.shape, node.batched, expr)
     if not renumber and len(kept) == len(node.inputs) and not inlined:
         return node
-    return Elementwise(tuple(kept), node.shape, node.batched, expr.xreplace(renumber))
+    merged = substitute_real(expr, renumber)
+    if merged is None:  # sqrt(-x0*x1) of one input twice would be I*|x0| (see substitute_real)
+        kept, renumber = _kept_inputs(node, expr, set(inlined), merge=False)
+        merged = expr.xreplace(renumber)
+    return Elementwise(tuple(kept), node.shape, node.batched, merged)
+
+
+def _kept_inputs(
+    node: Elementwise, expr: sympy.Expr, inlined: set[sympy.Symbol], merge: bool
+) -> tuple[list[Node], dict[sympy.Symbol, sympy.Expr]]:
+    """The inputs ``expr`` reads (an input given twice once, if ``merge``), and their new symbols."""
+    kept: list[Node] = []
+    renumber: dict[sympy.Symbol, sympy.Expr] = {}
+    free = expr.free_symbols
+    for i, inp in enumerate(node.inputs):
+        sym = element_symbol(i)
+        if sym in inlined or sym not in free:
+            continue
+        if not (merge and inp in kept):
+            kept.append(inp)
+        renumber[sym] = element_symbol(kept.index(inp) if merge else len(kept) - 1)
+    return kept, renumber

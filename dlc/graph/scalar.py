@@ -105,6 +105,40 @@ def element_symbol(index: int) -> sympy.Symbol:
     return sympy.Symbol(f"x{index}", real=True)
 
 
+def not_real(expr: sympy.Expr) -> bool:
+    """Whether ``expr`` holds a number that is not real: I, or a root of a negative number."""
+    return expr.has(sympy.I) or any(
+        p.is_number and p.is_extended_real is False for p in expr.atoms(sympy.Pow)
+    )
+
+
+def substitute_real(expr: sympy.Expr, mapping: dict[sympy.Basic, sympy.Basic]) -> sympy.Expr | None:
+    """``expr`` with ``mapping`` substituted, or None where that would make a real body complex.
+
+    Element symbols are real, so SymPy evaluates sqrt(-x**2) to I*Abs(x): true
+    of complex numbers, but the backends compute in reals, where the square
+    root of a negative number is nan (as NumPy has it). Composing sqrt(x0)
+    with -x0*x0 would turn that nan into a complex number; the caller keeps
+    the two apart instead, so the model computes its formula as written.
+    """
+    result = expr.xreplace(mapping)
+    if not_real(result) and not not_real(expr) and not any(not_real(v) for v in mapping.values()):
+        return None
+    return result
+
+
+def as_real(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with its non-real numbers made nan, which is what real arithmetic gives for them.
+
+    SymPy's derivative of (-2)**x is (-2)**x*(log(2) + I*pi); in reals, and
+    in NumPy, log(-2) is nan, and so is the derivative.
+    """
+    if not not_real(expr):
+        return expr
+    roots = {p: sympy.nan for p in expr.atoms(sympy.Pow) if p.is_number and p.is_extended_real is False}
+    return expr.xreplace({**roots, sympy.I: sympy.nan})
+
+
 #: Probabilities are clipped to [EPS, 1 - EPS] before a logarithm (as Keras does).
 EPS = sympy.Rational(1, 10**7)
 

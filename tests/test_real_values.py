@@ -1,0 +1,90 @@
+"""Formulas compute in reals, as NumPy does, whatever SymPy makes of them.
+
+Element symbols are real, so SymPy rewrites sqrt(-h*h) as I*|h| and (-2)**w's
+derivative with log(-2) = log(2) + I*pi. A generated module must not compute
+with those complex numbers: it computes the formula as written (the square
+root of a negative number is nan), and agrees with the reference evaluator.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from dlc.backends.initializers import initial_params
+from dlc.backends.reference import evaluate
+from dlc.compiler import compile_model
+from dlc.frontend import load_source
+from dlc.grad import differentiate, hessian_vector_program
+from dlc.gradcheck import sample_data
+from dlc.graph.nodes import Elementwise
+from dlc.graph.scalar import not_real
+
+DATA = "input h : [2]\nparam w : [2] = normal(0.5)\n"
+
+#: Losses where SymPy's evaluation, or its derivative, is complex for real symbols.
+COMPLEX_IN_SYMPY = {
+    "sqrt_of_minus_square": "loss sum(sqrt(-h * h) * w)",
+    "sqrt_inside": "loss sum(sqrt(-h * h * w * w))",
+    "fractional_power": "loss sum((-w * w) ** (1/3) + h)",
+    "negative_base": "loss sum((-2) ** w + h)",
+    "minus_one_to_the_w": "loss sum(pow(-1, w) + h)",
+    "through_a_function": "f(z) = sqrt(-z * z)\nloss sum(f(w) * h)",
+    "sqrt_of_minus_exp": "loss sum(sqrt(-exp(w)) * h)",
+}
+
+
+def _bodies(source: str) -> list[object]:
+    program = differentiate(load_source(source).graph)
+    return [n.expr for n in program.nodes() if isinstance(n, Elementwise)]
+
+
+def _module_and_reference(source: str, dtype: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    graph = load_source(source).graph
+    program = differentiate(graph)
+    rng = np.random.default_rng(0)
+    params = {k: v + rng.normal(0, 0.3, v.shape) for k, v in initial_params(graph.params, 0).items()}
+    data = sample_data(graph, 4, rng)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        want = evaluate([program.graph.loss, *program.grads.values()], {**params, **data})
+        value, grads = compile_model(source, dtype=dtype).value_and_grad(
+            {k: v.astype(dtype) for k, v in params.items()}, data["h"].astype(dtype), None
+        )
+    got = [np.asarray(value, dtype=dtype), *(np.asarray(g) for g in grads.values())]
+    return got, want
+
+
+@pytest.mark.parametrize("name", sorted(COMPLEX_IN_SYMPY))
+def test_no_body_holds_a_complex_number(name: str) -> None:
+    bodies = _bodies(DATA + COMPLEX_IN_SYMPY[name])
+    assert bodies and not any(not_real(b) for b in bodies), bodies
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(COMPLEX_IN_SYMPY))
+def test_the_module_agrees_with_the_reference_in_reals(name: str, dtype: str) -> None:
+    got, want = _module_and_reference(DATA + COMPLEX_IN_SYMPY[name], dtype)
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)  # nan where the reference has nan
+
+
+def test_sqrt_of_a_negative_value_is_nan_as_in_numpy() -> None:
+    source = DATA + "output sqrt(-h * h) * w\nloss sum(sqrt(-h * h) * w)"
+    m = compile_model(source)
+    w = np.array([0.5, -2.0])
+    h = np.array([[0.0, 1.0], [-0.0, 0.0], [3.0, -0.5]])
+    with np.errstate(invalid="ignore"):
+        want = np.sqrt(-h * h) * w
+        got = m.predict({"w": w}, h)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got).sum() == 3 and not np.isnan(got[1]).any()
+
+
+def test_hessian_vector_bodies_stay_real() -> None:
+    program = hessian_vector_program(load_source(DATA + COMPLEX_IN_SYMPY["fractional_power"]).graph)
+    assert not any(not_real(n.expr) for n in program.nodes() if isinstance(n, Elementwise))
