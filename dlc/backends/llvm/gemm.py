@@ -31,7 +31,7 @@ def gemm_function(module: ir.Module, ty: ir.Type) -> ir.Function:
     """The module's ``gemm.<f64|f32>``, defined on first request."""
     name = f"gemm.{'f64' if isinstance(ty, ir.DoubleType) else 'f32'}"
     if name in module.globals:
-        return module.globals[name]  # type: ignore[no-any-return]
+        return module.globals[name]
     args = [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64]
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name)
     fn.linkage = "internal"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from llvmlite import ir
 
@@ -51,8 +52,8 @@ class View:
     offset: int = 0
 
 
-#: A scalar operand: one value for every element.
-Operand = View | ir.Value
+#: An operand: a view, or a scalar (one value for every element).
+Operand: TypeAlias = View | ir.Value
 
 
 class Kernel:
@@ -73,7 +74,7 @@ class Kernel:
 
     @property
     def module(self) -> ir.Module:
-        return self.function.module  # type: ignore[no-any-return]
+        return self.function.module
 
     def const(self, value: float) -> ir.Constant:
         return ir.Constant(self.ty, value)

@@ -50,7 +50,8 @@ class NativeProgram:
         self.program = program
         graph = program.graph
         self.ty = F64 if dtype == "float64" else ir.FloatType()
-        self.module = ir.Module(name=f"dlc.{_ident(graph.name)}")
+        # No model name in the IR: models that differ only in names share compiled code in the cache.
+        self.module = ir.Module(name="dlc")
         self.slots = Slots(len(graph.params))
         self.arena = Arena()
         nodes = program.nodes()

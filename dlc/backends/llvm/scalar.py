@@ -41,7 +41,7 @@ def intrinsic(k: Kernel, name: str, nargs: int = 1, ty: ir.Type | None = None) -
     ty = ty or k.ty
     full = f"llvm.{name}.{'f64' if isinstance(ty, ir.DoubleType) else 'f32'}"
     if full in k.module.globals:
-        return k.module.globals[full]  # type: ignore[no-any-return]
+        return k.module.globals[full]
     return ir.Function(k.module, ir.FunctionType(ty, [ty] * nargs), full)
 
 
@@ -195,9 +195,9 @@ class BodyEmitter:
 
 
 _DISPATCH: list[tuple[type, Callable[[BodyEmitter, sympy.Basic], ir.Value]]] = [
-    (sympy.Add, BodyEmitter._add),  # type: ignore[list-item]
-    (sympy.Mul, BodyEmitter._mul),  # type: ignore[list-item]
-    (sympy.Pow, BodyEmitter._pow),  # type: ignore[list-item]
+    (sympy.Add, BodyEmitter._add),
+    (sympy.Mul, BodyEmitter._mul),
+    (sympy.Pow, BodyEmitter._pow),
 ]
 
 _HELPERS: dict[object, Callable[..., ir.Value]] = {

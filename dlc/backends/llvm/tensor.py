@@ -88,7 +88,7 @@ def _strides_of(sub: str, shape: Sequence[int], batched: bool, letters: Sequence
 
 def _operand(op: Op, x: Node, sub: str, letters: Sequence[str]) -> View | ir.Value:
     source = op.src(x)
-    if not isinstance(source.type, ir.PointerType):
+    if isinstance(source, View) or not isinstance(source.type, ir.PointerType):
         return source
     return View(source, tuple(_strides_of(sub, x.shape, x.batched, letters)))
 
@@ -105,14 +105,15 @@ def loop_order(space: Sequence[Extent], stride_lists: Sequence[Sequence[int]]) -
     if len(axes) > SEARCH_AXES:
         return axes
 
-    def cost(order: tuple[int, ...]) -> float:
+    def cost(order: Sequence[int]) -> float:
         total, weight = 0.0, 1.0
         for axis in reversed(order):
             total += weight * sum(0 if s[axis] == 0 else 1 if s[axis] == 1 else 4 for s in stride_lists)
             weight /= 4
         return total
 
-    return list(min(itertools.permutations(axes), key=lambda o: (cost(o), o)))
+    orders = [list(o) for o in itertools.permutations(axes)]
+    return min(orders, key=lambda o: (cost(o), o))
 
 
 # ------------------------------------------------------------------ gemm
@@ -143,7 +144,7 @@ def gemm_plan(
     if len(summed) != 1 or len(set(subs[0])) != 2 or len(set(subs[1])) != 2:
         return None
     (c,) = summed
-    row, col = out
+    row, col = out[0], out[1]
     first = 0 if row in subs[0] else 1
     a_sub, b_sub = subs[first], subs[1 - first]
     if row not in a_sub or col not in b_sub or col in a_sub or row in b_sub:
@@ -217,7 +218,7 @@ def call_gemm(op: Op, plan: GemmPlan, out: View) -> None:
         _ref(k, n, I32),
     ]
     fnty = ir.FunctionType(ir.VoidType(), [PTR] * len(args))
-    b.call(_Callee(op.gemm, fnty), args)  # type: ignore[arg-type]
+    b.call(_Callee(op.gemm, fnty), args)
 
 
 def _char(k: object, c: str) -> ir.Value:

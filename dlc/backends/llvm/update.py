@@ -25,6 +25,7 @@ def define_update(module: ir.Module, ty: ir.Type) -> ir.Function:
     fn = ir.Function(module, fnty, "sgd_update")
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")  # one copy for every parameter: the module compiles faster
     w_ptr, v_ptr, g_ptr, n, lr, mu, nesterov = fn.args
     k = Kernel(fn, ty)
     w, v, g = (View(p, (1,)) for p in (w_ptr, v_ptr, g_ptr))
