@@ -239,6 +239,22 @@ def test_hostile_model_compiles_to_a_safe_module(path: Path, in_tmp: Path) -> No
 
 
 @pytest.mark.parametrize("path", VALID, ids=ids(VALID))
+def test_hostile_model_compiles_to_a_safe_native_module(path: Path, in_tmp: Path) -> None:
+    """The LLVM backend's module: valid Python, no shadowing, the NumPy module's numbers, no canary."""
+    model = load(path)
+    source = compile_source(model, backend="llvm")
+    pyast.parse(source)
+    assert not module_shadowing(source), module_shadowing(source)
+    got = exercise(load_module(source, f"hostile_native_{path.stem}"))
+    want = exercise(load_module(compile_source(model), f"hostile_{path.stem}"))
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-12, abs=1e-300)
+    for name, g in got["grads"].items():
+        scale = max(1.0, float(np.max(np.abs(want["grads"][name]))))
+        np.testing.assert_allclose(g, want["grads"][name], rtol=1e-11, atol=1e-12 * scale, err_msg=name)
+    assert not (in_tmp / CANARY).exists()
+
+
+@pytest.mark.parametrize("path", VALID, ids=ids(VALID))
 def test_hostile_names_compute_what_plain_names_do(path: Path, in_tmp: Path) -> None:
     text = path.read_text(encoding="utf-8")
     plain, mapping = plain_names(text)
@@ -292,9 +308,10 @@ def test_hostile_file_name(name: str, in_tmp: Path) -> None:
     path.write_bytes((CORPUS / "module_level_names.dlc").read_bytes())
     model = load(path)
     assert model.graph.name.isidentifier() and model.graph.name.isascii()
-    source = compile_source(model)
-    pyast.parse(source)
-    exercise(load_module(source, "named"))
+    for backend in ("numpy", "llvm"):
+        source = compile_source(model, backend=backend)
+        pyast.parse(source)
+        exercise(load_module(source, "named"))
     assert not (in_tmp / CANARY).exists()
 
 
