@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llvmlite import ir
@@ -104,7 +104,11 @@ def emit(node: Node, op: Op) -> None:
 
 def extents(node: Node) -> list[Extent]:
     """The node's index space: the batch axis (if batched), then its own axes."""
-    return ([Extent(1, True)] if node.batched else []) + [Extent(d) for d in node.shape]
+    return space(node.shape, node.batched)
+
+
+def space(shape: Sequence[int], batched: bool) -> list[Extent]:
+    return ([Extent(1, True)] if batched else []) + [Extent(d) for d in shape]
 
 
 def strides(shape: Sequence[int]) -> list[int]:
@@ -186,20 +190,15 @@ def _(node: Slice, op: Op) -> None:
 
 @emit.register
 def _(node: Concat, op: Op) -> None:
+    """Each part copied into its slice of the result (repeated over the batch if it has none)."""
     out = home(node, op.out)
     axis = node.axis + (1 if node.batched else 0)
     start = 0
     for part in node.inputs:
-        offset = start * out.strides[axis]
-        target = View(out.ptr, out.strides, offset)
-        map_elements(op.k, extents(part if part.batched else _with_batch(part, node)), target,
-                     [over(op, part, node, list(range(len(node.shape))))], identity)  # fmt: skip
+        target = View(out.ptr, out.strides, start * out.strides[axis])
+        source = over(op, part, node, list(range(len(node.shape))))
+        map_elements(op.k, space(part.shape, node.batched), target, [source], identity)
         start += part.shape[node.axis]
-
-
-def _with_batch(part: Node, node: Node) -> Node:
-    """``part``'s shape with ``node``'s batch flag: the extents a part covers in the result."""
-    return Node((), part.shape, node.batched)
 
 
 # ---------------------------------------------------------- reductions
@@ -207,30 +206,20 @@ def _with_batch(part: Node, node: Node) -> Node:
 
 @emit.register
 def _(node: Reduce, op: Op) -> None:
+    """A sum (then, for a mean, a division by the count) in x's own order: its last axis innermost."""
     (x,) = node.inputs
-    space = extents(x)
-    lead = 1 if x.batched else 0
-    out_strides = strides(node.shape)
-    kept = iter(out_strides)
+    kept = iter(strides(node.shape))
     per = [0 if a in node.axes else next(kept) for a in range(len(x.shape))]
     batch = ([0 if node.batch else math.prod(node.shape)] if x.batched else []) + per
-    out = View(op.out, tuple(batch))
     source = over(op, x, x, list(range(len(x.shape))))
     count = Extent(math.prod(node.shape), node.batched)
-    contract(op.k, space, list(range(len(space))), out, count, [source])
+    space = extents(x)
+    contract(op.k, space, list(range(len(space))), View(op.out, tuple(batch)), count, [source])
     if node.kind == "mean":
-        n = math.prod(x.shape[a] for a in node.axes)
-        scale = op.k.const(1.0 / n) if not node.batch else _batch_mean_scale(op, n)
+        b, n = op.k.b, math.prod(x.shape[a] for a in node.axes)
+        divisor = b.uitofp(b.mul(op.k.batch, ir.Constant(I64, n)), op.k.ty) if node.batch else op.k.const(n)
         flat = View(op.out, (1,))
-        map_elements(op.k, [count], flat, [flat, scale], lambda v: op.k.b.fmul(v[0], v[1]))
-    del lead
-
-
-def _batch_mean_scale(op: Op, n: int) -> ir.Value:
-    b = op.k.b
-    assert op.k.batch is not None
-    total = b.uitofp(b.mul(op.k.batch, ir.Constant(I64, n)), op.k.ty)
-    return b.fdiv(op.k.const(1.0), total)
+        map_elements(op.k, [count], flat, [flat, divisor], lambda v: b.fdiv(v[0], v[1]))
 
 
 # --------------------------------------------------------- contractions
@@ -264,6 +253,3 @@ def _(node: Loss, op: Op) -> None:
     if node.kind not in LOSSES:
         raise UnsupportedError(f"the LLVM backend has no code for the loss {node.kind}")
     LOSSES[node.kind](op, node)
-
-
-Emitter = Callable[[Node, Op], None]
