@@ -377,14 +377,6 @@ def _in_module(f: Failure) -> bool:
     return f.where.startswith("<dlc")
 
 
-@_bug(
-    "zero_cotangent",
-    "a cotangent that SymPy folds to 0 (mse(y @ s, y @ s + 1)) is written as the scalar 0 and fed to einsum",
-)
-def _zero_cotangent(f: Failure, source: str) -> bool:
-    return f.kind == "ValueError" and "Einstein sum subscript" in f.message
-
-
 def known_bug(failure: Failure, source: str) -> str | None:
     """The id of the known bug this failure (on model text ``source``) is an instance of, or None."""
     for key, (_, test) in KNOWN_BUGS.items():

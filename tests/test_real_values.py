@@ -4,6 +4,8 @@ Element symbols are real, so SymPy rewrites sqrt(-h*h) as I*|h| and (-2)**w's
 derivative with log(-2) = log(2) + I*pi. A generated module must not compute
 with those complex numbers: it computes the formula as written (the square
 root of a negative number is nan), and agrees with the reference evaluator.
+Also here: bodies whose terms cancel only once shared parts are pulled out
+(a cotangent that is identically 0) keep their shape.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import numpy as np
 import pytest
 
 from dlc.backends.initializers import initial_params
+from dlc.backends.numpy.printer import print_body
 from dlc.backends.reference import evaluate
 from dlc.compiler import compile_model
 from dlc.frontend import load_source
 from dlc.grad import differentiate, hessian_vector_program
-from dlc.gradcheck import sample_data
+from dlc.gradcheck import check_gradients, sample_data
 from dlc.graph.nodes import Elementwise
-from dlc.graph.scalar import not_real
+from dlc.graph.scalar import element_symbol, not_real
 
 DATA = "input h : [2]\nparam w : [2] = normal(0.5)\n"
 
@@ -88,3 +91,38 @@ def test_sqrt_of_a_negative_value_is_nan_as_in_numpy() -> None:
 def test_hessian_vector_bodies_stay_real() -> None:
     program = hessian_vector_program(load_source(DATA + COMPLEX_IN_SYMPY["fractional_power"]).graph)
     assert not any(not_real(n.expr) for n in program.nodes() if isinstance(n, Elementwise))
+
+
+# --------------------------------------------------------------- terms that cancel
+
+
+def test_a_cotangent_that_cancels_to_zero_keeps_its_shape() -> None:
+    # mse(z, z + 1) is 1 whatever s is: its gradient is 0, not an einsum of the number 0.
+    source = "param s : [3] = normal(1)\ninput y : [5, 3]\nloss mse(y @ s, y @ s + 1)\n"
+    result = check_gradients(load_source(source).graph)
+    assert result.passed, result
+    graph = load_source(source).graph
+    rng = np.random.default_rng(1)
+    data = sample_data(graph, 4, rng)
+    value, grads = compile_model(source).value_and_grad({"s": rng.normal(size=3)}, data["y"], None)
+    assert value == pytest.approx(1.0)
+    np.testing.assert_array_equal(grads["s"], np.zeros(3))
+
+
+def test_a_forward_body_that_cancels_keeps_its_batch_axis() -> None:
+    source = "input x : [3]\nparam w : [3] = normal(1)\nloss sum(w * (x - 1) + w * (1 - x)) + sum(w ** 2)\n"
+    m = compile_model(source)
+    w, x = np.array([1.0, 2.0, -1.0]), np.arange(12.0).reshape(4, 3)
+    value, grads = m.value_and_grad({"w": w}, x, None)
+    assert value == pytest.approx(6.0)
+    np.testing.assert_allclose(grads["w"], 2 * w)
+
+
+def test_printed_bodies_read_the_inputs_that_give_their_shape() -> None:
+    x0, x1, x2, x3 = (element_symbol(i) for i in range(4))
+    cancels = x0 * (x1 - x2) + x0 * (x2 - x1) + x3
+    lines, expr, _ = print_body(cancels, ["a", "b", "c", "d"], "_t")
+    # Printed as it stands: the sum is 0 + d, but shaped (and batched) like a, b and c.
+    assert all(name in " ".join([*lines, expr]) for name in "abcd"), (lines, expr)
+    lines, expr, _ = print_body(x0 * (x1 - x2) + (x1 - x2) ** 2, ["a", "b", "c"], "_t")
+    assert lines and "_t_0" in expr  # shared parts are still pulled out where nothing cancels

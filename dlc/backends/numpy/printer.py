@@ -106,10 +106,24 @@ def print_body(expr: sympy.Expr, args: list[str], temp: str) -> tuple[list[str],
     symbols = {element_symbol(i): sympy.Symbol(a, real=True) for i, a in enumerate(args)}
     temps = sympy.numbered_symbols(f"{temp}_", real=True)
     replacements, (reduced,) = sympy.cse([expr], symbols=temps, order="none")
+    if _reached(replacements, reduced) != expr.free_symbols:
+        # Rebuilding the body from its shared parts can cancel terms that SymPy kept
+        # apart (x*(a - b) + x*(b - a) -> 0): the result would lose the shape and
+        # batch axis its inputs give it, so such a body is printed as it stands.
+        replacements, reduced = [], expr
     with sympy.evaluate(False):
         lines = [f"{name} = {printer.doprint(value.xreplace(symbols))}" for name, value in replacements]
         final = printer.doprint(reduced.xreplace(symbols))
     return lines, final, printer.helpers
+
+
+def _reached(replacements: list[tuple[sympy.Symbol, sympy.Expr]], reduced: sympy.Expr) -> set[sympy.Basic]:
+    """The body's symbols that the expression ``reduced`` still reads, through the shared parts."""
+    reached = set(reduced.free_symbols)
+    for name, value in reversed(replacements):
+        if name in reached:
+            reached |= value.free_symbols
+    return reached - {name for name, _ in replacements}
 
 
 def helper_source(names: set[str]) -> str:
