@@ -253,7 +253,7 @@ def probe(peer_key: str, size: str, dtype: str, state_file: str, steps: int) -> 
 
 def run_probe(peer_key: str, spec: Spec, dtype: str, params: dict, X: np.ndarray, Y: np.ndarray,
               steps: int = 5, timeout: float = 300) -> dict:  # fmt: skip
-    """Run ``probe`` in a fresh Python process (PyTensor with an empty compile cache)."""
+    """Run ``probe`` in a fresh Python process (PyTensor and dlc's LLVM module with cold caches)."""
     with tempfile.TemporaryDirectory(prefix="dlc-bench-") as tmp:
         state_file = Path(tmp) / "state.npz"
         np.savez(
@@ -266,7 +266,8 @@ def run_probe(peer_key: str, spec: Spec, dtype: str, params: dict, X: np.ndarray
             momentum=spec.momentum,
             **{"param_" + k: v for k, v in params.items()},
         )
-        env = dict(os.environ, PYTENSOR_FLAGS=f"compiledir={tmp}/pytensor")
+        # Cold caches: an empty compile directory for PyTensor, no machine-code cache for dlc's LLVM module.
+        env = dict(os.environ, PYTENSOR_FLAGS=f"compiledir={tmp}/pytensor", DLC_CACHE_DIR="")
         cmd = [
             sys.executable,
             "-m",

@@ -3,7 +3,8 @@
 Every peer trains the same network (``Spec``) the same way: forward pass,
 mean softmax cross-entropy over the batch, gradient, then heavy-ball momentum
 in place, v <- mu*v - lr*g; w <- w + v (dlc's convention, written out by
-hand for every peer).
+hand for every peer). dlc's two modules (NumPy, LLVM) are implementations
+like the others here; the NumPy module is the cross-check's reference.
 
 The life of a peer: ``build()`` (everything done once per network: dlc
 compiles its model file, PyTensor builds and compiles its graph, JAX wraps
@@ -111,6 +112,31 @@ class Dlc(NumpyState):
 
     def step(self) -> float:
         return self.mod.train_step(self.params, self.velocity, self.X, self.Y, self.lr, self.mu, False)
+
+
+class DlcLlvm(Dlc):
+    """dlc's LLVM module: the whole step (forward, backward, update in place) is one native call.
+
+    Its first step JIT-compiles the module's IR (or loads the machine code
+    from the disk cache, ``DLC_CACHE_DIR``; the benchmark switches the cache
+    off so that "to first step" is a cold compile).
+    """
+
+    key = "llvm"
+    label = "dlc (LLVM)"
+    module = "llvmlite.binding"
+
+    @classmethod
+    def warm_library(cls) -> None:
+        from dlc.compiler import compile_model
+
+        mod = compile_model("param w : [] = zeros\nloss (w - 3) ** 2\n", backend="llvm")
+        mod.loss(mod.init_params(0), None, None)  # initialises LLVM's native target once per process
+
+    def build(self) -> None:
+        from dlc.compiler import compile_model
+
+        self.mod = compile_model(self.spec.path, backend="llvm", dtype=self.dtype)
 
 
 class HandNumpy(NumpyState):
@@ -326,4 +352,4 @@ class PyTensor(Peer):
         return type(get_default_mode().linker).__name__
 
 
-PEERS: dict[str, type[Peer]] = {p.key: p for p in (Dlc, HandNumpy, Torch, Jax, PyTensor)}
+PEERS: dict[str, type[Peer]] = {p.key: p for p in (Dlc, DlcLlvm, HandNumpy, Torch, Jax, PyTensor)}
