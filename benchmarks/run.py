@@ -1,18 +1,22 @@
-"""Training-step time of dlc's NumPy module side by side with its peers.
+"""Training-step time of dlc's NumPy and LLVM modules side by side with their peers.
 
-    python -m benchmarks.run [--quick] [--sizes tiny,small] [--peers dlc,numpy,...] [--out PATH]
+    python -m benchmarks.run [--quick] [--sizes tiny,small] [--peers dlc,llvm,numpy,...] [--out PATH]
 
 For every size (benchmarks/models/mlp_<size>.dlc) and dtype: cross-check all
-implementations against dlc's module, measure the time to the first step and
-the memory in a fresh process per implementation (skipped with --quick), then
-time training steps round-robin. Prints a Markdown report and writes it to
-benchmarks/RESULTS.md (or --out).
+implementations against dlc's NumPy module, measure the time to the first
+step and the memory in a fresh process per implementation (skipped with
+--quick), then time training steps round-robin. Then the time per step
+inside a whole epoch of ``train()`` (benchmarks/epoch.py), the time from
+model file to first trained step for every example (benchmarks/firststep.py),
+and the LLVM backend's goals judged from it all. Prints a Markdown report
+and writes it to benchmarks/RESULTS.md (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +31,8 @@ from benchmarks.measure import (
     time_steps,
 )
 from benchmarks.peers import PEERS, Dlc, Peer
-from benchmarks.report import c_tol, render
+from benchmarks.report import c_tol, render, step_settings
+from benchmarks.sections import extra_sections, machine_code_cache
 from benchmarks.spec import DTYPES, SIZES, Spec, load_spec, reference_module, start_state
 
 Array = np.ndarray
@@ -66,6 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated: float32,float64")
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the Markdown report")
+    ap.add_argument("--steps-only", action="store_true", help="skip the epoch, first-step and goals sections")
     args = ap.parse_args(argv)
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.dtypes = [d for d in args.dtypes.split(",") if d]
@@ -163,7 +169,8 @@ def bench_one(
     params, X, Y = start_state(spec, dtype)
     mem = probe_all(spec, dtype, peer_classes, params, X, Y, notes) if cfg["probe"] else {}
     peers = [cls(spec, dtype) for cls in peer_classes]
-    first = {p.key: first_step_in_process(p, params, X, Y) for p in peers}
+    with machine_code_cache(""):  # the LLVM module's first step is a cold JIT compile
+        first = {p.key: first_step_in_process(p, params, X, Y) for p in peers}
     steps = steps_per_round(peers, cfg)
     log(f"  {spec.size} {dtype}: timing {len(peers)} implementations, {cfg['rounds']} rounds × {steps} steps")
     timings, other, attempts = timed_quietly(peers, params, X, Y, cfg, steps, f"{spec.size} {dtype}")
@@ -181,15 +188,10 @@ def bench_one(
         })  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
-    started = time.perf_counter()
-    cfg["retry_until"] = time.monotonic() + RETRY_BUDGET_S
-    peer_classes, skipped = available_peers(args.peers)
-    for label, why in skipped.items():
-        log(f"skipping {label}: {why}")
-    specs, checks, rows, notes = {}, {}, [], []
+def check_and_time(args: argparse.Namespace, cfg: dict, peer_classes: list[type[Peer]],
+                   notes: list[str]) -> tuple[dict, dict, list[dict]]:  # fmt: skip
+    """Cross-check every size in both dtypes, then time it in the asked dtypes: (specs, checks, rows)."""
+    specs, checks, rows = {}, {}, []
     for size in args.sizes:
         spec = specs[size] = load_spec(size, reference_module(size, "float64"))
         usable = list(peer_classes)
@@ -205,53 +207,34 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{c.note}); not timed")  # fmt: skip
         for dtype in args.dtypes:
             bench_one(spec, dtype, usable, cfg, rows, notes)
-    blocks = {(r["size"], r["dtype"]): (r["steps"], r["other_load"]) for r in rows}
-    steps_text = ", ".join(
-        f"{s} {d}: {n}" + ("" if load is None else f" (other load {load:.2f} cores)")
-        for (s, d), (n, load) in blocks.items()
-    )
-    if cfg["probe"]:
-        first_text = (
-            "measured in a fresh Python process per implementation, size and dtype, after importing "
-            "the library and one trivial use of it (for dlc: compiling a one-line model), so one-time "
-            "library start-up is excluded; PyTensor gets an empty compile directory (cold cache)."
-        )
-        memory_text = (
-            "peak resident set size (VmHWM from /proc/self/status, reset through /proc/self/clear_refs) "
-            "in the same fresh process, minus the RSS just before building the implementation (libraries "
-            "imported and warmed, start state and batch in memory): first over build + first step, then "
-            f"over {PROBE_STEPS} more steps. This counts what the implementation keeps (its copy of the "
-            "parameters, velocity, compiled code, allocator caches) plus a step's peak temporaries. "
-            "For the two NumPy-based implementations, whose arrays tracemalloc sees, the last column is "
-            "tracemalloc's peak during one step above the memory allocated before it: the step's "
-            "temporaries alone (gradients included)."
-        )
-    else:
-        first_text = ("--quick: measured in the benchmark's own process, where earlier sizes have already "
-                      "warmed the libraries; run without --quick for fresh-process numbers.")  # fmt: skip
-        memory_text = "not measured with --quick."
-    if cfg["attempts"] > 1:
-        retry_text = (
-            f"before each block the run waits (up to {cfg['quiet_wait_s']} s) for a quiet second; a block "
-            f"above {OTHER_LOAD_WARN} is timed again (up to {cfg['attempts']} attempts, within the first "
-            f"{RETRY_BUDGET_S // 60} minutes of a run; the least disturbed kept) and, if still disturbed, "
-            "flagged in the notes."
-        )
-    else:
-        retry_text = f"--quick times each block once and flags it in the notes above {OTHER_LOAD_WARN}."
-    settings = {
-        "retry_text": retry_text,
-        "rounds": cfg["rounds"],
-        "steps_text": steps_text,
-        "first_step_text": first_text,
-        "memory_text": memory_text,
-    }
+    return specs, checks, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    started = time.perf_counter()
+    cfg["retry_until"] = time.monotonic() + RETRY_BUDGET_S
+    peer_classes, skipped = available_peers(args.peers)
+    for label, why in skipped.items():
+        log(f"skipping {label}: {why}")
+    notes: list[str] = []
+    # The LLVM modules compiled here share one empty machine-code cache, so that each model is
+    # JIT-compiled once per dtype, not once per use; the timed first steps switch it off.
+    with tempfile.TemporaryDirectory(prefix="dlc-bench-cache-") as cache, machine_code_cache(cache):
+        specs, checks, rows = check_and_time(args, cfg, peer_classes, notes)
+        sections = []
+        if not args.steps_only:
+            timed = list(dict.fromkeys(r["peer"] for r in rows))
+            sections = extra_sections(args.sizes, args.dtypes, timed, args.quick, rows, OTHER_LOAD_WARN)
+    settings = step_settings(cfg, rows, probe_steps=PROBE_STEPS, load_warn=OTHER_LOAD_WARN,
+                             retry_budget_s=RETRY_BUDGET_S)  # fmt: skip
     command = "python -m benchmarks.run" + (
         " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
     )
     notes.append(f"the whole run took {time.perf_counter() - started:.0f} s")
     text = render(command=command, specs=specs, rows=rows, checks=checks, skipped=skipped,
-                  settings=settings, notes=list(dict.fromkeys(notes)))  # fmt: skip
+                  settings=settings, notes=list(dict.fromkeys(notes)), sections=sections)  # fmt: skip
     print(text)
     args.out.write_text(text)
     log(f"wrote {args.out}")
