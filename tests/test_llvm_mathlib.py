@@ -26,18 +26,19 @@ from dlc.backends.llvm.mathlib import FUNCTIONS, math_function
 IR_TYPES = {"f64": ir.DoubleType, "f32": ir.FloatType}
 NP_TYPES = {"f64": np.float64, "f32": np.float32}
 
-# Max error in ulps allowed, per function: (f64, f32).
+# Max error in ulps allowed, per function: (f64, f32). The measured maxima, over far larger
+# samples than these tests use (see mathlib's docstring), are in the comments.
 BOUNDS = {
-    "exp": (1.0, 1.0),
-    "expm1": (1.0, 1.0),
-    "log": (1.0, 1.0),
-    "log1p": (1.0, 1.0),
-    "tanh": (2.0, 2.0),
-    "sigmoid": (2.0, 2.0),
-    "softplus": (1.5, 1.5),
-    "pow": (1.0, 1.0),
-    "sin": (1.0, 1.0),
-    "cos": (1.0, 1.0),
+    "exp": (0.8, 0.8),  # 0.72, 0.76
+    "expm1": (1.0, 1.0),  # 0.91, 0.97
+    "log": (0.9, 0.9),  # 0.81, 0.84
+    "log1p": (0.9, 0.9),  # 0.77, 0.84
+    "tanh": (1.3, 1.3),  # 1.24, 1.24
+    "sigmoid": (1.1, 1.1),  # 1.03, 1.09
+    "softplus": (1.2, 1.2),  # 1.09, 1.18
+    "pow": (0.85, 0.55),  # 0.79, 0.50 (f32 is computed in f64 and rounded once)
+    "sin": (0.8, 0.55),  # 0.75, 0.50 (likewise)
+    "cos": (0.8, 0.55),  # 0.75, 0.50
 }
 
 

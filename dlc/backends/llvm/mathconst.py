@@ -122,7 +122,7 @@ COS_POLY = (
     -1.1382618477267332e-11,
 )
 
-# (name, function of the polynomial's variable, its limit at 0, interval, degree per format)
+# (constant, remainder it fits (see _remainders), interval of the variable, degree per format)
 _FITS: list[tuple[str, str, tuple[float, float], dict[str, int]]] = [
     ("EXP_POLY", "exp", (-0.3466, 0.3466), {"f64": 10, "f32": 5}),  # error 2^-59.3, 2^-29.5
     ("LOG_POLY", "log", (0.0, 0.02944), {"f64": 6, "f32": 2}),  # 2^-51.5, 2^-22.4
