@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     # JIT-compiled once per dtype, not once per use; the timed first steps switch it off.
     with tempfile.TemporaryDirectory(prefix="dlc-bench-cache-") as cache, machine_code_cache(cache):
         specs, checks, rows = check_and_time(args, cfg, peer_classes, notes)
+        log(f"step tables: {time.perf_counter() - started:.0f} s")
         sections = []
         if not args.steps_only:
             timed = list(dict.fromkeys(r["peer"] for r in rows))

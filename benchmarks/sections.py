@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,10 +45,13 @@ def extra_sections(sizes: list[str], dtypes: list[str], peer_keys: list[str], qu
     """(title, Markdown body) of the goals, the epoch and the first-step sections."""
     which = backends(peer_keys)
     log(f"epoch: time per step inside train() ({', '.join(which)})")
+    started = time.perf_counter()
     epoch_rows = epoch.measure(sizes, dtypes, which, quick)
-    log("model file to first step: fresh processes")
+    log(f"  {time.perf_counter() - started:.0f} s; model file to first step: fresh processes")
+    started = time.perf_counter()
     paths = sorted(firststep.ROOT.joinpath("examples").glob("*.dlc")) + [model_path(s) for s in sizes]
     first_rows = firststep.measure(which, "float64", quick, paths)
+    log(f"  {time.perf_counter() - started:.0f} s")
     found = goals.step_goals(rows, dtypes, load_warn)
     found += goals.epoch_goals(epoch_rows, epoch.GOAL_US)
     found += goals.first_step_goals(first_rows, firststep.GOAL_S)
