@@ -17,7 +17,7 @@ from llvmlite import ir
 
 from dlc.backends.llvm.kernels import I64, Extent, Kernel, Operand, View, contract, map_elements
 from dlc.backends.llvm.layout import is_number
-from dlc.backends.llvm.rows import LOSSES, logsumexp_rows, softmax_rows
+from dlc.backends.llvm.rows import LOSSES, logsumexp_rows, softmax_ce_rows, softmax_rows, temp_need
 from dlc.backends.llvm.scalar import BodyEmitter, UnsupportedError, number
 from dlc.backends.llvm.tensor import einsum_kernel, packed_size
 from dlc.graph.nodes import (
@@ -49,7 +49,8 @@ class Op:
     out: ir.Value
     sources: dict[Node, Operand]
     gemm: ir.Value
-    temp: ir.Value  # scratch of temp_size(node) elements, for packing an operand
+    temp: ir.Value  # scratch of temp_size(node) elements: a packed operand, a pass's intermediates
+    softmax: ir.Value | None = None  # a softmax cross-entropy's kernel also writes softmax(z) here
 
     def src(self, x: Node) -> Operand:
         return self.sources[x]
@@ -60,19 +61,25 @@ def pointer_inputs(node: Node) -> list[Node]:
     return list(dict.fromkeys(x for x in node.inputs if not is_number(x) and not isinstance(x, BatchSize)))
 
 
-def temp_size(node: Node) -> int:
-    """Elements of scratch that ``node``'s kernel needs besides its output."""
+def temp_size(node: Node) -> tuple[int, bool]:
+    """Elements of scratch that ``node``'s kernel needs besides its output, and whether per example."""
     if isinstance(node, MatMul):
-        return packed_size(matmul_spec(*node.inputs), node.inputs)
+        return packed_size(matmul_spec(*node.inputs), node.inputs), False
     if isinstance(node, Einsum):
-        return packed_size(node.spec, node.inputs)
-    return 0
+        return packed_size(node.spec, node.inputs), False
+    return temp_need(node), node.batched
 
 
-def define_kernel(module: ir.Module, ty: ir.Type, node: Node, name: str) -> ir.Function:
-    """The kernel computing ``node``; called as (out, *pointer_inputs(node), B, gemm, temp)."""
+def define_kernel(
+    module: ir.Module, ty: ir.Type, node: Node, name: str, with_softmax: bool = False
+) -> ir.Function:
+    """The kernel computing ``node``; called as (out, *pointer_inputs(node), B, gemm, temp).
+
+    ``with_softmax``: a softmax cross-entropy that also writes softmax(z) (one more pointer, last).
+    """
     inputs = pointer_inputs(node)
-    fnty = ir.FunctionType(ir.VoidType(), [PTR] * (1 + len(inputs)) + [I64, PTR, PTR])
+    extra = [PTR] if with_softmax else []
+    fnty = ir.FunctionType(ir.VoidType(), [PTR] * (1 + len(inputs)) + [I64, PTR, PTR, *extra])
     fn = ir.Function(module, fnty, name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
@@ -81,7 +88,7 @@ def define_kernel(module: ir.Module, ty: ir.Type, node: Node, name: str) -> ir.F
     fn.attributes.add("noinline")
     for arg in fn.args[: 1 + len(inputs)]:
         arg.add_attribute("noalias")
-    out, *ptrs, batch, gemm, temp = fn.args
+    out, *ptrs, batch, gemm, temp = fn.args[: len(fn.args) - len(extra)]
     k = Kernel(fn, ty, batch)
     sources: dict[Node, Operand] = dict(zip(inputs, ptrs, strict=True))
     for x in node.inputs:
@@ -89,7 +96,7 @@ def define_kernel(module: ir.Module, ty: ir.Type, node: Node, name: str) -> ir.F
             sources[x] = k.const(number(x.expr))  # type: ignore[attr-defined]
         elif isinstance(x, BatchSize):
             sources[x] = k.b.uitofp(batch, ty)
-    emit(node, Op(k, node, out, sources, gemm, temp))
+    emit(node, Op(k, node, out, sources, gemm, temp, fn.args[-1] if with_softmax else None))
     k.b.ret_void()
     return fn
 
@@ -250,6 +257,9 @@ def _(node: LogSumExp, op: Op) -> None:
 
 @emit.register
 def _(node: Loss, op: Op) -> None:
-    if node.kind not in LOSSES:
+    if op.softmax is not None:
+        softmax_ce_rows(op, node, op.softmax)
+    elif node.kind in LOSSES:
+        LOSSES[node.kind](op, node)
+    else:
         raise UnsupportedError(f"the LLVM backend has no code for the loss {node.kind}")
-    LOSSES[node.kind](op, node)

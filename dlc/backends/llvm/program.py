@@ -31,7 +31,7 @@ from dlc.backends.llvm.update import define_update
 from dlc.grad import Program
 from dlc.grad.formulas import forward_names
 from dlc.graph.graph import topological_order
-from dlc.graph.nodes import Constant, Input, Node, Param, Tangent
+from dlc.graph.nodes import Constant, Input, Loss, Node, Param, Softmax, Tangent
 
 F64 = ir.DoubleType()
 
@@ -59,8 +59,10 @@ class NativeProgram:
             if isinstance(node, Tangent):
                 raise UnsupportedError("the LLVM backend has no code for the op tangent")
         self.arena.place_all(nodes)
-        self.temps = {n: self.arena.place(("temp", n), temp_size(n), False) for n in nodes if temp_size(n)}
+        self.temps = {n: self.arena.place(("temp", n), *temp_size(n)) for n in nodes if temp_size(n)[0]}
+        self.pairs = softmax_pairs(nodes)
         self.kernels: dict[Node, ir.Function] = {}
+        self.paired_kernels: dict[Node, ir.Function] = {}
         self._name_kernels(nodes)
         self.output_home = self._result_home("output", graph.output) if graph.output is not None else None
         self.grad_homes = {
@@ -80,6 +82,9 @@ class NativeProgram:
             wanted = display.get(node) or (f"d_{grad_of[node]}" if node in grad_of else f"t{i}")
             name = _unique(f"k_{_ident(wanted)}", taken)
             self.kernels[node] = define_kernel(self.module, self.ty, node, name)
+            if node in self.pairs:
+                paired = _unique(f"{name}_and_softmax", taken)
+                self.paired_kernels[node] = define_kernel(self.module, self.ty, node, paired, True)
 
     def _result_home(self, key: object, node: Node) -> Home:
         """A computed node's own home; other results get a home to be copied into."""
@@ -163,8 +168,13 @@ class Frame:
             done.add(node)
             args = [self.pointer(node), *(self.pointer(x) for x in pointer_inputs(node))]
             temp = self.native.temps.get(node)
-            scratch = ir.Constant(PTR, None) if temp is None else self.at(temp)
-            self.b.call(self.native.kernels[node], [*args, self.batch, self.gemm, scratch])
+            args += [self.batch, self.gemm, ir.Constant(PTR, None) if temp is None else self.at(temp)]
+            softmax = self.native.pairs.get(node)
+            if softmax is not None and softmax in nodes and softmax not in done:
+                done.add(softmax)  # one pass of exp gives the loss and the softmax its gradient needs
+                self.b.call(self.native.paired_kernels[node], [*args, self.pointer(softmax)])
+            else:
+                self.b.call(self.native.kernels[node], args)
 
     def copy_result(self, node: Node, home: Home) -> None:
         """A result that is not computed into a home (a parameter, a number ...) copied into ``home``."""
@@ -271,6 +281,20 @@ class Entries:
         from dlc.backends.llvm.epoch import define_epoch
 
         define_epoch(self, core)
+
+
+def softmax_pairs(nodes: list[Node]) -> dict[Node, Node]:
+    """Softmax cross-entropies whose logits' softmax the program needs too (for the gradient)."""
+    softmax = {n.inputs[0]: n for n in nodes if isinstance(n, Softmax)}
+    return {
+        n: softmax[n.inputs[0]]
+        for n in nodes
+        if isinstance(n, Loss)
+        and n.kind == "softmax_ce"
+        and n.inputs[0] in softmax
+        and softmax[n.inputs[0]].batched == n.batched
+        and softmax[n.inputs[0]] not in n.inputs  # a target that is the softmax itself comes first
+    }
 
 
 def _ident(name: str) -> str:

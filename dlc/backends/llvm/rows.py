@@ -1,9 +1,16 @@
-"""Ops that work along the last axis, row by row: softmax, logsumexp and the losses.
+"""Ops that work along the last axis: softmax, logsumexp and the losses.
 
 Each keeps to the numerically stable form the NumPy backend uses
 (:mod:`dlc.backends.scalar_numpy`): the row's maximum is subtracted before
 ``exp``, probabilities are clipped before ``log``, and a cross-entropy of
 logits goes through ``softplus``.
+
+Rows are short (a few classes), so a loop along a row would leave ``exp``
+and ``log`` scalar. Each op is written instead as passes over the whole
+batch: the row maxima, then ``exp(x - max)`` over every element at once
+(one flat loop, vectorized), then the row sums, then one ``log`` per row
+(again one flat loop). The passes keep their intermediates in the kernel's
+``temp``; :func:`temp_need` says how many elements per row.
 """
 
 from __future__ import annotations
@@ -14,108 +21,151 @@ from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
-from dlc.backends.llvm.kernels import ACCUMULATE, ARITH, Extent, Kernel, View
+from dlc.backends.llvm.kernels import I64, Extent, View, contract, map_elements
 from dlc.backends.llvm.mathlib import math_function
 from dlc.backends.llvm.scalar import BodyEmitter, intrinsic
-from dlc.graph.nodes import Node
+from dlc.graph.nodes import LogSumExp, Loss, Node, Softmax
 
 if TYPE_CHECKING:
     from dlc.backends.llvm.ops import Op
 
-
-def _rows(x: Node, batched: bool) -> Extent:
-    """How many rows of the last axis ``x`` has, over the batch if ``batched``."""
-    return Extent(math.prod(x.shape[:-1]), batched)
+Body = Callable[[list[ir.Value]], ir.Value]
 
 
-def _row_view(op: Op, x: Node, row_length: int, batched_rows: bool) -> View:
-    """``x`` as [row, j]; an unbatched ``x`` in a batched op repeats for every example."""
-    step = row_length if (x.batched or not batched_rows) else 0
-    return View(op.src(x), (step, 1))
+def temp_need(node: Node) -> int:
+    """Elements of scratch per example (in all, for an unbatched node) that the op's passes use."""
+    if isinstance(node, Softmax):
+        return _row_count(node.shape)  # the row maxima, then the row sums
+    if isinstance(node, LogSumExp):
+        (x,) = node.inputs
+        return _row_count(x.shape) * (1 + x.shape[-1])  # maxima, and exp(x - max)
+    if isinstance(node, Loss):
+        n = math.prod(node.inputs[0].shape)
+        return 2 + n if node.kind == "softmax_ce" else n  # max, y.z and exp(z - max); or each term
+    return 0
 
 
-def _fold_row(
-    k: Kernel, n: int, init: ir.Value, step: Callable[[ir.Value, ir.Value], ir.Value], name: str
-) -> ir.Value:
-    """``acc = init; for j in 0..n-1: acc = step(acc, j)``; returns acc."""
-    acc = k.variable(name, init)
-    with k.loop(Extent(n), f"{name}.j") as j:
-        k.b.store(step(k.b.load(acc, typ=k.ty), j), acc)
-    return k.b.load(acc, typ=k.ty)
+def _row_count(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[:-1])
 
 
-def _max(k: Kernel, a: ir.Value, b: ir.Value) -> ir.Value:
-    """NaN-propagating maximum, as ndarray.max."""
-    return k.b.call(intrinsic(k, "maximum", 2), [a, b])
+class Rows:
+    """One kernel's view of its data as [row, j]: the rows (the batch included) and their length."""
+
+    def __init__(self, op: Op, rows: Extent, n: int) -> None:
+        self.op, self.k, self.rows, self.n = op, op.k, rows, n
+        self.space = [rows, Extent(n)]
+        self.count = op.k.extent(rows)
+        self.used = 0
+
+    def operand(self, x: Node) -> View:
+        """``x`` as [row, j]; an unbatched ``x`` in a batched op repeats for every example."""
+        step = self.n if (x.batched or not self.rows.batch) else 0
+        return View(self.op.src(x), (step, 1))
+
+    def scratch(self, width: int) -> View:
+        """The next ``width`` elements per row of the kernel's temp, as [row, j]."""
+        start = self.k.b.mul(self.count, ir.Constant(I64, self.used))
+        self.used += width
+        return View(self.k.b.gep(self.op.temp, [start], inbounds=True, source_etype=self.k.ty), (width, 1))
+
+    @staticmethod
+    def per_row(view: View) -> View:
+        """A [row, j] view of one value per row, the same all along the row."""
+        return View(view.ptr, (view.strides[0], 0), view.offset)
+
+    def call(self, name: str, *args: ir.Value) -> ir.Value:
+        return self.k.b.call(math_function(self.k.module, name, self.k.ty), list(args))
+
+    # ------------------------------------------------------------ passes
+
+    def each(self, out: View, ins: list[View], body: Body) -> None:
+        """out[r, j] = body(ins[r, j] ...) over the whole batch at once."""
+        map_elements(self.k, self.space, out, ins, body)
+
+    def each_row(self, out: View, ins: list[View], body: Body) -> None:
+        """out[r] = body(ins[r] ...): one value per row, in one flat loop."""
+        columns = [View(v.ptr, (v.strides[0],), v.offset) for v in [out, *ins]]
+        map_elements(self.k, [self.rows], columns[0], columns[1:], body)
+
+    def row_max(self, x: View, out: View) -> None:
+        """out[r] = max_j x[r, j], NaN-propagating as ndarray.max."""
+        k = self.k
+        maximum = intrinsic(k, "maximum", 2)
+        with k.loop(self.rows, "r") as r:
+            acc = k.variable("max", k.const(-math.inf))
+            with k.loop(Extent(self.n), "j") as j:
+                k.b.store(k.b.call(maximum, [k.b.load(acc, typ=k.ty), k.load(x, [r, j])]), acc)
+            k.store(k.b.load(acc, typ=k.ty), View(out.ptr, (out.strides[0],), out.offset), [r])
+
+    def row_sum(self, out: View, *factors: View) -> None:
+        """out[r] = sum over j of the product of the factors at [r, j]."""
+        contract(self.k, self.space, [0, 1], self.per_row(out), self.rows, list(factors))
+
+    def exp_shifted(self, x: View, m: View, e: View) -> None:
+        """e[r, j] = exp(x[r, j] - m[r]), the exps in one flat pass."""
+        self.each(e, [self.per_row(m)], lambda v: v[0])
+        self.each(e, [x, e], lambda v: self.call("exp", self.k.b.fsub(v[0], v[1])))
 
 
-def _row_max(k: Kernel, x: View, r: ir.Value, n: int) -> ir.Value:
-    return _fold_row(k, n, k.const(-math.inf), lambda m, j: _max(k, m, k.load(x, [r, j])), "max")
+# --------------------------------------------------------------- ops
 
 
 def softmax_rows(op: Op, node: Node) -> None:
     """e = exp(x - max x); out = e / sum(e)."""
-    k, (x,) = op.k, node.inputs
     n = node.shape[-1]
-    src, out = _row_view(op, x, n, node.batched), View(op.out, (n, 1))
-    exp = math_function(k.module, "exp", k.ty)
-    with k.loop(_rows(node, node.batched), "row") as r:
-        m = _row_max(k, src, r, n)
-
-        def add_exp(acc: ir.Value, j: ir.Value) -> ir.Value:
-            e = k.b.call(exp, [k.b.fsub(k.load(src, [r, j]), m)])
-            k.store(e, out, [r, j])
-            return k.b.fadd(acc, e, flags=ACCUMULATE)
-
-        total = _fold_row(k, n, k.const(0.0), add_exp, "sum")
-        with k.loop(Extent(n), "j") as j:
-            k.store(k.b.fdiv(k.load(out, [r, j]), total), out, [r, j])
-
-
-def _logsumexp(k: Kernel, src: View, r: ir.Value, n: int) -> ir.Value:
-    m = _row_max(k, src, r, n)
-    exp = math_function(k.module, "exp", k.ty)
-    log = math_function(k.module, "log", k.ty)
-
-    def add_exp(acc: ir.Value, j: ir.Value) -> ir.Value:
-        return k.b.fadd(acc, k.b.call(exp, [k.b.fsub(k.load(src, [r, j]), m)]), flags=ACCUMULATE)
-
-    total = _fold_row(k, n, k.const(0.0), add_exp, "sum")
-    return k.b.fadd(m, k.b.call(log, [total]))
+    rows = Rows(op, Extent(_row_count(node.shape), node.batched), n)
+    x, out, m = rows.operand(node.inputs[0]), View(op.out, (n, 1)), rows.scratch(1)
+    rows.row_max(x, m)
+    rows.exp_shifted(x, m, out)
+    rows.row_sum(m, out)  # the maxima are spent: their place takes the sums
+    rows.each(out, [out, rows.per_row(m)], lambda v: op.k.b.fdiv(v[0], v[1]))
 
 
 def logsumexp_rows(op: Op, node: Node) -> None:
     """m + log(sum(exp(x - m))) with m the row's maximum."""
-    k, (x,) = op.k, node.inputs
+    (x,) = node.inputs
     n = x.shape[-1]
-    src, out = _row_view(op, x, n, x.batched), View(op.out, (1,))
-    with k.loop(_rows(x, x.batched), "row") as r:
-        k.store(_logsumexp(k, src, r, n), out, [r])
+    rows = Rows(op, Extent(_row_count(x.shape), x.batched), n)
+    m, e, out = rows.scratch(1), rows.scratch(n), View(op.out, (1, 0))
+    rows.row_max(rows.operand(x), m)
+    rows.exp_shifted(rows.operand(x), m, e)
+    rows.row_sum(out, e)
+    rows.each_row(out, [m, out], lambda v: op.k.b.fadd(v[0], rows.call("log", v[1])))
 
 
-# ---------------------------------------------------------------- losses
+def softmax_ce_rows(op: Op, node: Node, softmax: ir.Value | None = None) -> None:
+    """out[b] = logsumexp(z) - sum(y z); with ``softmax``, softmax(z) too, from the same exps."""
+    z, y = node.inputs
+    n = z.shape[-1]
+    rows = Rows(op, Extent(1, node.batched), n)
+    zv, yv = rows.operand(z), rows.operand(y)
+    m, dot = rows.scratch(1), rows.scratch(1)
+    e = View(softmax, (n, 1)) if softmax is not None else rows.scratch(n)
+    out, b = View(op.out, (1, 0)), op.k.b
+    rows.row_max(zv, m)
+    rows.exp_shifted(zv, m, e)
+    rows.row_sum(out, e)  # the sums of the exps
+    rows.row_sum(dot, yv, zv)
+    if softmax is not None:
+        rows.each(e, [e, rows.per_row(out)], lambda v: b.fdiv(v[0], v[1]))
+    rows.each_row(out, [m, out, dot], lambda v: b.fsub(b.fadd(v[0], rows.call("log", v[1])), v[2]))
 
 
 def _mean_loss(op: Op, node: Node, term: Callable[[BodyEmitter, ir.Value, ir.Value], ir.Value]) -> None:
-    """out[b] = mean over the prediction's elements of term(p, y)."""
-    k = op.k
+    """out[b] = the mean over the prediction's elements of term(p, y): the terms in one flat pass."""
     p, y = node.inputs
     n = max(math.prod(p.shape), 1)
-    pv, yv = _row_view(op, p, n, node.batched), _row_view(op, y, n, node.batched)
-    out = View(op.out, (1,))
-    with k.loop(Extent(1, node.batched), "row") as r:
-
-        def add(acc: ir.Value, j: ir.Value) -> ir.Value:
-            value = term(BodyEmitter(k, []), k.load(pv, [r, j]), k.load(yv, [r, j]))
-            return k.b.fadd(acc, value, flags=ACCUMULATE)
-
-        total = _fold_row(k, n, k.const(0.0), add, "sum")
-        k.store(k.b.fdiv(total, k.const(float(n))), out, [r])
+    rows = Rows(op, Extent(1, node.batched), n)
+    terms, out = rows.scratch(n), View(op.out, (1, 0))
+    rows.each(terms, [rows.operand(p), rows.operand(y)], lambda v: term(BodyEmitter(op.k, []), v[0], v[1]))
+    rows.row_sum(out, terms)
+    rows.each_row(out, [out], lambda v: op.k.b.fdiv(v[0], op.k.const(float(n))))
 
 
 def _mse(e: BodyEmitter, p: ir.Value, y: ir.Value) -> ir.Value:
     d = e.b.fsub(p, y)
-    return e.b.fmul(d, d, flags=ARITH)
+    return e.b.fmul(d, d)
 
 
 def _bce(e: BodyEmitter, p: ir.Value, y: ir.Value) -> ir.Value:
@@ -134,25 +184,9 @@ def _bce_logits(e: BodyEmitter, z: ir.Value, y: ir.Value) -> ir.Value:
     return e.b.fsub(e.b.call(softplus, [z]), e.b.fmul(y, z))
 
 
-def _softmax_ce(op: Op, node: Node) -> None:
-    """out[b] = logsumexp(z) - sum(y z)."""
-    k = op.k
-    z, y = node.inputs
-    n = z.shape[-1]
-    zv, yv = _row_view(op, z, n, node.batched), _row_view(op, y, n, node.batched)
-    out = View(op.out, (1,))
-    with k.loop(Extent(1, node.batched), "row") as r:
-        lse = _logsumexp(k, zv, r, n)
-
-        def dot(acc: ir.Value, j: ir.Value) -> ir.Value:
-            return k.b.fadd(acc, k.b.fmul(k.load(yv, [r, j]), k.load(zv, [r, j])), flags=ACCUMULATE)
-
-        k.store(k.b.fsub(lse, _fold_row(k, n, k.const(0.0), dot, "dot")), out, [r])
-
-
 LOSSES: dict[str, Callable[[Op, Node], None]] = {
     "mse": lambda op, node: _mean_loss(op, node, _mse),
     "bce": lambda op, node: _mean_loss(op, node, _bce),
     "bce_logits": lambda op, node: _mean_loss(op, node, _bce_logits),
-    "softmax_ce": _softmax_ce,
+    "softmax_ce": softmax_ce_rows,
 }
