@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,8 +52,8 @@ class Trainer:
                        batch_size=s.batch, lr=s.lr, momentum=s.momentum, nesterov=False, seed=0,
                        velocity=self.velocity)  # fmt: skip
 
-    def native_epoch(self) -> object | None:
-        """A function running one epoch as the bare native call, or None where the module has none.
+    def native_epochs(self) -> Callable[[int], None] | None:
+        """A function running n epochs as n bare native calls, or None where the module has none.
 
         It reaches into the generated module (``_native().epoch``, what
         ``train()`` calls per epoch); after ``train()`` the parameters,
@@ -64,14 +65,18 @@ class Trainer:
         nat, n = native(), len(self.X)
         order = np.random.default_rng(0).permutation(n).astype(np.int64)
         losses = np.zeros(self.steps, dtype=np.float64)
-        return lambda: nat.epoch(self.X, self.Y, order, self.spec.batch, 0, self.steps, losses)
+
+        def run(epochs: int) -> None:
+            for _ in range(epochs):
+                nat.epoch(self.X, self.Y, order, self.spec.batch, 0, self.steps, losses)
+
+        return run
 
 
-def _timed(run_epoch: object, epochs: int, steps: int) -> float:
-    """Seconds per step over ``epochs`` calls of ``run_epoch``."""
+def _timed(run: Callable[[int], None], epochs: int, steps: int) -> float:
+    """Seconds per step of ``run(epochs)``."""
     t0 = time.perf_counter()
-    for _ in range(epochs):
-        run_epoch()  # type: ignore[operator]
+    run(epochs)
     return (time.perf_counter() - t0) / (epochs * steps)
 
 
@@ -79,10 +84,10 @@ def measure_one(spec: Spec, dtype: str, backends: list[str], cfg: dict) -> list[
     """Per-step times of train() (and of the bare native epoch) for each backend, rounds interleaved."""
     steps = cfg["steps"][spec.size]
     trainers = [Trainer(b, spec, dtype, steps) for b in backends]
-    runs: dict[str, object] = {}
+    runs: dict[str, Callable[[int], None]] = {}
     for t in trainers:
-        runs[f"{t.backend}:train"] = lambda t=t: t.train(1)
-        bare = t.native_epoch()
+        runs[f"{t.backend}:train"] = t.train  # train(epochs): one call of the module's train()
+        bare = t.native_epochs()
         if bare is not None:
             runs[f"{t.backend}:native"] = bare
     epochs = {}
@@ -133,12 +138,13 @@ def table(rows: list[dict]) -> str:
 def describe(quick: bool) -> str:
     cfg = QUICK if quick else FULL
     return (
-        "Each module trains on `steps × batch` random examples (one-hot targets, shuffled per epoch), "
-        f"{cfg['rounds']} timed calls per module, each of as many whole epochs as take about "
-        f"{cfg['round_s']} s (after an untimed epoch); median (min–max) over the calls of wall time / steps. "
-        "train() is the module's training loop (for LLVM one native call per epoch, plus drawing the "
-        "permutation, keeping the parameters to restore on NaN and checking them, once per epoch); "
-        "native epoch call is that one call alone, with a fixed permutation."
+        "Each module trains on `steps × batch` random examples (one-hot targets, shuffled per epoch). "
+        f"{cfg['rounds']} samples per module, interleaved, each of as many whole epochs as take about "
+        f"{cfg['round_s']} s (sized by an untimed epoch); median (min–max) over the samples of wall time / "
+        "steps. train(): one call of the module's training loop for all the epochs of a sample (for LLVM "
+        "one native call per epoch, plus drawing the permutation, keeping the parameters to restore on "
+        "NaN and checking them, once per epoch). Native epoch call: that one call alone, with a fixed "
+        "permutation: the time inside the native epoch."
     )
 
 
