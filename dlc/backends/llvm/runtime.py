@@ -34,7 +34,10 @@ class Native:
         self.ctx_f = self.ctx.view(np.float64)
         self.cap = 0
         self.scratch = None
-        self.bound = (None, None)  # the params and velocity arrays whose addresses are in the slots
+        # ids of the params and velocity arrays whose addresses are in the slots, and whether
+        # the params were checked for training (writable, of the module's dtype)
+        self.bound = (None, None, False)
+        self.rates = None
         self.last_xy = (None, None)  # ((X, Y), batch size) whose addresses are in the slots
         self.engine, self.functions = _jit(ir_text)
         self.ctx[self.slot["GEMM"]] = _gemm_address(self.dtype)
@@ -66,29 +69,32 @@ class Native:
 
         With a velocity (training), the arrays are updated in place, so they must be
         writable, C-contiguous and of the module's dtype; without, others are converted.
+        The arrays last bound are kept referenced, so their ids name them.
         """
-        given = tuple(params[k] for k in self.names)
-        moving = None if velocity is None else tuple(velocity[k] for k in self.names)
-        if self._bound(given, moving):
+        key = tuple(map(id, map(params.__getitem__, self.names)))
+        moving = None if velocity is None else tuple(map(id, map(velocity.__getitem__, self.names)))
+        bound_key, bound_moving, writable = self.bound
+        if key == bound_key and (moving is None or (moving == bound_moving and writable)):
             return
-        training = moving is not None
-        arrays = [self._checked(a, k, "params", training) for a, k in zip(given, self.names, strict=True)]
+        given = [params[k] for k in self.names]
+        arrays = [
+            self._checked(a, k, "params", moving is not None) for a, k in zip(given, self.names, strict=True)
+        ]
         first = self.slot["PARAMS"]
         for i, a in enumerate(arrays):
             self.ctx[first + i] = a.ctypes.data
-        if training:
-            for i, (a, k) in enumerate(zip(moving, self.names, strict=True)):
-                self.ctx[first + len(self.names) + i] = self._checked(a, k, "velocity", True).ctypes.data
-        self.keep_params = arrays  # converted copies live as long as their addresses are in the slots
+        if moving is not None:
+            for i, k in enumerate(self.names):
+                self.ctx[first + len(self.names) + i] = self._checked(
+                    velocity[k], k, "velocity", True
+                ).ctypes.data
+            self.keep_velocity = [velocity[k] for k in self.names]
+        self.keep_params = (given, arrays)  # the ids stay theirs; converted copies stay alive
         unchanged = all(a is g for a, g in zip(arrays, given, strict=True))
-        self.bound = (given if unchanged else None, moving)
-
-    def _bound(self, given, moving):
-        """Whether these very arrays are already in the slots."""
-        old_p, old_v = self.bound
-        if old_p is None or not _same(given, old_p):
-            return False
-        return moving is None or (old_v is not None and _same(moving, old_v))
+        if moving is not None:
+            self.bound = (key, moving, True)
+        else:
+            self.bound = (key if unchanged else None, bound_moving, False)
 
     def _checked(self, a, name, what, in_place):
         shape = tuple(self.layout["shapes"][name])
@@ -184,13 +190,12 @@ class Native:
         return total, int(self.ctx[s["FAILED_STEP"]])
 
     def set_rates(self, lr, momentum, nesterov):
+        if (lr, momentum, nesterov) == self.rates:
+            return
+        self.rates = (lr, momentum, nesterov)
         self.ctx_f[self.slot["LR"]] = lr
         self.ctx_f[self.slot["MOMENTUM"]] = momentum
         self.ctx[self.slot["NESTEROV"]] = 1 if nesterov else 0
-
-
-def _same(a, b):
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 # --------------------------------------------------------------- JIT
