@@ -182,6 +182,16 @@ def test_parameters_of_the_wrong_kind_are_refused_before_any_native_call() -> No
     assert m.loss(wrong, XOR_X, XOR_Y) == pytest.approx(m.loss(params, XOR_X, XOR_Y), rel=1e-6)  # type: ignore[attr-defined]
 
 
+def test_a_read_only_parameter_is_refused_for_training_even_after_reading() -> None:
+    m = llvm(ROOT / "examples" / "xor.dlc")
+    params = m.init_params(0)  # type: ignore[attr-defined]
+    velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    params["W1"].flags.writeable = False
+    m.predict(params, XOR_X)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"params\['W1'\] must be a writable"):
+        m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+
+
 def test_the_same_arrays_changed_in_place_are_read_afresh() -> None:
     m = llvm(ROOT / "examples" / "xor.dlc")
     params = m.init_params(0)  # type: ignore[attr-defined]
