@@ -278,6 +278,9 @@ FIXED = [
     "input h : [2]\nparam w : [2] = zeros\nloss sum(sqrt(-h * h) * w)\n",
     # a cotangent that cancels to 0 once shared terms are pulled out, printed as the number 0
     "param s : [3] = zeros\ninput y : [5, 3]\nloss mse(y @ s, y @ s + 1)\n",
+    # a sum with a number such as exp(tanh(1/2) + 1/2), printed where SymPy does not evaluate:
+    # ordering its terms recursed without end
+    "param w : [1] = zeros\nloss exp(0.5 + tanh(0.5)) + sum(w ** 2)\n",
 ]
 
 

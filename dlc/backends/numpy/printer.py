@@ -112,9 +112,12 @@ def print_body(expr: sympy.Expr, args: list[str], temp: str) -> tuple[list[str],
         # batch axis its inputs give it, so such a body is printed as it stands.
         replacements, reduced = [], expr
     with sympy.evaluate(False):
-        lines = [f"{name} = {printer.doprint(value.xreplace(symbols))}" for name, value in replacements]
-        final = printer.doprint(reduced.xreplace(symbols))
-    return lines, final, printer.helpers
+        renamed = [(name, value.xreplace(symbols)) for name, value in replacements]
+        body = reduced.xreplace(symbols)
+    # Printed outside that context: under it, ordering the terms of a sum can call
+    # evalf on a number such as exp(tanh(1/2) + 1/2), which then recurses without end.
+    lines = [f"{name} = {printer.doprint(value)}" for name, value in renamed]
+    return lines, printer.doprint(body), printer.helpers
 
 
 def _reached(replacements: list[tuple[sympy.Symbol, sympy.Expr]], reduced: sympy.Expr) -> set[sympy.Basic]:
