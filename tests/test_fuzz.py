@@ -279,8 +279,9 @@ FIXED = [
     # a cotangent that cancels to 0 once shared terms are pulled out, printed as the number 0
     "param s : [3] = zeros\ninput y : [5, 3]\nloss mse(y @ s, y @ s + 1)\n",
     # a sum with a number such as exp(tanh(1/2) + 1/2), printed where SymPy does not evaluate:
-    # ordering its terms recursed without end
+    # ordering its terms recursed without end; and (-5) ** e, a number with no real value
     "param w : [1] = zeros\nloss exp(0.5 + tanh(0.5)) + sum(w ** 2)\n",
+    "param w : [] = zeros\nloss w + (-5) ** exp(1)\n",
 ]
 
 

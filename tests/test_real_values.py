@@ -19,6 +19,7 @@ from dlc.backends.initializers import initial_params
 from dlc.backends.numpy.printer import print_body
 from dlc.backends.reference import evaluate
 from dlc.compiler import compile_model
+from dlc.errors import DlcError
 from dlc.frontend import load_source
 from dlc.grad import differentiate, hessian_vector_program
 from dlc.gradcheck import check_gradients, sample_data
@@ -86,6 +87,14 @@ def test_sqrt_of_a_negative_value_is_nan_as_in_numpy() -> None:
         got = m.predict({"w": w}, h)
     np.testing.assert_array_equal(got, want)
     assert np.isnan(got).sum() == 3 and not np.isnan(got[1]).any()
+
+
+@pytest.mark.parametrize("power", ["(-8) ** (1/3)", "(-5) ** exp(1)", "pow(-2, 0.5)"])
+def test_a_negative_number_to_a_fractional_power_is_refused_where_written(power: str) -> None:
+    source = f"param w : [] = zeros\nloss w * {power}\n"
+    with pytest.raises(DlcError, match="not a finite real number") as info:
+        load_source(source)
+    assert info.value.span is not None and info.value.span.line == 2
 
 
 def test_hessian_vector_bodies_stay_real() -> None:

@@ -106,10 +106,16 @@ def element_symbol(index: int) -> sympy.Symbol:
 
 
 def not_real(expr: sympy.Expr) -> bool:
-    """Whether ``expr`` holds a number that is not real: I, or a root of a negative number."""
-    return expr.has(sympy.I) or any(
-        p.is_number and p.is_extended_real is False for p in expr.atoms(sympy.Pow)
-    )
+    """Whether ``expr`` holds a number that is not real: I, or a negative number to a fractional power."""
+    return expr.has(sympy.I) or any(_complex_power(p) for p in expr.atoms(sympy.Pow))
+
+
+def _complex_power(p: sympy.Pow) -> bool:
+    # SymPy cannot always tell ((-5)**E is_real is None), but a negative base to an
+    # exponent that is not a whole number has no real value: e**(i pi q) is not real.
+    if not p.is_number:
+        return False
+    return p.is_extended_real is False or bool(p.base.is_extended_negative and p.exp.is_integer is False)
 
 
 def substitute_real(expr: sympy.Expr, mapping: dict[sympy.Basic, sympy.Basic]) -> sympy.Expr | None:
@@ -135,7 +141,7 @@ def as_real(expr: sympy.Expr) -> sympy.Expr:
     """
     if not not_real(expr):
         return expr
-    roots = {p: sympy.nan for p in expr.atoms(sympy.Pow) if p.is_number and p.is_extended_real is False}
+    roots = {p: sympy.nan for p in expr.atoms(sympy.Pow) if _complex_power(p)}
     return expr.xreplace({**roots, sympy.I: sympy.nan})
 
 
