@@ -217,20 +217,27 @@ def test_scratch_is_allocated_once_for_a_batch_size() -> None:
     assert m._native().scratch is scratch  # type: ignore[attr-defined]
 
 
-def test_blas_and_generated_loops_give_the_same_product() -> None:
-    path = ROOT / "benchmarks" / "models" / "mlp_medium.dlc"
+@pytest.mark.parametrize(
+    "path",
+    [*EXAMPLES, ROOT / "benchmarks" / "models" / "mlp_medium.dlc"],
+    ids=lambda p: p.name,
+)
+def test_blas_and_generated_loops_give_the_same_products(path: Path) -> None:
+    """Every product of a model through BLAS (threshold 0), then through the generated loops."""
     m = llvm(path)
     params, _ = _state(m)
     X, Y = _data(m, 130)
     native = m._native()  # type: ignore[attr-defined]
-    with_blas = m.value_and_grad(params, X, Y)  # type: ignore[attr-defined]
-    saved = int(native.ctx[native.slot["GEMM"]])
-    native.ctx[native.slot["GEMM"]] = 0
+    gemm, threshold = (native.slot[k] for k in ("GEMM", "BLAS_MIN"))
+    assert native.ctx[gemm] != 0, "SciPy's BLAS was not found"
+    saved = native.ctx.copy()
     try:
+        native.ctx[threshold] = 0
+        with_blas = m.value_and_grad(params, X, Y)  # type: ignore[attr-defined]
+        native.ctx[gemm] = 0
         loops = m.value_and_grad(params, X, Y)  # type: ignore[attr-defined]
     finally:
-        native.ctx[native.slot["GEMM"]] = saved
-    assert saved != 0, "SciPy's BLAS was not found"
+        native.ctx[gemm], native.ctx[threshold] = saved[gemm], saved[threshold]
     assert with_blas[0] == pytest.approx(loops[0], rel=1e-12)
     _close(with_blas[1], loops[1], "float64")
 

@@ -88,7 +88,8 @@ class Slots:
     FAILED_STEP = 15  # epoch, written: the step whose loss was not finite, or -1
     X_ALL = 16  # epoch: all inputs, [N, *INPUT_SHAPE]
     Y_ALL = 17
-    PARAMS = 18  # then one slot per parameter, then one per velocity
+    BLAS_MIN = 18  # products of at least this many multiply-adds go to BLAS (when GEMM is set)
+    PARAMS = 19  # then one slot per parameter, then one per velocity
 
     def __init__(self, n_params: int) -> None:
         self.n_params = n_params

@@ -16,6 +16,7 @@ from dlc.backends import common
 from dlc.backends.llvm import runtime
 from dlc.backends.llvm.layout import Home, Slots
 from dlc.backends.llvm.program import NativeProgram
+from dlc.backends.llvm.tensor import GEMM_MIN_FLOPS
 from dlc.grad import Program
 from dlc.grad.formulas import Derivation
 
@@ -70,6 +71,7 @@ def _layout(native: NativeProgram, program: Program) -> dict[str, object]:
         "grads": {k: _home(h) for k, h in native.grad_homes.items()},
         "slots": dict(sorted(slots.items(), key=lambda kv: kv[1])),
         "slot_count": native.slots.count,
+        "blas_min_flops": GEMM_MIN_FLOPS,
     }
 
 

@@ -1,7 +1,7 @@
 """One kernel per graph op (``singledispatch`` on the node's type).
 
 A kernel is an LLVM function ``void (ptr out, ptr in..., i64 B, ptr gemm,
-ptr temp)`` that computes one node into its home from its inputs' buffers;
+i64 gemm_min, ptr temp)`` that computes one node into its home from its inputs' buffers;
 numbers and the batch size are written in as values. An op unknown here raises
 :class:`~dlc.backends.llvm.scalar.UnsupportedError` naming it, never a wrong answer.
 """
@@ -48,7 +48,8 @@ class Op:
     node: Node
     out: ir.Value
     sources: dict[Node, Operand]
-    gemm: ir.Value
+    gemm: ir.Value  # BLAS's gemm, or null
+    gemm_min: ir.Value  # the multiply-adds from which a product goes to it
     temp: ir.Value  # scratch of temp_size(node) elements: a packed operand, a pass's intermediates
     softmax: ir.Value | None = None  # a softmax cross-entropy's kernel also writes softmax(z) here
 
@@ -73,13 +74,13 @@ def temp_size(node: Node) -> tuple[int, bool]:
 def define_kernel(
     module: ir.Module, ty: ir.Type, node: Node, name: str, with_softmax: bool = False
 ) -> ir.Function:
-    """The kernel computing ``node``; called as (out, *pointer_inputs(node), B, gemm, temp).
+    """The kernel computing ``node``; called as (out, *pointer_inputs(node), B, gemm, gemm_min, temp).
 
     ``with_softmax``: a softmax cross-entropy that also writes softmax(z) (one more pointer, last).
     """
     inputs = pointer_inputs(node)
     extra = [PTR] if with_softmax else []
-    fnty = ir.FunctionType(ir.VoidType(), [PTR] * (1 + len(inputs)) + [I64, PTR, PTR, *extra])
+    fnty = ir.FunctionType(ir.VoidType(), [PTR] * (1 + len(inputs)) + [I64, PTR, I64, PTR, *extra])
     fn = ir.Function(module, fnty, name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
@@ -88,7 +89,7 @@ def define_kernel(
     fn.attributes.add("noinline")
     for arg in fn.args[: 1 + len(inputs)]:
         arg.add_attribute("noalias")
-    out, *ptrs, batch, gemm, temp = fn.args[: len(fn.args) - len(extra)]
+    out, *ptrs, batch, gemm, gemm_min, temp = fn.args[: len(fn.args) - len(extra)]
     k = Kernel(fn, ty, batch)
     sources: dict[Node, Operand] = dict(zip(inputs, ptrs, strict=True))
     for x in node.inputs:
@@ -96,7 +97,7 @@ def define_kernel(
             sources[x] = k.const(number(x.expr))  # type: ignore[attr-defined]
         elif isinstance(x, BatchSize):
             sources[x] = k.b.uitofp(batch, ty)
-    emit(node, Op(k, node, out, sources, gemm, temp, fn.args[-1] if with_softmax else None))
+    emit(node, Op(k, node, out, sources, gemm, gemm_min, temp, fn.args[-1] if with_softmax else None))
     k.b.ret_void()
     return fn
 

@@ -118,6 +118,7 @@ class Frame:
         self.scratch = self.slot_ptr(Slots.SCRATCH)
         self.cap = self.slot_int(Slots.CAP)
         self.gemm = self.slot_ptr(Slots.GEMM)
+        self.gemm_min = self.slot_int(Slots.BLAS_MIN)
         self.batch: ir.Value = self.slot_int(Slots.BATCH)
         self.k.batch = self.batch
         self.x: ir.Value = self.slot_ptr(Slots.X)
@@ -168,7 +169,8 @@ class Frame:
             done.add(node)
             args = [self.pointer(node), *(self.pointer(x) for x in pointer_inputs(node))]
             temp = self.native.temps.get(node)
-            args += [self.batch, self.gemm, ir.Constant(PTR, None) if temp is None else self.at(temp)]
+            scratch = ir.Constant(PTR, None) if temp is None else self.at(temp)
+            args += [self.batch, self.gemm, self.gemm_min, scratch]
             softmax = self.native.pairs.get(node)
             if softmax is not None and softmax in nodes and softmax not in done:
                 done.add(softmax)  # one pass of exp gives the loss and the softmax its gradient needs

@@ -41,6 +41,7 @@ class Native:
         self.last_xy = (None, None)  # ((X, Y), batch size) whose addresses are in the slots
         self.engine, self.functions = _jit(ir_text)
         self.ctx[self.slot["GEMM"]] = _gemm_address(self.dtype)
+        self.ctx[self.slot["BLAS_MIN"]] = layout["blas_min_flops"]
         self.ctx_ptr = self.ctx.ctypes.data
 
     # ------------------------------------------------------------ state

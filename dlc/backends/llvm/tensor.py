@@ -6,7 +6,8 @@ a dot product whose sum LLVM may reorder and vectorize. A product that is a
 plain matrix product (each operand a matrix, one summed axis) calls an
 optimized BLAS gemm instead when the module was given one and the product
 has at least :data:`GEMM_MIN_FLOPS` multiply-adds (the batch size is only
-known at run time, so the choice is made there).
+known at run time, so the choice is made there, and the threshold is a
+setting of the context block that the benchmark varies).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 PTR = ir.PointerType()
 I32 = ir.IntType(32)
-#: From benchmarks/gemm_threshold.py on a 2-core x86-64 machine: below this many
-#: multiply-adds the generated loops beat the call into OpenBLAS.
+#: Below this many multiply-adds the generated loops beat the call into OpenBLAS
+#: (python -m benchmarks.gemm_threshold on a 2-core x86-64 machine).
 GEMM_MIN_FLOPS = 64 * 64 * 64
 #: Loop orders are searched exhaustively up to this many axes; beyond, the spec's order.
 SEARCH_AXES = 6
@@ -53,7 +54,7 @@ def einsum_kernel(op: Op, spec: str) -> None:
         return
     b = op.k.b
     flops = b.mul(b.mul(op.k.extent(plan.m), op.k.extent(plan.n)), op.k.extent(plan.k))
-    big = b.icmp_signed(">=", flops, ir.Constant(I64, GEMM_MIN_FLOPS))
+    big = b.icmp_signed(">=", flops, op.gemm_min)
     have = b.icmp_unsigned("!=", op.gemm, ir.Constant(PTR, None))
     with b.if_else(b.and_(big, have)) as (blas, loops):
         with blas:
