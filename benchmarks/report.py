@@ -150,6 +150,35 @@ def c_tol(dtype: str) -> float:
     return CHECK_RTOL if dtype == "float64" else 1e-4
 
 
+def _probe_texts(probe: bool, probe_steps: int) -> tuple[str, str]:
+    """How "to first step" and the memory columns were measured: (first step, memory)."""
+    if not probe:
+        return (
+            "--quick: measured in the benchmark's own process, where earlier sizes have already warmed "
+            "the libraries (the LLVM module's machine-code cache off); run without --quick for "
+            "fresh-process numbers.",
+            "not measured with --quick.",
+        )
+    first_text = (
+        "measured in a fresh Python process per implementation, size and dtype, after importing "
+        "the library and one trivial use of it (for dlc: compiling a one-line model), so one-time "
+        "library start-up is excluded; PyTensor gets an empty compile directory (cold cache), "
+        "dlc's LLVM module no machine-code cache."
+    )
+    memory_text = (
+        "peak resident set size (VmHWM from /proc/self/status, reset through /proc/self/clear_refs) "
+        "in the same fresh process, minus the RSS just before building the implementation (libraries "
+        "imported and warmed, start state and batch in memory): first over build + first step, then "
+        f"over {probe_steps} more steps. This counts what the implementation keeps (its copy of the "
+        "parameters, velocity, compiled code, scratch memory, allocator caches) plus a step's peak "
+        "temporaries. For the implementations whose arrays are NumPy's (dlc's two modules, NumPy by "
+        "hand), the last column is tracemalloc's peak during one step above the memory allocated "
+        "before it: the step's temporaries alone (gradients included; the LLVM module's scratch "
+        "memory is allocated once, before)."
+    )
+    return first_text, memory_text
+
+
 def step_settings(cfg: dict, rows: list[dict], *, probe_steps: int, load_warn: float,
                   retry_budget_s: float) -> dict:  # fmt: skip
     """The texts that say how the step table was measured (they depend on --quick)."""
@@ -158,29 +187,7 @@ def step_settings(cfg: dict, rows: list[dict], *, probe_steps: int, load_warn: f
         f"{s} {d}: {n}" + ("" if load is None else f" (other load {load:.2f} cores)")
         for (s, d), (n, load) in blocks.items()
     )
-    if cfg["probe"]:
-        first_text = (
-            "measured in a fresh Python process per implementation, size and dtype, after importing "
-            "the library and one trivial use of it (for dlc: compiling a one-line model), so one-time "
-            "library start-up is excluded; PyTensor gets an empty compile directory (cold cache), "
-            "dlc's LLVM module no machine-code cache."
-        )
-        memory_text = (
-            "peak resident set size (VmHWM from /proc/self/status, reset through /proc/self/clear_refs) "
-            "in the same fresh process, minus the RSS just before building the implementation (libraries "
-            "imported and warmed, start state and batch in memory): first over build + first step, then "
-            f"over {probe_steps} more steps. This counts what the implementation keeps (its copy of the "
-            "parameters, velocity, compiled code, scratch memory, allocator caches) plus a step's peak "
-            "temporaries. For the implementations whose arrays are NumPy's (dlc's two modules, NumPy by "
-            "hand), the last column is tracemalloc's peak during one step above the memory allocated "
-            "before it: the step's temporaries alone (gradients included; the LLVM module's scratch "
-            "memory is allocated once, before)."
-        )
-    else:
-        first_text = ("--quick: measured in the benchmark's own process, where earlier sizes have already "
-                      "warmed the libraries (the LLVM module's machine-code cache off); run without --quick "
-                      "for fresh-process numbers.")  # fmt: skip
-        memory_text = "not measured with --quick."
+    first_text, memory_text = _probe_texts(cfg["probe"], probe_steps)
     if cfg["attempts"] > 1:
         retry_text = (
             f"before each block the run waits (up to {cfg['quiet_wait_s']} s) for a quiet second; a block "
