@@ -6,6 +6,7 @@ unknown here raises an error that names it, never a wrong answer.
 
 from __future__ import annotations
 
+import ast
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
+from dlc.backends.numpy.inplace import BATCH
 from dlc.backends.numpy.printer import print_body
 from dlc.graph.nodes import (
     BatchSize,
@@ -69,6 +71,30 @@ def _aligned(x: Node, out: Node, text: str) -> str:
     return text
 
 
+def dims(node: Node) -> tuple[int, ...]:
+    """The node's shape at run time, with BATCH for its batch axis."""
+    return ((BATCH,) if node.batched else ()) + tuple(node.shape)
+
+
+def leaves(node: Elementwise, ctx: Context) -> list[tuple[Node, str, tuple[int, ...]]]:
+    """Each array input of an elementwise body: its text in the body, and its shape as aligned there."""
+    found = []
+    for x in node.inputs:
+        if is_number(x):
+            continue
+        gap = len(node.shape) - len(x.shape)
+        shape = dims(x) if not (x.batched and gap > 0) else (BATCH,) + (1,) * gap + tuple(x.shape)
+        found.append((x, ast.unparse(ast.parse(_aligned(x, node, ctx.var(x)), mode="eval")), shape))
+    return found
+
+
+def used_inputs(node: Node) -> list[Node]:
+    """The inputs a node's value depends on (an elementwise body may ignore some)."""
+    if isinstance(node, Elementwise):
+        return [x for i, x in enumerate(node.inputs) if element_symbol(i) in node.expr.free_symbols]
+    return list(node.inputs)
+
+
 @emit.register
 def _(node: Elementwise, ctx: Context, name: str) -> Code:
     if not node.inputs:
@@ -81,7 +107,7 @@ def _(node: Elementwise, ctx: Context, name: str) -> Code:
     args = [_aligned(x, node, ctx.var(x)) for x in node.inputs]
     before, expr, helpers = print_body(node.expr, args, f"_{name}")
     ctx.helpers |= helpers
-    used = [x for i, x in enumerate(node.inputs) if element_symbol(i) in node.expr.free_symbols]
+    used = used_inputs(node)
     if all(isinstance(x, BatchSize) for x in used):
         expr = f"DTYPE({expr})"  # a Python number (of B) would otherwise be float64
     covered = bool(used) and broadcast(*(x.shape for x in used)) == node.shape

@@ -1,0 +1,154 @@
+"""The NumPy backend's memory reuse: results built in place, dead arrays dropped, in-place momentum.
+
+Models here are small, so every test compiles with ``reuse_from=0`` (every
+array counts as large) next to the plain code (nothing counts as large):
+the two must give the same numbers (to rounding: a reused array keeps its
+memory layout, which can change the order in which a later product adds),
+and neither may write into the caller's arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from dlc.backends.initializers import initial_params
+from dlc.backends.numpy import write_module
+from dlc.backends.numpy.inplace import BATCH, Shapes, chain, fresh
+from dlc.compiler import load_module, read_model
+from dlc.grad import differentiate
+from dlc.grad.formulas import derive
+from dlc.gradcheck import sample_data
+
+from .conftest import EXAMPLES
+from .test_grad import MODELS
+from .test_numpy_backend import TOLERANCE, agree
+from .test_random_networks import specs, to_dlc
+
+PLAIN = 1 << 62
+
+
+def compiled(source: str | Path, dtype: str = "float64", reuse_from: int = 0) -> ModuleType:
+    model = read_model(source)
+    program = differentiate(model.graph)
+    text = write_module(program, derive(model.graph), dtype, "model.dlc", reuse_from=reuse_from)
+    module = load_module(text, "dlc_model")
+    module.__dlc_source__ = text  # type: ignore[attr-defined]
+    return module
+
+
+def batch(source: str | Path, dtype: str, seed: int = 0) -> tuple[dict, np.ndarray | None, np.ndarray | None]:
+    graph = read_model(source).graph
+    rng = np.random.default_rng(seed)
+    start = initial_params(graph.params, seed)
+    params = {k: (v + rng.normal(0, 0.1, v.shape)).astype(dtype) for k, v in start.items()}
+    data = sample_data(graph, 6, rng)
+    X = data[graph.input.name].astype(dtype) if graph.input is not None else None
+    Y = data[graph.target.name].astype(dtype) if graph.target is not None else None
+    return params, X, Y
+
+
+def copies(*values: object) -> list[object]:
+    return [{k: v.copy() for k, v in x.items()} if isinstance(x, dict) else None if x is None else x.copy()
+            for x in values]  # fmt: skip
+
+
+def assert_same(a: object, b: object, rtol: float = 0.0) -> None:
+    """Equal structure, dtypes and shapes; equal values (to ``rtol`` of the largest), NaN where NaN."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k], rtol)
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)  # type: ignore[arg-type]
+        for x, y in zip(a, b, strict=True):  # type: ignore[call-overload]
+            assert_same(x, y, rtol)
+    elif a is None or isinstance(a, str):
+        assert a == b
+    else:
+        a, b = np.asarray(a), np.asarray(b)
+        assert (a.dtype, a.shape) == (b.dtype, b.shape)
+        scale = float(np.max(np.abs(b), initial=1.0, where=np.isfinite(b)))
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
+
+
+def same_numbers(source: str | Path, dtype: str, seed: int = 0) -> None:
+    """In-place and plain modules compute the same numbers and leave the caller's arrays alone."""
+    reused, plain = compiled(source, dtype), compiled(source, dtype, PLAIN)
+    params, X, Y = batch(source, dtype, seed)
+    before = copies(params, X, Y)
+    results = []
+    for m in (reused, plain):
+        with np.errstate(all="ignore"):
+            out: list[object] = [m.loss(params, X, Y), m.value_and_grad(params, X, Y)]
+            if read_model(source).graph.output is not None:
+                out.append(m.predict(params, X))
+            assert_same([params, X, Y], before)
+            for nesterov in (False, True):
+                p, v = copies(params, {k: np.full_like(w, 0.01) for k, w in params.items()})
+                try:
+                    out.append(m.train_step(p, v, X, Y, 0.1, 0.9, nesterov))
+                except FloatingPointError:
+                    out.append("not finite")
+                out += [p, v]
+        assert_same([params, X, Y], before)
+        results.append(out)
+    assert_same(results[0], results[1], rtol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_op_in_place_gives_the_same_numbers(name: str, dtype: str) -> None:
+    same_numbers(MODELS[name], dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_in_place_give_the_same_numbers(path: Path, dtype: str) -> None:
+    same_numbers(path, dtype)
+    agree(read_model(path).graph, compiled(path, dtype), dtype)
+
+
+@given(specs())
+def test_random_networks_in_place_give_the_same_numbers(spec: object) -> None:
+    text = to_dlc(spec)  # type: ignore[arg-type]
+    same_numbers(text, "float64", seed=3)
+    agree(read_model(text).graph, compiled(text), "float64", seed=3)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_integer_data_works_as_in_the_plain_code(name: str) -> None:
+    """X and Y may come as integers: an in-place step must not write a float into one of them."""
+    reused, plain = compiled(MODELS[name]), compiled(MODELS[name], "float64", PLAIN)
+    params, X, Y = batch(MODELS[name], "float64")
+    X, Y = (None if a is None else np.round(2 * a).astype(np.int64) for a in (X, Y))
+    results = []
+    for m in (reused, plain):
+        with np.errstate(all="ignore"):
+            results.append([m.loss(params, X, Y), m.value_and_grad(params, X, Y)])
+    assert_same(results[0], results[1], rtol=TOLERANCE["float64"])
+
+
+def test_a_chain_writes_into_a_dead_input_only_where_it_reads_it_first() -> None:
+    full = (BATCH, 4)
+    shapes = Shapes({"z": full, "b": (4,), "h": full, "t": full, "y": full})
+    floats = {"z", "b", "h", "t"}
+    lines, target = chain("np.tanh(b + z)", shapes, full, "out", ["z"], floats)  # type: ignore[misc]
+    assert target == "z" and lines == ["out = np.add(b, z, out=z)  # in z's memory (z is not read again)",
+                                       "np.tanh(out, out=out)"]  # fmt: skip
+    lines, target = chain("t*(1 - h**2)", shapes, full, "out", ["t"], floats)  # type: ignore[misc]
+    assert target is None and lines == ["out = h**2", "np.subtract(1, out, out=out)", "out *= t"]
+    assert chain("b*b + z", shapes, full, "out", [], floats) is None  # b*b is smaller than the result
+    assert chain("np.tanh(z)", shapes, full, "out", [], floats) is None  # one step: the expression as it is
+    assert chain("(-y + h)*t", shapes, full, "out", [], floats) is None  # -y may be an integer array
+
+
+def test_only_new_arrays_count_as_fresh() -> None:
+    assert fresh("x @ W.T") and fresh("np.tanh(a + b)") and fresh("t.sum(axis=0)") and fresh("sigmoid(x)")
+    assert not fresh("x") and not fresh("x[:, None]") and not fresh("np.swapaxes(x, -1, -2)")
+    assert not fresh("np.broadcast_to(x, (B, 3))") and not fresh("DTYPE(1/B)")
+    assert not fresh("np.greater(x, 0)")  # a bool array: no place for a float result
