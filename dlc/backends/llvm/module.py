@@ -39,7 +39,7 @@ def write_module(program: Program, derivation: Derivation, dtype: str, model_fil
         common.init_function(program),
         API,
         f"LAYOUT = {_layout(native, program)!r}",
-        _ir_literal(str(native.module)),
+        _ir_literal(native.text()),
         machinery,
     ]
     return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"

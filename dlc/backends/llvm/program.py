@@ -29,7 +29,8 @@ from dlc.backends.llvm.ops import PTR, define_kernel, pointer_inputs, temp_size
 from dlc.backends.llvm.scalar import UnsupportedError, intrinsic, number
 from dlc.backends.llvm.update import define_update
 from dlc.grad import Program
-from dlc.grad.formulas import forward_names
+from dlc.grad import notation as nt
+from dlc.grad.formulas import Notation, forward_names
 from dlc.graph.graph import topological_order
 from dlc.graph.nodes import Constant, Input, Loss, Node, Param, Softmax, Tangent
 
@@ -63,6 +64,7 @@ class NativeProgram:
         self.pairs = softmax_pairs(nodes)
         self.kernels: dict[Node, ir.Function] = {}
         self.paired_kernels: dict[Node, ir.Function] = {}
+        self.comments: dict[str, str] = {}  # kernel name -> what it computes
         self._name_kernels(nodes)
         self.output_home = self._result_home("output", graph.output) if graph.output is not None else None
         self.grad_homes = {
@@ -76,15 +78,31 @@ class NativeProgram:
 
     def _name_kernels(self, nodes: list[Node]) -> None:
         display = forward_names(self.program.graph)
+        shower = Notation(display)
         grad_of = {node: name for name, node in self.program.grads.items()}
         taken: set[str] = set()
         for i, node in enumerate(n for n in nodes if is_computed(n)):
             wanted = display.get(node) or (f"d_{grad_of[node]}" if node in grad_of else f"t{i}")
             name = _unique(f"k_{_ident(wanted)}", taken)
             self.kernels[node] = define_kernel(self.module, self.ty, node, name)
+            if node in display:
+                self.comments[name] = f"{display[node]} = {nt.text(shower.forward(node))}"
+            elif node in grad_of:
+                self.comments[name] = f"the gradient of the loss with respect to {grad_of[node]}"
             if node in self.pairs:
                 paired = _unique(f"{name}_and_softmax", taken)
                 self.paired_kernels[node] = define_kernel(self.module, self.ty, node, paired, True)
+
+    def text(self) -> str:
+        """The module's IR, each kernel headed by a comment saying what it computes (in ASCII)."""
+        lines = []
+        for line in str(self.module).splitlines():
+            if line.startswith("define internal void @"):
+                name = line.split("@", 1)[1].split("(", 1)[0].strip('"')
+                if name in self.comments:
+                    lines.append(f"; {ascii_formula(self.comments[name])}")
+            lines.append(line)
+        return "\n".join(lines) + "\n"
 
     def _result_home(self, key: object, node: Node) -> Home:
         """A computed node's own home; other results get a home to be copied into."""
@@ -297,6 +315,18 @@ def softmax_pairs(nodes: list[Node]) -> dict[Node, Node]:
         and softmax[n.inputs[0]].batched == n.batched
         and softmax[n.inputs[0]] not in n.inputs  # a target that is the softmax itself comes first
     }
+
+
+_ASCII = str.maketrans(
+    {**{chr(0x2080 + d): str(d) for d in range(10)}, "ᵀ": "^T", "⊙": "*", "σ": "sigmoid", "²": "^2",
+     "δ": "delta_", "ŷ": "yhat", "ℓ": "l", "Σ": "sum", "∂": "d", "·": "*", "ᵢ": "i"}
+)  # fmt: skip
+
+
+def ascii_formula(text: str) -> str:
+    """A formula for an IR comment: subscripts and symbols spelt out, anything else left out."""
+    plain = text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+    return " ".join(plain.replace("?", "_").split())  # one line
 
 
 def _ident(name: str) -> str:
