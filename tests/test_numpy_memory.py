@@ -9,6 +9,7 @@ and neither may write into the caller's arrays.
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 from types import ModuleType
 
@@ -24,9 +25,9 @@ from dlc.grad import differentiate
 from dlc.grad.formulas import derive
 from dlc.gradcheck import sample_data
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, ROOT
 from .test_grad import MODELS
-from .test_numpy_backend import TOLERANCE, agree
+from .test_numpy_backend import QUADRATIC, TOLERANCE, agree
 from .test_random_networks import specs, to_dlc
 
 PLAIN = 1 << 62
@@ -118,6 +119,47 @@ def test_random_networks_in_place_give_the_same_numbers(spec: object) -> None:
     text = to_dlc(spec)  # type: ignore[arg-type]
     same_numbers(text, "float64", seed=3)
     agree(read_model(text).graph, compiled(text), "float64", seed=3)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_in_place_momentum_leaves_a_gradient_that_is_the_parameter_alone(nesterov: bool) -> None:
+    m = compiled(QUADRATIC)  # the gradient is w itself: it must not be scaled in place
+    w, v = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    params, velocity = {"w": w.copy()}, {"w": v.copy()}
+    m.train_step(params, velocity, None, None, 0.1, 0.9, nesterov)
+    v_new = 0.9 * v - 0.1 * w
+    np.testing.assert_allclose(velocity["w"], v_new, rtol=1e-15)
+    np.testing.assert_allclose(params["w"], w + 0.9 * v_new - 0.1 * w if nesterov else w + v_new, rtol=1e-15)
+
+
+def test_a_gradient_shared_by_two_parameters_is_not_scaled_twice() -> None:
+    text = "input x : [3]\ntarget y : [3]\nparam a : [3] = ones\nparam b : [3] = ones\nloss mse(x + a + b, y)"
+    m = compiled(text)
+    _, grads = m.value_and_grad(*batch(text, "float64"))
+    assert grads["a"] is grads["b"] and not m.OWN_GRADS
+    same_numbers(text, "float64")
+
+
+def test_the_benchmark_step_allocates_like_numpy_by_hand() -> None:
+    """784-256-10 at batch 128: a step's peak is its gradients and two hidden-layer arrays."""
+    path = ROOT / "benchmarks" / "models" / "mlp_medium.dlc"
+    m = compiled(path, reuse_from=1 << 14)
+    assert "np.tanh(h1, out=h1)" in m.__dlc_source__
+    params = m.init_params(0)
+    velocity = {k: np.zeros_like(w) for k, w in params.items()}
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(128, 784)), np.eye(10)[rng.integers(0, 10, 128)]
+    m.train_step(params, velocity, X, Y, 0.1, 0.9)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        m.train_step(params, velocity, X, Y, 0.1, 0.9)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    grads = sum(w.nbytes for w in params.values())
+    hidden = 128 * 256 * 8
+    assert peak <= grads + 2 * hidden + 64 * 1024, (peak, grads, hidden)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

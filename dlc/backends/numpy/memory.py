@@ -15,6 +15,7 @@ fault it in again on the next.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from dlc.graph.nodes import Node
@@ -65,6 +66,11 @@ class Memory:
     def holds_own(self, node: Node) -> bool:
         """Whether the node's value is, or is a view of, an array the function made."""
         return bool(self.shares.get(node))
+
+    def private(self, results: list[Node]) -> set[Node]:
+        """The results that are arrays of their own, shared with no other result (nor listed twice)."""
+        holders = Counter(b for r in results for b in self.shares[r])
+        return {r for r in results if self.owned(r) and holders[r] == 1}
 
     def take_over(self, node: Node, dead: Node) -> None:
         """Note that ``node`` was written into the array of ``dead``, whose variable still names it."""

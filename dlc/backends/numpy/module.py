@@ -31,7 +31,7 @@ from dlc.graph.scalar import EPS
 
 #: Names the module itself defines or its functions use.
 RESERVED = {
-    "np", "DTYPE", "PARAM_SHAPES", "INPUT_SHAPE", "TARGET_SHAPE", "TRAINING", "FORMULAS", "EPS",
+    "np", "DTYPE", "PARAM_SHAPES", "OWN_GRADS", "INPUT_SHAPE", "TARGET_SHAPE", "TRAINING", "FORMULAS", "EPS",
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
@@ -235,6 +235,7 @@ def write_module(
     loss_lines = [*w.body([graph.loss]), f"return float({w.variable(graph.loss)})"]
     grads = list(program.grads.values())
     vag = w.body([graph.loss, *grads])
+    own = w.memory.private(grads)
     vag.append(
         "return float({}), {{{}}}".format(
             w.variable(graph.loss),
@@ -245,7 +246,7 @@ def write_module(
     parts = [
         _docstring(graph.name, dtype, derivation, model_file),
         "import math\n\nimport numpy as np",
-        _constants(program, derivation, dtype, w, helpers),
+        _constants(program, derivation, dtype, w, helpers, [k for k, v in program.grads.items() if v in own]),
         helper_source(helpers),
         INIT_TEMPLATE.format(body=_init_body(program)),
         _function("predict(params, X)", "The model's output for a batch X (batch-major).", predict),
@@ -294,7 +295,9 @@ Derived formulas:
 """'''
 
 
-def _constants(program: Program, derivation: Derivation, dtype: str, w: Writer, helpers: set[str]) -> str:
+def _constants(
+    program: Program, derivation: Derivation, dtype: str, w: Writer, helpers: set[str], own: list[str]
+) -> str:
     graph = program.graph
     lines = [f"DTYPE = np.{dtype}"]
     lines.append("PARAM_SHAPES = {" + ", ".join(f"{p.name!r}: {p.shape!r}" for p in graph.params) + "}")
@@ -305,6 +308,11 @@ def _constants(program: Program, derivation: Derivation, dtype: str, w: Writer, 
         f"TRAINING = {{'lr': {t.lr!r}, 'momentum': {t.momentum!r}, 'nesterov': {t.nesterov!r}, "
         f"'batch_size': {t.batch_size!r}, 'epochs': {t.epochs!r}, 'seed': {t.seed!r}}}"
     )
+    lines.append(
+        "# Gradients that value_and_grad returns in arrays of their own (no view, nothing shared):\n"
+        "# train_step scales these in place rather than allocating lr * g."
+    )
+    lines.append(f"OWN_GRADS = {{{', '.join(map(repr, own))}}}" if own else "OWN_GRADS = set()")
     lines.append("FORMULAS = {")
     lines += [f"    {k!r}: {eq.text()!r}," for k, eq in derivation.gradients.items()]
     lines.append("}")
@@ -361,10 +369,14 @@ TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nes
         raise FloatingPointError(f"the loss is {value}")
     for name, g in grads.items():
         v, w = velocity[name], params[name]
+        if name in OWN_GRADS:
+            g *= lr  # g <- eta*g, in the array value_and_grad made for it
+        else:
+            g = lr * g
         v *= momentum
-        v -= lr * g  # v <- mu*v - eta*g
+        v -= g  # v <- mu*v - eta*g
         if nesterov:
-            w += momentum * v - lr * g  # w <- w + mu*v - eta*g
+            w += momentum * v - g  # w <- w + mu*v - eta*g
         else:
             w += v  # w <- w + v
     return value
