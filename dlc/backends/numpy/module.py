@@ -236,10 +236,11 @@ def write_module(
     grads = list(program.grads.values())
     vag = w.body([graph.loss, *grads])
     own = w.memory.private(grads)
+    shapes = {p.name: p.shape for p in graph.params}
     vag.append(
         "return float({}), {{{}}}".format(
             w.variable(graph.loss),
-            ", ".join(f"{k!r}: {_as_param(w.variable(v), program, k)}" for k, v in program.grads.items()),
+            ", ".join(f"{k!r}: {_as_param(w.variable(v), shapes[k])}" for k, v in program.grads.items()),
         )
     )
     helpers = set(w.ctx.helpers)
@@ -261,8 +262,7 @@ def write_module(
     return "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 
-def _as_param(expr: str, program: Program, name: str) -> str:
-    shape = next(p.shape for p in program.graph.params if p.name == name)
+def _as_param(expr: str, shape: tuple[int, ...]) -> str:
     return f"np.asarray({expr}, dtype=DTYPE)" if not shape else expr
 
 
