@@ -179,8 +179,13 @@ class Frame:
             return native.constant(node)
         raise UnsupportedError(f"the LLVM backend cannot address the op {node.op_name}")
 
-    def compute(self, nodes: list[Node], done: set[Node]) -> None:
-        """Call the kernel of every computed node in ``nodes`` not in ``done`` (in order)."""
+    def compute(self, nodes: list[Node], done: set[Node], later: list[Node] | None = None) -> None:
+        """Call the kernel of every computed node in ``nodes`` not in ``done`` (in order).
+
+        ``later``: nodes the entry computes after these; a softmax among them that a loss
+        here can give from its own exps is computed with that loss.
+        """
+        needed = set(nodes) | set(later or ())
         for node in nodes:
             if node in done or not is_computed(node):
                 continue
@@ -190,7 +195,7 @@ class Frame:
             scratch = ir.Constant(PTR, None) if temp is None else self.at(temp)
             args += [self.batch, self.gemm, self.gemm_min, scratch]
             softmax = self.native.pairs.get(node)
-            if softmax is not None and softmax in nodes and softmax not in done:
+            if softmax is not None and softmax in needed and softmax not in done:
                 done.add(softmax)  # one pass of exp gives the loss and the softmax its gradient needs
                 self.b.call(self.native.paired_kernels[node], [*args, self.pointer(softmax)])
             else:
@@ -269,14 +274,15 @@ class Entries:
         f.x, f.y, f.batch = x, y, batch
         f.k.batch = batch
         done: set[Node] = set()
-        f.compute(topological_order([self.graph.loss]), done)
+        grads = list(self.program.grads.values())
+        everything = topological_order([self.graph.loss, *grads])
+        f.compute(topological_order([self.graph.loss]), done, later=everything)
         value = self._as_f64(f, f.scalar(self.graph.loss))
         finite = f.b.fcmp_ordered(
             "!=", f.b.call(intrinsic(f.k, "fabs", ty=F64), [value]), ir.Constant(F64, math.inf)
         )
         with f.b.if_then(finite):
-            grads = list(self.program.grads.values())
-            f.compute(topological_order([self.graph.loss, *grads]), done)
+            f.compute(everything, done)
             self._update(f)
         f.b.ret(value)
         return fn

@@ -32,6 +32,9 @@ I32 = ir.IntType(32)
 #: Below this many multiply-adds the generated loops beat the call into OpenBLAS
 #: (python -m benchmarks.gemm_threshold on a 2-core x86-64 machine).
 GEMM_MIN_FLOPS = 64 * 64 * 64
+#: Products with at most this many multiply-adds per example (the batch axis aside) are
+#: loops of known length, which LLVM unrolls; larger ones use the tiled gemm or BLAS.
+TINY_PRODUCT = 256
 #: Loop orders are searched exhaustively up to this many axes; beyond, the spec's order.
 SEARCH_AXES = 6
 
@@ -49,7 +52,7 @@ def einsum_kernel(op: Op, spec: str) -> None:
     order = loop_order(space, [v.strides for v in views])
     count = Extent(math.prod(op.node.shape), op.node.batched)
     plan = gemm_plan(subs, out_sub, operands, letters, space)
-    if plan is None:
+    if plan is None or _tiny(plan):
         contract(op.k, space, order, out, count, operands)
         return
     b = op.k.b
@@ -61,6 +64,11 @@ def einsum_kernel(op: Op, spec: str) -> None:
             call_gemm(op, plan, out)
         with loops:
             tiled_product(op, plan, out)
+
+
+def _tiny(plan: GemmPlan) -> bool:
+    """A product whose work per example is a few vectors: loops of known length beat the tiles."""
+    return plan.m.factor * plan.n.factor * plan.k.factor <= TINY_PRODUCT
 
 
 def _letter_sizes(subs: Sequence[str], inputs: Sequence[Node]) -> dict[str, int]:
@@ -170,7 +178,7 @@ def packed_size(spec: str, inputs: Sequence[Node]) -> int:
         for s, x in zip(subs, inputs, strict=True)
     ]
     plan = gemm_plan(subs, out, fake, letters, space)
-    return plan.n.factor * plan.k.factor if plan is not None and plan.b_t else 0
+    return plan.n.factor * plan.k.factor if plan is not None and plan.b_t and not _tiny(plan) else 0
 
 
 def tiled_product(op: Op, plan: GemmPlan, out: View) -> None:
