@@ -321,3 +321,6 @@ def test_the_ir_is_kept_in_the_module_and_names_the_model_values() -> None:
     for name in ("predict", "loss", "value_and_grad", "train_step", "train_epoch", "k_h1", "k_d_W1"):
         assert f'@"{name}"' in ir_text, name
     assert "∂L/∂W₁" in source  # the formulas sit in the docstring
+    step = ir_text[ir_text.index('define internal double @"step"') :].split("\n}\n")[0]
+    assert '@"k_ell_and_softmax"' in step, "the loss and its softmax come from one pass of exp"
+    assert '@"k_yhat"' not in step
