@@ -282,6 +282,10 @@ FIXED = [
     # ordering its terms recursed without end; and (-5) ** e, a number with no real value
     "param w : [1] = zeros\nloss exp(0.5 + tanh(0.5)) + sum(w ** 2)\n",
     "param w : [] = zeros\nloss w + (-5) ** exp(1)\n",
+    # a softmax computed with its cross-entropy although something read it before the loss
+    "input x : [3]\nparam w : [2] = zeros\nloss softmax_cross_entropy(x, tanh(softmax(x))) + sum(w ** 2)\n",
+    "input x : [3]\ntarget y : [3]\nparam w : [3] = zeros\n"
+    "loss sum(softmax(x * w) * w) + softmax_cross_entropy(x * w, y)\n",
 ]
 
 

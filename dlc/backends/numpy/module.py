@@ -205,8 +205,18 @@ FORMULA_PREFIX = "gradient of the loss with respect to "
 
 
 def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
-    """Softmax cross-entropies whose softmax is needed too: one exp serves both."""
+    """Softmax cross-entropies whose softmax is needed too: one exp serves both.
+
+    The softmax is then computed where its loss is, so only if nothing reads
+    it before: not the loss's target (softmax(z) itself, or tanh of it), nor
+    any value the order puts ahead of the loss.
+    """
     softmax = {n.inputs[0]: n for n in order if isinstance(n, Softmax) and n.batched}
+    position = {n: i for i, n in enumerate(order)}
+    first_use: dict[Node, int] = {}
+    for n in reversed(order):
+        for x in n.inputs:
+            first_use[x] = position[n]
     return {
         n: softmax[n.inputs[0]]
         for n in order
@@ -214,7 +224,7 @@ def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
         and n.kind == "softmax_ce"
         and n.batched
         and n.inputs[0] in softmax
-        and softmax[n.inputs[0]] not in n.inputs  # a target that is the softmax itself comes first
+        and first_use.get(softmax[n.inputs[0]], len(order)) > position[n]
     }
 
 
