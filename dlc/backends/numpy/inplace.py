@@ -11,9 +11,11 @@ place::
 and none when a dead input of the result's shape can hold the first step
 (``h1 = np.add(b1, z1, out=z1)`` then ``np.tanh(h1, out=h1)``). Every step
 is the very operation of the expression on the very operands (only the two
-sides of a ``+`` or ``*`` may swap, which is exact), so the numbers are the
-same bits. The rewrite works on the printed text's Python syntax tree; what
-it does not know stays one expression.
+sides of a ``+`` or ``*`` may swap, which is exact), so the result has the
+same bits; it does keep the memory layout of the array it reuses, which can
+make a later matrix product add in another order (a rounding difference).
+The rewrite works on the printed text's Python syntax tree; what it does
+not know stays one expression.
 
 Shapes are tuples with ``BATCH`` for the batch axis, aligned from the right
 as NumPy broadcasts.
@@ -94,9 +96,12 @@ def broadcast(*shapes: Shape | None) -> Shape | None:
 
 @dataclass
 class Shapes:
-    """The shape of every leaf (an input's text, a temporary's name); anything else is a scalar."""
+    """The shape of every leaf (an input's text, a temporary's name; None if unknown).
 
-    leaves: dict[str, Shape] = field(default_factory=dict)
+    Any other name (a module constant, ``B``) is a scalar.
+    """
+
+    leaves: dict[str, Shape | None] = field(default_factory=dict)
 
     def of(self, e: ast.expr) -> Shape | None:
         if isinstance(e, (ast.Name, ast.Subscript)):
@@ -116,9 +121,7 @@ class Shapes:
         """Record the shape of a temporary from its assignment ``name = expr``."""
         (stmt,) = ast.parse(line).body
         assert isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
-        shape = self.of(stmt.value)
-        if shape is not None:
-            self.leaves[stmt.targets[0].id] = shape
+        self.leaves[stmt.targets[0].id] = self.of(stmt.value)
 
 
 @dataclass
