@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
-from dlc.backends.llvm.kernels import I64, Extent, View, contract, map_elements
+from dlc.backends.llvm.kernels import I64, Extent, Operand, View, contract, map_elements
 from dlc.backends.llvm.mathlib import math_function
 from dlc.backends.llvm.scalar import BodyEmitter, intrinsic
 from dlc.graph.nodes import LogSumExp, Loss, Node, Softmax
@@ -58,10 +58,16 @@ class Rows:
         self.count = op.k.extent(rows)
         self.used = 0
 
-    def operand(self, x: Node) -> View:
-        """``x`` as [row, j]; an unbatched ``x`` in a batched op repeats for every example."""
+    def operand(self, x: Node) -> Operand:
+        """``x`` as [row, j]; an unbatched ``x`` in a batched op repeats for every example.
+
+        A number (a loss against a constant target) stays a value.
+        """
+        source = self.op.src(x)
+        if isinstance(source, View) or not isinstance(source.type, ir.PointerType):
+            return source
         step = self.n if (x.batched or not self.rows.batch) else 0
-        return View(self.op.src(x), (step, 1))
+        return View(source, (step, 1))
 
     def scratch(self, width: int) -> View:
         """The next ``width`` elements per row of the kernel's temp, as [row, j]."""
@@ -79,7 +85,7 @@ class Rows:
 
     # ------------------------------------------------------------ passes
 
-    def each(self, out: View, ins: list[View], body: Body) -> None:
+    def each(self, out: View, ins: list[Operand], body: Body) -> None:
         """out[r, j] = body(ins[r, j] ...) over the whole batch at once."""
         map_elements(self.k, self.space, out, ins, body)
 
@@ -88,7 +94,7 @@ class Rows:
         columns = [View(v.ptr, (v.strides[0],), v.offset) for v in [out, *ins]]
         map_elements(self.k, [self.rows], columns[0], columns[1:], body)
 
-    def row_max(self, x: View, out: View) -> None:
+    def row_max(self, x: Operand, out: View) -> None:
         """out[r] = max_j x[r, j], NaN-propagating as ndarray.max."""
         k = self.k
         maximum = intrinsic(k, "maximum", 2)
@@ -98,11 +104,11 @@ class Rows:
                 k.b.store(k.b.call(maximum, [k.b.load(acc, typ=k.ty), k.load(x, [r, j])]), acc)
             k.store(k.b.load(acc, typ=k.ty), View(out.ptr, (out.strides[0],), out.offset), [r])
 
-    def row_sum(self, out: View, *factors: View) -> None:
+    def row_sum(self, out: View, *factors: Operand) -> None:
         """out[r] = sum over j of the product of the factors at [r, j]."""
         contract(self.k, self.space, [0, 1], self.per_row(out), self.rows, list(factors))
 
-    def exp_shifted(self, x: View, m: View, e: View) -> None:
+    def exp_shifted(self, x: Operand, m: View, e: View) -> None:
         """e[r, j] = exp(x[r, j] - m[r]), the exps in one flat pass."""
         self.each(e, [self.per_row(m)], lambda v: v[0])
         self.each(e, [x, e], lambda v: self.call("exp", self.k.b.fsub(v[0], v[1])))

@@ -40,6 +40,7 @@ class Native:
         self.rates = None
         self.last_xy = (None, None)  # ((X, Y), batch size) whose addresses are in the slots
         self.engine, self.functions = _jit(ir_text)
+        self.step = self.functions["train_step"]
         self.ctx[self.slot["GEMM"]] = _gemm_address(self.dtype)
         self.ctx[self.slot["BLAS_MIN"]] = layout["blas_min_flops"]
         self.ctx_ptr = self.ctx.ctypes.data
@@ -167,10 +168,15 @@ class Native:
         return value, grads
 
     def train_step(self, params, velocity, X, Y, lr, momentum, nesterov):
+        # The hot path of a Python training loop: nothing is redone for the arrays and
+        # rates of the previous call.
         self.bind(params, velocity)
-        self.data(X, Y)
-        self.set_rates(lr, momentum, nesterov)
-        value = self.functions["train_step"](self.ctx_ptr)
+        last = self.last_xy[0]
+        if last is None or X is not last[0] or Y is not last[1]:
+            self.data(X, Y)
+        if (lr, momentum, nesterov) != self.rates:
+            self.set_rates(lr, momentum, nesterov)
+        value = self.step(self.ctx_ptr)
         if not math.isfinite(value):
             raise FloatingPointError(f"the loss is {value}")
         return value
