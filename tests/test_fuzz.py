@@ -286,6 +286,8 @@ FIXED = [
     "input x : [3]\nparam w : [2] = zeros\nloss softmax_cross_entropy(x, tanh(softmax(x))) + sum(w ** 2)\n",
     "input x : [3]\ntarget y : [3]\nparam w : [3] = zeros\n"
     "loss sum(softmax(x * w) * w) + softmax_cross_entropy(x * w, y)\n",
+    # log(-w / w): once fused, -w / w is the number -1, and log(-1) was inlined as I*pi
+    "param w : [] = normal(1)\ninput x : [3, 3]\nloss log(-w / w)\n",
 ]
 
 

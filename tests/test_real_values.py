@@ -37,6 +37,7 @@ COMPLEX_IN_SYMPY = {
     "minus_one_to_the_w": "loss sum(pow(-1, w) + h)",
     "through_a_function": "f(z) = sqrt(-z * z)\nloss sum(f(w) * h)",
     "sqrt_of_minus_exp": "loss sum(sqrt(-exp(w)) * h)",
+    "log_of_minus_one": "loss log(-sum(w) / sum(w))",  # fusion leaves the number -1, then log(-1)
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import sympy
 
 from dlc.graph.nodes import Elementwise, Input, Node, Param, broadcast
-from dlc.graph.scalar import element_symbol, substitute_real
+from dlc.graph.scalar import as_real, element_symbol, substitute_real
 
 N = TypeVar("N", bound=Node)
 
@@ -139,7 +139,9 @@ def canonical_elementwise(node: Elementwise) -> Elementwise:
         if isinstance(inp, Elementwise) and not inp.inputs
     }
     if inlined:
-        expr = expr.xreplace(inlined)
+        # A number may make the body complex (log(-1) = I*pi); real arithmetic gives nan,
+        # which the front end refuses where it sees the numbers alone.
+        expr = as_real(expr.xreplace(inlined))
     kept, renumber = _kept_inputs(node, expr, set(inlined), merge=True)
     shape = broadcast(*(k.shape for k in kept)) if kept else ()
     if shape != node.shape or any(k.batched for k in kept) != node.batched:
