@@ -9,6 +9,7 @@ a named value, for one example; it carries the 1/B of the batch mean).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import permutations, product
@@ -69,6 +70,11 @@ class Equation:
     shape: str = ""
 
     def text(self) -> str:
+        return self._text
+
+    @functools.cached_property
+    def _text(self) -> str:
+        # Printed once: a model's module shows each formula in its docstring and in FORMULAS.
         return f"{nt.text(self.lhs)} = {nt.text(self.rhs)}"
 
     def latex(self) -> str:
@@ -102,8 +108,9 @@ class Derivation:
         for title, eqs in self.sections(wrt):
             if eqs:
                 lines.append(f"\n{title}:")
-                width = max(len(e.text()) for e in eqs)
-                lines += [f"  {e.text():<{width}}  {e.shape}".rstrip() for e in eqs]
+                texts = [e.text() for e in eqs]
+                width = max(len(t) for t in texts)
+                lines += [f"  {t:<{width}}  {e.shape}".rstrip() for t, e in zip(texts, eqs, strict=True)]
         return "\n".join(lines)
 
     def latex(self, wrt: str | None = None) -> str:

@@ -9,7 +9,9 @@ partial derivatives are ``sympy.diff`` of its body.
 
 from __future__ import annotations
 
+import itertools
 import math
+import weakref
 from collections.abc import Callable
 
 import sympy
@@ -162,10 +164,19 @@ def _transpose(node: Node, g: Node, i: int, b: Builder) -> Node:
 @rule(Concat)
 def _concat(node: Node, g: Node, i: int, b: Builder) -> Node:
     assert isinstance(node, Concat)
-    start = sum(x.shape[node.axis] for x in node.inputs[:i])
-    stop = start + node.inputs[i].shape[node.axis]
+    start, stop = _concat_offsets(node)[i : i + 2]
     part = b.add(ops.slice_axis(g, node.axis, start, stop))
     return unbroadcast(part, node.inputs[i], b)
+
+
+_OFFSETS: weakref.WeakKeyDictionary[Node, list[int]] = weakref.WeakKeyDictionary()
+
+
+def _concat_offsets(node: Concat) -> list[int]:
+    """Where each input starts along the axis (and where the last ends): once per node, not per input."""
+    if node not in _OFFSETS:
+        _OFFSETS[node] = [0, *itertools.accumulate(x.shape[node.axis] for x in node.inputs)]
+    return _OFFSETS[node]
 
 
 @rule(Slice)
