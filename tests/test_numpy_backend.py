@@ -155,6 +155,17 @@ def test_momentum_is_the_corrected_form(nesterov: bool) -> None:
     np.testing.assert_allclose(params["w"], w_new, rtol=1e-15)
 
 
+def test_a_gradient_that_is_the_parameter_is_returned_as_a_copy() -> None:
+    # Found by fuzz.backends: the gradient of sum(w * w) / 2 is w itself, and a training
+    # step then changed the gradient the caller had been given.
+    m = compile_model(QUADRATIC)
+    params = {"w": np.array([1.0, -2.0])}
+    _, grads = m.value_and_grad(params, None, None)
+    assert grads["w"] is not params["w"]
+    m.train_step(params, {"w": np.zeros(2)}, None, None, 0.1)
+    np.testing.assert_array_equal(grads["w"], [1.0, -2.0])
+
+
 def test_momentum_descends_where_the_plus_sign_would_climb() -> None:
     m = compile_model(QUADRATIC)
     params = {"w": np.array([1.0, -2.0])}

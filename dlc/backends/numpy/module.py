@@ -250,7 +250,7 @@ def write_module(
     vag.append(
         "return float({}), {{{}}}".format(
             w.variable(graph.loss),
-            ", ".join(f"{k!r}: {_as_param(w.variable(v), shapes[k])}" for k, v in program.grads.items()),
+            ", ".join(f"{k!r}: {_as_param(w.variable(v), shapes[k], v)}" for k, v in program.grads.items()),
         )
     )
     helpers = set(w.ctx.helpers)
@@ -272,7 +272,10 @@ def write_module(
     return "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
 
 
-def _as_param(expr: str, shape: tuple[int, ...]) -> str:
+def _as_param(expr: str, shape: tuple[int, ...], node: Node) -> str:
+    """A gradient as the caller gets it: a new array, never a parameter, input or constant itself."""
+    if isinstance(node, (Param, Input, Constant)):
+        return f"np.array({expr}, dtype=DTYPE)"  # a copy: a step would change it under the caller
     return f"np.asarray({expr}, dtype=DTYPE)" if not shape else expr
 
 
