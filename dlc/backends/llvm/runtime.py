@@ -15,6 +15,7 @@ grown only when a larger batch comes.
 import ctypes
 import hashlib
 import math
+import operator
 import os
 import tempfile
 import time
@@ -38,6 +39,7 @@ class Native:
         # the params were checked for training (writable, of the module's dtype)
         self.bound = (None, None, False)
         self.rates = None
+        self.state = None  # the dicts and arrays of the last training step, see train_step
         self.last_xy = (None, None)  # ((X, Y), batch size) whose addresses are in the slots
         self.engine, self.functions = _jit(ir_text)
         self.step = self.functions["train_step"]
@@ -168,9 +170,12 @@ class Native:
         return value, grads
 
     def train_step(self, params, velocity, X, Y, lr, momentum, nesterov):
-        # The hot path of a Python training loop: nothing is redone for the arrays and
-        # rates of the previous call.
-        self.bind(params, velocity)
+        # The hot path of a Python training loop: for the dicts, arrays and rates of the
+        # previous call nothing is checked again but that they are those very objects.
+        if not self._same_state(params, velocity):
+            self.bind(params, velocity)
+            self.state = (params, velocity, tuple(params), tuple(velocity),
+                          list(params.values()), list(velocity.values()))  # fmt: skip
         last = self.last_xy[0]
         if last is None or X is not last[0] or Y is not last[1]:
             self.data(X, Y)
@@ -180,6 +185,19 @@ class Native:
         if not math.isfinite(value):
             raise FloatingPointError(f"the loss is {value}")
         return value
+
+    def _same_state(self, params, velocity):
+        """The dicts of the last training step, holding the same arrays under the same names."""
+        state = self.state
+        return (
+            state is not None
+            and params is state[0]
+            and velocity is state[1]
+            and tuple(params) == state[2]
+            and tuple(velocity) == state[3]
+            and all(map(operator.is_, params.values(), state[4]))
+            and all(map(operator.is_, velocity.values(), state[5]))
+        )
 
     def epoch(self, X, Y, order, batch_size, first, last, losses):
         """Steps ``first .. last - 1`` of an epoch natively: (sum of loss x rows, failed step or -1)."""
@@ -236,12 +254,15 @@ def _jit(ir_text):
     engine = llvm.create_mcjit_compiler(module, machine)
     engine.set_object_cache(lambda m, obj: _write(cached, obj), lambda m: code)
     engine.finalize_object()
+    # Calls that take microseconds keep the GIL (releasing and taking it back costs as much);
+    # an epoch lets other threads run meanwhile.
+    quick, slow = ctypes.PYFUNCTYPE, ctypes.CFUNCTYPE
     signatures = {
-        "predict": ctypes.CFUNCTYPE(None, ctypes.c_void_p),
-        "loss": ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p),
-        "value_and_grad": ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p),
-        "train_step": ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p),
-        "train_epoch": ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p),
+        "predict": quick(None, ctypes.c_void_p),
+        "loss": quick(ctypes.c_double, ctypes.c_void_p),
+        "value_and_grad": quick(ctypes.c_double, ctypes.c_void_p),
+        "train_step": quick(ctypes.c_double, ctypes.c_void_p),
+        "train_epoch": slow(ctypes.c_double, ctypes.c_void_p),
     }
     functions = {name: kind(engine.get_function_address(name)) for name, kind in signatures.items()}
     return (engine, machine, module), functions
