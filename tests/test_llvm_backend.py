@@ -192,6 +192,22 @@ def test_a_read_only_parameter_is_refused_for_training_even_after_reading() -> N
         m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
 
 
+def test_an_array_replaced_in_the_dict_between_steps_is_the_one_trained() -> None:
+    m = llvm(ROOT / "examples" / "xor.dlc")
+    params = m.init_params(0)  # type: ignore[attr-defined]
+    velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+    old, params["W1"] = params["W1"], params["W1"].copy()
+    kept = old.copy()
+    m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(old, kept)  # the replaced array is left alone
+    assert not np.array_equal(params["W1"], kept)
+    # The same arrays under swapped names are a different binding too.
+    swapped = dict(reversed(list(params.items())))
+    want = compile_model(ROOT / "examples" / "xor.dlc").loss(swapped, XOR_X, XOR_Y)
+    assert m.loss(swapped, XOR_X, XOR_Y) == pytest.approx(want, rel=1e-12)  # type: ignore[attr-defined]
+
+
 def test_the_same_arrays_changed_in_place_are_read_afresh() -> None:
     m = llvm(ROOT / "examples" / "xor.dlc")
     params = m.init_params(0)  # type: ignore[attr-defined]
