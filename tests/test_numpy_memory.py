@@ -27,7 +27,7 @@ from dlc.gradcheck import sample_data
 
 from .conftest import EXAMPLES, ROOT
 from .test_grad import MODELS
-from .test_numpy_backend import QUADRATIC, TOLERANCE, agree
+from .test_numpy_backend import QUADRATIC, TOLERANCE, agree, cli_compile
 from .test_random_networks import specs, to_dlc
 
 PLAIN = 1 << 62
@@ -173,6 +173,13 @@ def test_integer_data_works_as_in_the_plain_code(name: str) -> None:
         with np.errstate(all="ignore"):
             results.append([m.loss(params, X, Y), m.value_and_grad(params, X, Y)])
     assert_same(results[0], results[1], rtol=TOLERANCE["float64"])
+
+
+def test_a_module_with_in_place_code_is_byte_identical_across_runs(tmp_path: Path) -> None:
+    path = ROOT / "benchmarks" / "models" / "mlp_medium.dlc"
+    first = cli_compile(path, tmp_path / "a.py", "1")
+    assert b"out=z1)" in first and b"del " in first
+    assert cli_compile(path, tmp_path / "b.py", "2") == first
 
 
 def test_a_chain_writes_into_a_dead_input_only_where_it_reads_it_first() -> None:
