@@ -6,7 +6,7 @@ along N (an einsum whose B is not gets B packed, transposed, first). One
 copy per element type serves every product of a module, so the module
 compiles fast.
 
-The tile is ``ROWS`` rows of C by ``WIDTH`` columns: each step along K loads
+The tile is ``ROWS`` rows of C by one vector of columns: each step along K loads
 one vector of B, broadcasts ``ROWS`` elements of A and does ``ROWS``
 vector multiply-adds into accumulators that stay in registers. Columns
 beyond the last whole tile, and rows beyond the last whole block of rows,
@@ -21,10 +21,11 @@ from dlc.backends.llvm.kernels import ARITH, I64, Kernel
 
 I32 = ir.IntType(32)
 PTR = ir.PointerType()
-#: Rows of C per tile: 4 rows of accumulators plus a vector of B fit in 16 vector registers.
-ROWS = 4
-#: Columns of C per tile: 512 bits of float64 (LLVM splits the vectors where the CPU's are narrower).
-WIDTH = 8
+#: Rows of C per tile: 6 independent chains of multiply-adds keep the FMA units busy, and their
+#: accumulators plus a vector of B fit in 16 registers of 256 bits (or 32 of 512).
+ROWS = 6
+#: Bits of C's row per tile: one 512-bit vector (LLVM splits it where the CPU's are narrower).
+VECTOR_BITS = 512
 
 
 def gemm_function(module: ir.Module, ty: ir.Type) -> ir.Function:
@@ -69,10 +70,11 @@ class Tiles:
     def _row_tiles(self, row0: ir.Value, rows: int) -> None:
         """Rows row0 .. row0 + rows - 1 of C: whole tiles across N, then one column at a time."""
         bld, k = self.bld, self.k
-        tiles = bld.udiv(self.n, self._const(WIDTH))
+        width = VECTOR_BITS // (64 if isinstance(k.ty, ir.DoubleType) else 32)
+        tiles = bld.udiv(self.n, self._const(width))
         with k.loop(tiles, "tj") as j:
-            self._tile(row0, rows, bld.mul(j, self._const(WIDTH)), WIDTH)
-        done = bld.mul(tiles, self._const(WIDTH))
+            self._tile(row0, rows, bld.mul(j, self._const(width)), width)
+        done = bld.mul(tiles, self._const(width))
         with k.loop(bld.sub(self.n, done), "tc") as extra:
             self._tile(row0, rows, bld.add(done, extra), 1)
 

@@ -41,7 +41,7 @@ def temp_need(node: Node) -> int:
         return _row_count(x.shape) * (1 + x.shape[-1])  # maxima, and exp(x - max)
     if isinstance(node, Loss):
         n = math.prod(node.inputs[0].shape)
-        return 2 + n if node.kind == "softmax_ce" else n  # max, y.z and exp(z - max); or each term
+        return 3 + n if node.kind == "softmax_ce" else n  # max, y.z, 1/sum, exp(z - max); or each term
     return 0
 
 
@@ -108,6 +108,12 @@ class Rows:
         """out[r] = sum over j of the product of the factors at [r, j]."""
         contract(self.k, self.space, [0, 1], self.per_row(out), self.rows, list(factors))
 
+    def normalize(self, e: View, sums: View) -> None:
+        """e[r, j] /= sums[r], as one division per row and a product per element; sums become 1/sums."""
+        b = self.k.b
+        self.each_row(sums, [sums], lambda v: b.fdiv(self.k.const(1.0), v[0]))
+        self.each(e, [e, self.per_row(sums)], lambda v: b.fmul(v[0], v[1]))
+
     def exp_shifted(self, x: Operand, m: View, e: View) -> None:
         """e[r, j] = exp(x[r, j] - m[r]), the exps in one flat pass."""
         self.each(e, [self.per_row(m)], lambda v: v[0])
@@ -125,7 +131,7 @@ def softmax_rows(op: Op, node: Node) -> None:
     rows.row_max(x, m)
     rows.exp_shifted(x, m, out)
     rows.row_sum(m, out)  # the maxima are spent: their place takes the sums
-    rows.each(out, [out, rows.per_row(m)], lambda v: op.k.b.fdiv(v[0], v[1]))
+    rows.normalize(out, m)
 
 
 def logsumexp_rows(op: Op, node: Node) -> None:
@@ -154,7 +160,9 @@ def softmax_ce_rows(op: Op, node: Node, softmax: ir.Value | None = None) -> None
     rows.row_sum(out, e)  # the sums of the exps
     rows.row_sum(dot, yv, zv)
     if softmax is not None:
-        rows.each(e, [e, rows.per_row(out)], lambda v: b.fdiv(v[0], v[1]))
+        inverse = rows.scratch(1)
+        rows.each_row(inverse, [out], lambda v: v[0])
+        rows.normalize(e, inverse)
     rows.each_row(out, [m, out, dot], lambda v: b.fsub(b.fadd(v[0], rows.call("log", v[1])), v[2]))
 
 

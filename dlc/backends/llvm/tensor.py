@@ -31,7 +31,7 @@ PTR = ir.PointerType()
 I32 = ir.IntType(32)
 #: Below this many multiply-adds the generated loops beat the call into OpenBLAS
 #: (python -m benchmarks.gemm_threshold on a 2-core x86-64 machine).
-GEMM_MIN_FLOPS = 64 * 64 * 64
+GEMM_MIN_FLOPS = 32 * 32 * 32
 #: Products with at most this many multiply-adds per example (the batch axis aside) are
 #: loops of known length, which LLVM unrolls; larger ones use the tiled gemm or BLAS.
 TINY_PRODUCT = 256
