@@ -14,11 +14,11 @@ import builtins
 import itertools
 import keyword
 import math
-import re
 import textwrap
 
 import sympy
 
+from dlc.backends import common
 from dlc.backends.numpy import inplace, ops
 from dlc.backends.numpy.memory import Memory
 from dlc.backends.numpy.printer import helper_source
@@ -255,11 +255,11 @@ def write_module(
     )
     helpers = set(w.ctx.helpers)
     parts = [
-        _docstring(graph.name, dtype, derivation, model_file),
+        common.docstring(graph.name, "NumPy", dtype, derivation, model_file),
         "import math\n\nimport numpy as np",
         _constants(program, derivation, dtype, w, helpers, [k for k, v in program.grads.items() if v in own]),
         helper_source(helpers),
-        INIT_TEMPLATE.format(body=_init_body(program)),
+        common.init_function(program),
         _function("predict(params, X)", "The model's output for a batch X (batch-major).", predict),
         _function("loss(params, X, Y)", "The loss: the mean over the batch.", loss_lines),
         _function(
@@ -284,90 +284,21 @@ def _function(signature: str, doc: str, lines: list[str]) -> str:
     return f"def {signature}:\n{body}"
 
 
-def _docstring(name: str, dtype: str, derivation: Derivation, model_file: str) -> str:
-    formulas = textwrap.indent(derivation.text(), "    ")
-    # A file name may hold anything, quotes included: only plain characters reach the text.
-    model_file = re.sub(r"[^A-Za-z0-9_.-]", "_", model_file)
-    return f'''"""Model {name}, compiled by dlc: NumPy backend, {dtype}.
-
-Forward pass, gradients and a mini-batch SGD training loop with momentum,
-from {model_file}. Arrays are batch-major: X is [B, *INPUT_SHAPE] and Y is
-[B, *TARGET_SHAPE]; parameters keep their declared [out, in] orientation.
-
-Momentum, with mu the momentum and eta the learning rate:
-
-    heavy-ball:  v <- mu*v - eta*g;  w <- w + v
-    Nesterov:    v <- mu*v - eta*g;  w <- w + mu*v - eta*g   (as Keras' SGD)
-
-The velocity accumulates steps against the gradient, hence the minus sign
-(written with a plus, it would push the weights uphill).
-
-Derived formulas:
-
-{formulas}
-"""'''
-
-
 def _constants(
     program: Program, derivation: Derivation, dtype: str, w: Writer, helpers: set[str], own: list[str]
 ) -> str:
-    graph = program.graph
-    lines = [f"DTYPE = np.{dtype}"]
-    lines.append("PARAM_SHAPES = {" + ", ".join(f"{p.name!r}: {p.shape!r}" for p in graph.params) + "}")
-    lines.append(f"INPUT_SHAPE = {graph.input.shape if graph.input is not None else None!r}")
-    lines.append(f"TARGET_SHAPE = {graph.target.shape if graph.target is not None else None!r}")
-    t = graph.train
-    lines.append(
-        f"TRAINING = {{'lr': {t.lr!r}, 'momentum': {t.momentum!r}, 'nesterov': {t.nesterov!r}, "
-        f"'batch_size': {t.batch_size!r}, 'epochs': {t.epochs!r}, 'seed': {t.seed!r}}}"
-    )
+    lines = common.constants(program, derivation, dtype)
     lines.append(
         "# Gradients that value_and_grad returns in arrays of their own (no view, nothing shared):\n"
         "# train_step scales these in place rather than allocating lr * g."
     )
     lines.append(f"OWN_GRADS = {{{', '.join(map(repr, own))}}}" if own else "OWN_GRADS = set()")
-    lines.append("FORMULAS = {")
-    lines += [f"    {k!r}: {eq.text()!r}," for k, eq in derivation.gradients.items()]
-    lines.append("}")
     if helpers & {"clip01", "inside01", "bce"}:
         lines.append(f"EPS = {float(EPS)!r}")
     for node, name in w.constants.items():
         lines.append(f"{name} = {ops.constant_value(node.value)}")  # type: ignore[attr-defined]
     return "\n".join(lines)
 
-
-def _init_body(program: Program) -> str:
-    rows = []
-    for p in program.graph.params:
-        rows.append(f"        {p.name!r}: {INITIALIZERS[p.init.kind](p.shape, p.init.args)},")
-    return "\n".join(rows)
-
-
-def _fan(shape: tuple[int, ...]) -> tuple[int, int]:
-    return shape[-1], shape[0]
-
-
-def _symmetric_uniform(limit: float, shape: tuple[int, ...]) -> str:
-    return f"rng.uniform(-{limit!r}, {limit!r}, size={shape!r}).astype(DTYPE)"
-
-
-INITIALIZERS = {
-    "zeros": lambda s, a: f"np.zeros({s!r}, dtype=DTYPE)",
-    "ones": lambda s, a: f"np.ones({s!r}, dtype=DTYPE)",
-    "constant": lambda s, a: f"np.full({s!r}, {a[0]!r}, dtype=DTYPE)",
-    "normal": lambda s, a: f"rng.normal(0.0, {a[0]!r}, size={s!r}).astype(DTYPE)",
-    "uniform": lambda s, a: f"rng.uniform(-{a[0]!r}, {a[0]!r}, size={s!r}).astype(DTYPE)",
-    # The same numbers as dlc.backends.initializers, written out.
-    "glorot": lambda s, a: _symmetric_uniform(math.sqrt(6.0 / sum(_fan(s))), s),
-    "he": lambda s, a: f"rng.normal(0.0, {math.sqrt(2.0 / _fan(s)[0])!r}, size={s!r}).astype(DTYPE)",
-}
-
-INIT_TEMPLATE = '''def init_params(seed=0):
-    """Fresh parameters, drawn from the initializers the model declares."""
-    rng = np.random.default_rng(seed)
-    return {{
-{body}
-    }}'''
 
 TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
     """One SGD step with momentum on the batch (X, Y); updates params and velocity in place.
