@@ -185,20 +185,27 @@ class MathBuilder:
         second = self.select(negative, 2.0**-shift, 4.0)
         return self.mul(self.mul(x, self.pow2(self.b.add(n, adjust))), second)
 
-    def frexp_sqrt2(self, x: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """(k, m) with x = 2^k * m and sqrt(1/2) <= m < sqrt(2), for a positive normal x; k as a float.
+    def frexp_sqrt2(self, x: ir.Value, k_shift: Operand = 0.0) -> tuple[ir.Value, ir.Value]:
+        """(k - k_shift, m) with x = 2^k * m and sqrt(1/2) <= m < sqrt(2), for a positive normal x.
 
         Adding bits(1) - bits(sqrt(1/2)) to the bit pattern carries into the
         exponent field exactly when the significand is >= sqrt(2)'s, so the
         exponent field of the sum is k + bias. k is read as a float by
-        or-ing it into the significand of 2^mant.
+        or-ing it into the significand of 2^mant, then subtracting 2^mant +
+        bias + k_shift (an integral float; a select of two constants folds into
+        the subtraction's constant, so it costs no instruction).
         """
         fmt, b = self.fmt, self.b
         sqrt_half = float_bits(0.7071067811865476 if fmt.width == 64 else 0.70710677, fmt)
         shifted = b.add(self.bits(x), self.i(float_bits(1.0, fmt) - sqrt_half))
         field = b.lshr(shifted, self.i(fmt.mant))
         two_mant = 2.0**fmt.mant
-        k = self.sub(self.from_bits(b.or_(field, self.i(float_bits(two_mant, fmt)))), two_mant + fmt.bias)
+        offset = (
+            self.add(k_shift, two_mant + fmt.bias)
+            if isinstance(k_shift, ir.Value)
+            else two_mant + fmt.bias + k_shift
+        )
+        k = self.sub(self.from_bits(b.or_(field, self.i(float_bits(two_mant, fmt)))), offset)
         mant_mask = (1 << fmt.mant) - 1
         m = self.from_bits(b.add(b.and_(shifted, self.i(mant_mask)), self.i(sqrt_half)))
         return k, m

@@ -12,7 +12,7 @@ and the float64 result (f32, 2^29 bit patterns), with FMA or without:
     function  f64   f32
     exp       0.72  0.76  overflow to inf, underflow through the subnormals to 0
     expm1     0.91  0.97
-    log       0.81  0.84  subnormal inputs; log(0) = -inf, log(x < 0) = nan
+    log       0.84  0.81  subnormal inputs; log(0) = -inf, log(x < 0) = nan
     log1p     0.77  0.84
     tanh      1.24  1.24  saturates to +-1
     sigmoid   1.03  1.09  subnormal results for very negative x
@@ -154,25 +154,32 @@ def _softplus(m: MathBuilder, x: ir.Value) -> ir.Value:
 # -- log family --------------------------------------------------------------------------------
 
 
-def _log_kernel(m: MathBuilder, u: ir.Value, k_adjust: ir.Value | None, extra: ir.Value | None) -> ir.Value:
-    """log(u * 2^k_adjust) + extra for a positive normal u, extra a tiny correction.
+def _log_kernel(m: MathBuilder, u: ir.Value, k_shift: ir.Value | None, extra: ir.Value | None) -> ir.Value:
+    """log(u * 2^-k_shift) + extra for a positive normal u, extra a tiny correction.
 
-    u = 2^k (1 + f), sqrt(1/2) <= 1 + f < sqrt(2); with s = f / (2 + f),
-    log(1 + f) = 2 atanh(s) = 2s + s R(s^2), and 2s = f - hfsq + s hfsq with
-    hfsq = f^2 / 2, so log(1 + f) = f - (hfsq - s (hfsq + R)): the leading f is
-    exact and everything after it is small (fdlibm's arrangement).
+    u = 2^k (1 + g) with sqrt(1/2) <= 1 + g < sqrt(2), g exact.
+    """
+    k, mant = m.frexp_sqrt2(u, 0.0 if k_shift is None else k_shift)
+    return _log_reduced(m, k, m.sub(mant, 1.0), extra, const.LOG_POLY[m.fmt.name])
+
+
+def _log_reduced(
+    m: MathBuilder, k: ir.Value, g: ir.Value, extra: ir.Value | None, poly: tuple[float, ...]
+) -> ir.Value:
+    """k ln2 + log(1 + g) + extra, for an integer k and |s| small (see `poly`'s fit), extra tiny.
+
+    With s = g / (2 + g), log(1 + g) = 2 atanh(s) = 2s + s R(s^2), and 2s = g -
+    hfsq + s hfsq with hfsq = g^2 / 2, so log(1 + g) = g - (hfsq - s (hfsq + R)):
+    the leading g is exact and everything after it is small (fdlibm's arrangement).
+    k ln2_hi is exact, so it may fuse with the last sum.
     """
     f = m.fmt.name
-    k, mant = m.frexp_sqrt2(u)
-    if k_adjust is not None:
-        k = m.add(k, k_adjust)
-    g = m.sub(mant, 1.0)  # exact
     s = m.div(g, m.add(g, 2.0))
     z = m.mul(s, s)
     hfsq = m.mul(m.mul(g, g), 0.5)
     low = m.mul(k, const.LN2_LO[f]) if extra is None else m.mul_add(k, const.LN2_LO[f], extra)
-    tail = m.mul_add(s, m.add(hfsq, m.mul(z, m.horner(z, const.LOG_POLY[f]))), low)
-    return m.add(m.mul(k, const.LN2_HI[f]), m.sub(g, m.sub(hfsq, tail)))
+    tail = m.mul_add(s, m.mul_add(z, m.horner(z, poly), hfsq), low)
+    return m.mul_add(k, const.LN2_HI[f], m.sub(g, m.sub(hfsq, tail)))
 
 
 def _log(m: MathBuilder, x: ir.Value) -> ir.Value:
@@ -180,7 +187,7 @@ def _log(m: MathBuilder, x: ir.Value) -> ir.Value:
     # Subnormals are scaled into the normal range first.
     sub = m.cmp("<", x, fmt.min_normal)
     u = m.select(sub, m.mul(x, 2.0 ** (fmt.mant + 2)), x)
-    y = _log_kernel(m, u, m.select(sub, -(fmt.mant + 2.0), 0.0), None)
+    y = _log_kernel(m, u, m.select(sub, fmt.mant + 2.0, 0.0), None)
     y = m.select(m.cmp("==", x, INF), x, y)
     y = m.select(m.cmp("==", x, 0.0), -INF, y)
     return m.select(m.cmp_or_nan("<", x, 0.0), NAN, y)
