@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a check failed, 2 bad input (model, data or flags).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,6 +39,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  random direction {i:<3}                         relative error {err:.2e}")
     verdict = "passed" if result.passed else "FAILED"
     print(f"{verdict}: largest relative error {result.worst:.2e} (tolerance {TOLERANCE[args.dtype]:.0e})")
+    if math.isnan(result.worst):
+        print("  the loss or a gradient is not finite at the checked point (nan): nothing could be compared")
     return EXIT_OK if result.passed else EXIT_FAILED
 
 

@@ -9,6 +9,7 @@ data shaped like the model's input and target.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +39,12 @@ class CheckResult:
 
     @property
     def worst(self) -> float:
-        return max([*self.per_param.values(), *self.directions], default=0.0)
+        """The largest error; NaN if any is (a loss or gradient that is not finite there)."""
+        return _largest([*self.per_param.values(), *self.directions])
 
     @property
     def passed(self) -> bool:
-        return self.worst <= TOLERANCE[self.dtype]
+        return self.worst <= TOLERANCE[self.dtype]  # False for NaN: nothing was shown
 
 
 def sample_data(graph: Graph, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -80,6 +82,11 @@ def check_gradients(
     Returns:
         The largest relative errors found.
     """
+    with np.errstate(all="ignore"):  # a loss that is not finite is the result's NaN, not a warning
+        return _check(graph, dtype, seed, batch, directions)
+
+
+def _check(graph: Graph, dtype: str, seed: int, batch: int, directions: int) -> CheckResult:
     program = differentiate(graph)
     derivation = derive(graph)
     module = load_module(write_module(program, derivation, dtype, graph.name), graph.name)
@@ -140,12 +147,17 @@ def _directional(loss: Callable[[dict[str, Any]], float], params: dict[str, Any]
 def _elementwise_error(
     loss: Callable[[dict[str, Any]], float], params: dict[str, Any], name: str, grad: np.ndarray
 ) -> float:
-    worst = 0.0
+    errors = []
     for index in np.ndindex(params[name].shape):
         v = {k: np.zeros_like(p) for k, p in params.items()}
         v[name][index] = 1.0
-        worst = max(worst, _relative(float(grad[index]), _directional(loss, params, v)))
-    return worst
+        errors.append(_relative(float(grad[index]), _directional(loss, params, v)))
+    return _largest(errors)
+
+
+def _largest(errors: list[float]) -> float:
+    """max() that keeps a NaN (max(0.0, nan) would give 0.0 and pass a check that showed nothing)."""
+    return math.nan if any(math.isnan(e) for e in errors) else max(errors, default=0.0)
 
 
 def _relative(a: float, b: float) -> float:

@@ -117,6 +117,13 @@ def test_a_wrong_gradient_is_caught() -> None:
     assert gradcheck._relative(float(np.sum(gw)) * 1.01, numeric) > 1e-3
 
 
+def test_a_check_that_meets_nan_fails_rather_than_passes() -> None:
+    # sqrt(-x*x) is nan for every example: nothing can be compared, so nothing is shown right.
+    graph = load_source("input x : [2]\nparam w : [2] = constant(1)\nloss sum(sqrt(-x * x) * w)").graph
+    result = check_gradients(graph)
+    assert np.isnan(result.worst) and not result.passed
+
+
 def test_derivatives_are_written_in_terms_of_the_output() -> None:
     program = differentiate(load_source(MODELS["tanh"]).graph)
     forward = {n for n in program.graph.nodes()}
