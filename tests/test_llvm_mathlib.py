@@ -24,18 +24,18 @@ from dlc.backends.llvm import mathconst
 from dlc.backends.llvm.mathlib import FUNCTIONS, math_function
 
 IR_TYPES = {"f64": ir.DoubleType, "f32": ir.FloatType}
-NP_TYPES = {"f64": np.float64, "f32": np.float32}
+NP_TYPES: dict[str, type[np.floating[Any]]] = {"f64": np.float64, "f32": np.float32}
 
 # Max error in ulps allowed, per function: (f64, f32). The measured maxima, over far larger
 # samples than these tests use (see mathlib's docstring), are in the comments.
 BOUNDS = {
-    "exp": (0.8, 0.8),  # 0.72, 0.76
+    "exp": (1.0, 1.0),  # 0.97, 0.98
     "expm1": (1.0, 1.0),  # 0.91, 0.97
-    "log": (0.9, 0.9),  # 0.81, 0.84
+    "log": (0.9, 0.9),  # 0.84, 0.81
     "log1p": (0.9, 0.9),  # 0.77, 0.84
-    "tanh": (1.3, 1.3),  # 1.24, 1.24
-    "sigmoid": (1.1, 1.1),  # 1.03, 1.09
-    "softplus": (1.2, 1.2),  # 1.09, 1.18
+    "tanh": (1.9, 1.35),  # 1.88, 1.31
+    "sigmoid": (1.45, 1.5),  # 1.43, 1.47
+    "softplus": (1.65, 1.6),  # 1.62, 1.59
     "pow": (0.85, 0.55),  # 0.79, 0.50 (f32 is computed in f64 and rounded once)
     "sin": (0.8, 0.55),  # 0.75, 0.50 (likewise)
     "cos": (0.8, 0.55),  # 0.75, 0.50

@@ -10,8 +10,9 @@ so that the rounding of the coefficients only touches small terms:
 
     exp:   e^r       = 1 + r + r^2 * E(r)            |r| <= ln2/2
     log:   log(1+f)  = 2s + s z * L(z)               s = f/(2+f), z = s^2, |s| <= 3-2*sqrt(2)
+                                                     (LOG1P_POLY: |s| <= 1/5, softplus's range)
     pow:   log(1+f)  = 2s + s^3 (2/3 + z * L5(z))    (same s, z; f64 only)
-    tanh:  tanh(a)   = a + a z * T(z)                z = a^2, |a| <= atanh(1/2)
+    tanh:  tanh(a)   = a + a z * T(z)                z = a^2, |a| <= atanh(1/2)  (f32 only)
     sin:   sin(r)    = r + r z * S(z)                z = r^2, |r| <= pi/4   (f64 only)
     cos:   cos(r)    = 1 - z/2 + z^2 * C(z)
 
@@ -72,20 +73,20 @@ LOG_POLY = {
     ),
     "f32": (0.6666668653488159, 0.39988717436790466, 0.2958214282989502),
 }
-TANH_POLY = {
+LOG1P_POLY = {
     "f64": (
-        -0.3333333333333333,
-        0.13333333333332756,
-        -0.05396825396747989,
-        0.02186948849566251,
-        -0.008863234441874037,
-        0.003592110937132467,
-        -0.001455666136784905,
-        0.0005889565968790476,
-        -0.00023469393706270698,
-        8.520751803099034e-05,
-        -2.0666688091197453e-05,
+        0.6666666666666666,
+        0.4000000000000791,
+        0.2857142856729422,
+        0.222222230445546,
+        0.18181737972678416,
+        0.15388852355240923,
+        0.13210039040251215,
+        0.13606311970383517,
     ),
+    "f32": (0.6666666865348816, 0.4000031352043152, 0.28532540798187256, 0.2375076413154602),
+}
+TANH_POLY = {
     "f32": (
         -0.3333333134651184,
         0.13333123922348022,
@@ -126,8 +127,9 @@ COS_POLY = (
 _FITS: list[tuple[str, str, tuple[float, float], dict[str, int]]] = [
     ("EXP_POLY", "exp", (-0.3466, 0.3466), {"f64": 10, "f32": 5}),  # error 2^-59.3, 2^-29.5
     ("LOG_POLY", "log", (0.0, 0.02944), {"f64": 6, "f32": 2}),  # 2^-51.5, 2^-22.4
+    ("LOG1P_POLY", "log", (0.0, 0.04), {"f64": 7, "f32": 3}),  # 2^-54.6, 2^-25.1
     ("POW_LOG_POLY", "log5", (0.0, 0.02944), {"f64": 7}),  # 2^-58.9
-    ("TANH_POLY", "tanh", (0.0, 0.3018), {"f64": 10, "f32": 4}),  # 2^-57.0, 2^-26.3
+    ("TANH_POLY", "tanh", (0.0, 0.3018), {"f32": 4}),  # 2^-26.3
     ("SIN_POLY", "sin", (0.0, 0.6170), {"f64": 6}),  # 2^-66.2
     ("COS_POLY", "cos", (0.0, 0.6170), {"f64": 5}),  # 2^-59.4
 ]
@@ -230,5 +232,5 @@ def _derive(mp: Any) -> dict[str, Any]:
             f: tuple(_to_format(c, f) for c in _remez(mp, remainders[fn], lo, hi, d))
             for f, d in degrees.items()
         }
-        tables[name] = fitted if len(fitted) > 1 else fitted["f64"]
+        tables[name] = fitted["f64"] if list(fitted) == ["f64"] else fitted
     return tables

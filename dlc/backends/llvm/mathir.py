@@ -6,10 +6,12 @@ bit operations on x86), so that a loop calling the math functions vectorizes.
 No rounding intrinsic is used: rounding to an integer is the "shifter" trick
 below, exact in the default rounding mode, and needs neither SSE4.1 nor libm.
 
-Only `contract` is ever set as a fast-math flag, and only by `mul_add` and
-`horner`, where fusing into an FMA can only make the result more accurate.
-The exact tricks (two_sum, two_prod, the shifter) are emitted without flags,
-so LLVM may neither fuse nor reassociate them.
+Only `contract` is ever set as a fast-math flag, and only by `mul_add` (and
+the polynomials built on it), where fusing into an FMA can only make the
+result more accurate; some callers count on the FMA being there for exact
+remainders, and measure what its absence costs. The exact tricks (two_sum,
+two_prod) are emitted without flags, so LLVM may neither fuse nor
+reassociate them.
 """
 
 from __future__ import annotations
@@ -116,6 +118,21 @@ class MathBuilder:
             acc = self.mul_add(acc, x, c)
         return acc
 
+    def horner_pairs(self, x: ir.Value, x2: ir.Value, coeffs: tuple[float, ...]) -> ir.Value:
+        """The polynomial sum(coeffs[k] * x**k) as pairs c[2i] + c[2i+1] x, by Horner's rule in x2 = x^2.
+
+        As many multiply-adds as Horner's rule (and a register copy per pair, as
+        x86's multiply-add overwrites an operand), but half as long a chain of
+        them, so that more of a loop's iterations overlap in the CPU.
+        """
+        pairs = [self.mul_add(x, c1, c0) for c0, c1 in zip(coeffs[::2], coeffs[1::2], strict=False)]
+        if len(coeffs) % 2:
+            pairs.append(self.v(coeffs[-1]))
+        acc = pairs[-1]
+        for pair in reversed(pairs[:-1]):
+            acc = self.mul_add(acc, x2, pair)
+        return acc
+
     def fabs(self, x: ir.Value) -> ir.Value:
         fn = self.b.module.declare_intrinsic("llvm.fabs", [self.ty])
         return self.b.call(fn, [x])
@@ -146,6 +163,18 @@ class MathBuilder:
         below_hi = self.select(self.cmp("<", x, hi), x, hi)
         return self.select(self.cmp(">", below_hi, lo), below_hi, lo)
 
+    def limit(self, x: ir.Value, lo: float | None, hi: float | None) -> ir.Value:
+        """x limited to [lo, hi] (a bound may be None); NaN stays NaN.
+
+        Each bound is a compare that is false for NaN, then a select that keeps
+        x: on x86 one minpd / maxpd each, whose NaN operand rule gives x back.
+        """
+        if hi is not None:
+            x = self.select(self.cmp("<", hi, x), hi, x)
+        if lo is not None:
+            x = self.select(self.cmp("<", x, lo), lo, x)
+        return x
+
     # -- exact tricks -----------------------------------------------------------------------
 
     def round_int(self, x: Operand, y: float = 1.0) -> tuple[ir.Value, ir.Value]:
@@ -159,6 +188,33 @@ class MathBuilder:
         t = self.mul_add(x, y, shifter) if y != 1.0 else self.add(x, shifter)
         n_int = self.b.sub(self.bits(t), self.i(float_bits(shifter, self.fmt)))
         return self.sub(t, shifter), n_int
+
+    def round_shifted(self, x: ir.Value, y: float) -> tuple[ir.Value, ir.Value]:
+        """(n, t): n = the integer nearest to x*y as a float, and t the shifter sum whose low bits hold n.
+
+        As `round_int`, without the integer subtraction: `pow2_shifted` reads n
+        from t's bits directly. For |x*y| < 2^(mant-2).
+        """
+        shifter = 1.5 * 2.0**self.fmt.mant
+        t = self.mul_add(x, y, shifter)
+        return self.sub(t, shifter), t
+
+    def pow2_shifted(self, t: ir.Value, offset: ir.Value | int = 0) -> ir.Value:
+        """2^(n + offset) for the n held by a shifter sum t (see `round_shifted`); it must be normal.
+
+        t's bits are the shifter's plus n; shifted left by mant, the shifter's
+        bits fall off the top (its low bits are zero) and n lands in the
+        exponent field, to which the bits of 2^offset add the bias and offset.
+        ``offset`` is a Python int, or an integer value holding the bits of
+        2^offset already (see `exponent_bits`).
+        """
+        if isinstance(offset, int):
+            offset = self.i(self.exponent_bits(offset))
+        return self.from_bits(self.b.add(self.b.shl(self.bits(t), self.i(self.fmt.mant)), offset))
+
+    def exponent_bits(self, k: int) -> int:
+        """The bit pattern of 2^k (a normal power of two)."""
+        return (k + self.fmt.bias) << self.fmt.mant
 
     def is_integer(self, ax: ir.Value) -> ir.Value:
         """Whether ax (>= 0, not NaN) is an integer: all floats from 2^mant up are."""
@@ -209,6 +265,17 @@ class MathBuilder:
         mant_mask = (1 << fmt.mant) - 1
         m = self.from_bits(b.add(b.and_(shifted, self.i(mant_mask)), self.i(sqrt_half)))
         return k, m
+
+    def reciprocal_estimate(self, x: ir.Value) -> ir.Value:
+        """1/x to 0.3% for a positive normal x, without a division.
+
+        The seed magic - bits(x) negates x's exponent and, roughly, its
+        significand (5% off at worst); one Newton step y + y (1 - x y)
+        squares that error.
+        """
+        magic = 0x7FDE623822FC16E6 if self.fmt.width == 64 else 0x7EF311C7
+        y = self.from_bits(self.b.sub(self.i(magic), self.bits(x)))
+        return self.mul_add(y, self.mul_add(self.neg(x), y, 1.0), y)
 
     # -- double-double: a value as an unevaluated sum hi + lo ---------------------------------
 
