@@ -432,3 +432,42 @@ def test_small_file_with_a_huge_constant_is_refused_quickly(case: str, tmp_path:
     except subprocess.TimeoutExpired:
         pytest.fail("dlc show did not finish in 10 s")
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+
+
+ROOT_MODELS = {
+    "of_an_input": "loss sum(tanh(x ** (0.000000000000000000001 - 0.0008360693136790656) * x * w))\n",
+    "of_a_number": "loss sum(tanh(x * w)) * pow(82738.31985814284, 6.953667965889348e-06)\n",
+}
+
+
+@pytest.mark.parametrize("case", list(ROOT_MODELS))
+def test_power_to_a_fraction_with_a_huge_denominator(case: str, tmp_path: Path) -> None:
+    """x ** (1e-21 - 0.000836...) is the 10^21-th root of a power to SymPy, whose derivative
+    used to exhaust the memory, and a number to such a power was folded exactly, by factoring,
+    for minutes (both found by fuzzing); such an exponent is now taken as a float."""
+    source = "param w : [3] = normal(1)\ninput x : [3]\n" + ROOT_MODELS[case]
+    path = tmp_path / "root.dlc"
+    path.write_text(source)
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30));"
+        "from dlc.cli import main; raise SystemExit(main())"
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", code, "grad", str(path)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("dlc grad did not finish in 60 s")
+    assert run.returncode == 0, run.stdout + run.stderr
+    # The float exponent is the double nearest the written one: the gradient is right.
+    module = load_module(compile_source(load_source(source, "root.dlc"), "numpy", "float64"), "root")
+    params = module.init_params(0)
+    X = np.random.default_rng(0).uniform(0.5, 2.0, size=(4, 3))
+    _, grads = module.value_and_grad(params, X, None)
+    h = 1e-6
+    for k in range(3):
+        step = np.zeros(3)
+        step[k] = h
+        up = module.loss({"w": params["w"] + step}, X, None)
+        down = module.loss({"w": params["w"] - step}, X, None)
+        assert grads["w"][k] == pytest.approx((up - down) / (2 * h), rel=1e-7)

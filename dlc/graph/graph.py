@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import sympy
 
 from dlc.graph.nodes import Elementwise, Input, Node, Param, broadcast
-from dlc.graph.scalar import as_real, element_symbol, substitute_real
+from dlc.graph.scalar import as_real, element_symbol, float_roots, substitute_real
 
 N = TypeVar("N", bound=Node)
 
@@ -141,7 +141,7 @@ def canonical_elementwise(node: Elementwise) -> Elementwise:
     if inlined:
         # A number may make the body complex (log(-1) = I*pi); real arithmetic gives nan,
         # which the front end refuses where it sees the numbers alone.
-        expr = as_real(expr.xreplace(inlined))
+        expr = as_real(float_roots(float_roots(expr, inlined).xreplace(inlined)))
     kept, renumber = _kept_inputs(node, expr, set(inlined), merge=True)
     shape = broadcast(*(k.shape for k in kept)) if kept else ()
     if shape != node.shape or any(k.batched for k in kept) != node.batched:

@@ -127,10 +127,41 @@ def substitute_real(expr: sympy.Expr, mapping: dict[sympy.Basic, sympy.Basic]) -
     with -x0*x0 would turn that nan into a complex number; the caller keeps
     the two apart instead, so the model computes its formula as written.
     """
-    result = expr.xreplace(mapping)
+    result = float_roots(expr.xreplace(mapping))
     if not_real(result) and not not_real(expr) and not any(not_real(v) for v in mapping.values()):
         return None
     return result
+
+
+#: A power to a fraction with a larger denominator is computed with a float exponent.
+MAX_ROOT = 1000
+
+
+def float_roots(expr: sympy.Expr, mapping: dict[sympy.Basic, sympy.Basic] | None = None) -> sympy.Expr:
+    """``expr`` with each power to a fraction p/q, q > MAX_ROOT, taken to the float nearest p/q.
+
+    SymPy treats x**(p/q) as the q-th root of x**p: its assumptions and
+    derivatives then work with polynomials of degree q (x**0.0008, q = 1250,
+    is slow; x**1e-21 exhausts the memory), and a number to such a power is
+    folded exactly by factoring. The backends compute the power in floating
+    point anyway, with this very exponent. With ``mapping``, an exponent is
+    judged as it will be once ``mapping`` is substituted into ``expr``, so
+    that the substitution itself folds numbers in floating point.
+    """
+    subs = mapping or {}
+
+    def exponent(p: sympy.Basic) -> sympy.Basic:
+        return p.exp.xreplace(subs) if subs else p.exp
+
+    def is_root(e: sympy.Basic) -> bool:
+        if not isinstance(e, sympy.Pow):
+            return False
+        q = exponent(e)
+        return isinstance(q, sympy.Rational) and q.q > MAX_ROOT
+
+    if not any(is_root(p) for p in expr.atoms(sympy.Pow)):
+        return expr
+    return expr.replace(is_root, lambda e: sympy.Pow(e.base, sympy.Float(float(exponent(e)))))
 
 
 def as_real(expr: sympy.Expr) -> sympy.Expr:
