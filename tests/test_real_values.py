@@ -136,3 +136,24 @@ def test_printed_bodies_read_the_inputs_that_give_their_shape() -> None:
     assert all(name in " ".join([*lines, expr]) for name in "abcd"), (lines, expr)
     lines, expr, _ = print_body(x0 * (x1 - x2) + (x1 - x2) ** 2, ["a", "b", "c"], "_t")
     assert lines and "_t_0" in expr  # shared parts are still pulled out where nothing cancels
+
+
+#: Piecewise functions of numbers that SymPy's assumptions cannot place (is sigmoid(1) > 0?),
+#: found by fuzzing: the backends printed them with evalf, which failed. (source, value)
+PIECEWISE_OF_NUMBERS = {
+    "relu_of_sigmoid": ("relu(sigmoid(1))", 1 / (1 + np.exp(-1.0))),
+    "relu_of_minus_sigmoid": ("relu(-sigmoid(2))", 0.0),
+    "leaky_relu_of_softplus": ("leaky_relu(softplus(1.5), 1)", np.logaddexp(0.0, 1.5)),
+    "leaky_relu_of_minus_sigmoid": ("leaky_relu(-sigmoid(2))", -0.01 / (1 + np.exp(-2.0))),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("name", list(PIECEWISE_OF_NUMBERS))
+def test_a_piecewise_function_of_a_number_is_folded(name: str, backend: str) -> None:
+    expr, value = PIECEWISE_OF_NUMBERS[name]
+    module = compile_model(f"{DATA}output {expr}\nloss {expr} * sum(w * h)\n", backend=backend)
+    params = module.init_params(0)
+    X = np.ones((3, *module.INPUT_SHAPE))
+    assert module.loss(params, X, None) == pytest.approx(value * float(np.sum(params["w"])), rel=1e-12)
+    np.testing.assert_allclose(module.predict(params, X), value, rtol=1e-12)

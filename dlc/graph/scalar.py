@@ -12,6 +12,12 @@ import sympy
 from sympy import Function, Integer, S
 
 
+def _numeric(x: sympy.Expr, prec: int) -> sympy.Expr | None:
+    """x evaluated to a number at ``prec`` bits, or None where SymPy cannot (a symbol in it)."""
+    value = x._eval_evalf(prec)
+    return value if value is not None and value.is_Number else None
+
+
 class step(Function):  # noqa: N801 - SymPy names functions in lower case
     """Heaviside step with step(0) = 0: the derivative of relu."""
 
@@ -25,6 +31,12 @@ class step(Function):  # noqa: N801 - SymPy names functions in lower case
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return S.Zero  # almost everywhere
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        # eval decides from SymPy's assumptions; a number they cannot place (step(sigmoid(1)))
+        # is decided here, numerically.
+        x = _numeric(self.args[0], prec)
+        return None if x is None else S.NaN if x is S.NaN else (S.One if x > 0 else S.Zero)
 
 
 class relu(Function):  # noqa: N801
@@ -40,6 +52,10 @@ class relu(Function):  # noqa: N801
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return step(self.args[0])
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        x = _numeric(self.args[0], prec)
+        return None if x is None else S.NaN if x is S.NaN else (x if x > 0 else S.Zero)
 
 
 class leaky_relu(Function):  # noqa: N801
@@ -60,6 +76,12 @@ class leaky_relu(Function):  # noqa: N801
         if argindex == 1:
             return alpha + (1 - alpha) * step(x)
         return x * (1 - step(x))
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        x, alpha = (_numeric(a, prec) for a in self.args)
+        if x is None or alpha is None:
+            return None
+        return S.NaN if S.NaN in (x, alpha) else (x if x > 0 else alpha * x)
 
 
 class sigmoid(Function):  # noqa: N801
