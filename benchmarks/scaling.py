@@ -83,19 +83,34 @@ class Stepper:
         X, Y = self.batches.setdefault(batch, (self.X[:batch], self.Y[:batch]))
         self.mod.train_step(self.params, self.velocity, X, Y, 0.01, 0.9, False)
 
-    def seconds_per_step(self, batch: int, cfg: dict) -> float:
-        """The median over ``cfg["samples"]`` samples, each of enough steps for about ``sample_s``."""
-        self.step(batch)  # warm-up: JIT on the first call, scratch memory for this batch size
+    def steps_per_sample(self, batch: int, cfg: dict) -> int:
+        """How many steps take about ``cfg["sample_s"]``, after a warm-up step (JIT, scratch memory)."""
+        self.step(batch)
         t0 = time.perf_counter()
         self.step(batch)
-        steps = int(min(1000, max(1, cfg["sample_s"] / max(time.perf_counter() - t0, 1e-7))))
-        samples = []
-        for _ in range(cfg["samples"]):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                self.step(batch)
-            samples.append((time.perf_counter() - t0) / steps)
-        return float(np.median(samples))
+        return int(min(1000, max(1, cfg["sample_s"] / max(time.perf_counter() - t0, 1e-7))))
+
+    def sample(self, batch: int, steps: int) -> float:
+        """Seconds per step over ``steps`` steps."""
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step(batch)
+        return (time.perf_counter() - t0) / steps
+
+
+def interleaved(points: dict[int, tuple[Stepper, int]], cfg: dict) -> dict[int, float]:
+    """{point: median seconds per step} for (stepper, batch) points sampled round-robin.
+
+    Each round takes one sample of every point, so that a spell of load on the
+    shared machine slows all points of a sweep alike instead of a few
+    neighbours, which would look like a cliff.
+    """
+    steps = {x: stepper.steps_per_sample(batch, cfg) for x, (stepper, batch) in points.items()}
+    samples: dict[int, list[float]] = {x: [] for x in points}
+    for _ in range(cfg["samples"]):
+        for x, (stepper, batch) in points.items():
+            samples[x].append(stepper.sample(batch, steps[x]))
+    return {x: float(np.median(v)) for x, v in samples.items()}
 
 
 def batch_sweep(
@@ -107,7 +122,7 @@ def batch_sweep(
         stepper = Stepper(backend, dtype, net, depth, max(batches))
         load = OtherLoad()
         load.start()
-        out[(backend, dtype)] = {b: stepper.seconds_per_step(b, cfg) for b in batches}
+        out[(backend, dtype)] = interleaved({b: (stepper, b) for b in batches}, cfg)
         loads[(backend, dtype)] = load.stop()
     return out, loads
 
@@ -121,7 +136,7 @@ def depth_sweep(
         steppers = {d: Stepper(backend, dtype, net, d, batch) for d in depths}
         load = OtherLoad()
         load.start()
-        out[(backend, dtype)] = {d: s.seconds_per_step(batch, cfg) for d, s in steppers.items()}
+        out[(backend, dtype)] = interleaved({d: (s, batch) for d, s in steppers.items()}, cfg)
         loads[(backend, dtype)] = load.stop()
     return out, loads
 
@@ -212,7 +227,8 @@ def render(results: dict, cfg: dict, command: str, net: Mlp = Mlp()) -> str:
         f"{when}; {cpu_model()}, {os.cpu_count()} logical cores; BLAS: {blas_info()}.", "",
         f"A tanh MLP ({net.inputs} inputs, hidden layers of width {net.width}, {net.classes} classes, "
         "softmax cross-entropy), trained by `train_step` (SGD, momentum 0.9) on random data; the time "
-        f"is the median of {cfg['samples']} samples of about {cfg['sample_s']} s each. A doubling that "
+        f"is the median of {cfg['samples']} samples of about {cfg['sample_s']} s each, taken round-robin "
+        "over the points of a sweep (so that a spell of load slows them alike). A doubling that "
         f"multiplies the step time by more than {CLIFF} is called a cliff. Other processes busy on the "
         "CPUs (the load from /proc/stat, in cores, under each sweep) distort it: a BLAS that runs on "
         "several threads waits for its threads when the other cores are taken.", "",
