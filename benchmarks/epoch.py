@@ -56,8 +56,7 @@ class Trainer:
         """A function running n epochs as n bare native calls, or None where the module has none.
 
         It reaches into the generated module (``_native().epoch``, what
-        ``train()`` calls per epoch); after ``train()`` the parameters,
-        velocity and rates are already in the native context block.
+        ``train()`` calls per epoch, with the arrays train() checked).
         """
         native = getattr(self.mod, "_native", None)
         if self.backend != "llvm" or native is None or not hasattr(native(), "epoch"):
@@ -65,10 +64,12 @@ class Trainer:
         nat, n = native(), len(self.X)
         order = np.random.default_rng(0).permutation(n).astype(np.int64)
         losses = np.zeros(self.steps, dtype=np.float64)
+        p, v = (list(d.values()) for d in (self.params, self.velocity))
+        rates = (self.spec.lr, self.spec.momentum, False)
 
         def run(epochs: int) -> None:
             for _ in range(epochs):
-                nat.epoch(self.X, self.Y, order, self.spec.batch, 0, self.steps, losses)
+                nat.epoch(p, v, self.X, self.Y, rates, order, self.spec.batch, 0, self.steps, losses)
 
         return run
 

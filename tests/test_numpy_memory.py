@@ -46,7 +46,7 @@ def batch(source: str | Path, dtype: str, seed: int = 0) -> tuple[dict, np.ndarr
     graph = read_model(source).graph
     rng = np.random.default_rng(seed)
     start = initial_params(graph.params, seed)
-    params = {k: (v + rng.normal(0, 0.1, v.shape)).astype(dtype) for k, v in start.items()}
+    params = {k: np.array(v + rng.normal(0, 0.1, v.shape), dtype=dtype) for k, v in start.items()}
     data = sample_data(graph, 6, rng)
     X = data[graph.input.name].astype(dtype) if graph.input is not None else None
     Y = data[graph.target.name].astype(dtype) if graph.target is not None else None

@@ -9,9 +9,11 @@ only through ``repr`` or after filtering to plain characters.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import textwrap
+from types import ModuleType
 
 from dlc.grad import Program
 from dlc.grad.formulas import Derivation
@@ -103,3 +105,37 @@ API_DOCS = {
     "loss": "The loss: the mean over the batch.",
     "value_and_grad": "The loss and its gradient with respect to every parameter.",
 }
+
+
+def carried_source(modules: list[ModuleType]) -> tuple[str, str]:
+    """The code that generated modules carry of ``modules``: (their imports, the rest).
+
+    Each module's carried code starts after a line ``# <NAME> STARTS`` and
+    opens with its imports; the imports of all are merged, plain imports
+    first, each once, and imports from dlc left out (the module carries
+    what they import).
+    """
+    imports: set[str] = set()
+    bodies = []
+    for module in modules:
+        source = inspect.getsource(module)
+        marker = re.search(r"^# [A-Z]+ STARTS\n", source, re.MULTILINE)
+        assert marker is not None, f"{module.__name__} has no STARTS line"
+        lines = source[marker.end() :].splitlines()
+        head = next(
+            i for i, line in enumerate(lines) if line.strip() and not line.startswith(("import ", "from "))
+        )
+        # imports of dlc's own modules name other carried code, which the module has in itself
+        imports |= {line for line in lines[:head] if line.strip() and not line.startswith("from dlc")}
+        bodies.append("\n".join(lines[head:]).strip("\n"))
+    plain = sorted(line for line in imports if line.startswith("import "))
+    other = sorted(imports - set(plain))
+    ordered = [line for line in plain if " numpy" not in line] + [
+        line for line in other if "numpy" not in line
+    ]
+    third = [line for line in plain + other if "numpy" in line]
+    return "\n".join(ordered) + "\n\n" + "\n".join(third), "\n\n\n".join(bodies)
+
+
+#: The last line of every generated module: its argument checks (see dlc/backends/guard.py).
+CHECKS = "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPE, TARGET_SHAPE)"

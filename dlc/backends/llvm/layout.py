@@ -67,14 +67,21 @@ class Arena:
                 self.place(node, math.prod(node.shape), node.batched)
 
 
+#: Slots of arrays (parameters, velocities, the batch's X and Y) hold an address this many bytes
+#: before the array's data pointer: in CPython, NumPy's array object itself (its data pointer
+#: follows the object header). The runtime checks this where it runs, and otherwise points the
+#: slot at a cell of its own that holds the data pointer.
+DATA_FIELD = 16
+
+
 class Slots:
     """The context block: one 64-bit slot each (pointers, counts, float64 settings)."""
 
     SCRATCH = 0  # pointer to the arena
     CAP = 1  # the arena's batch capacity
     BATCH = 2  # B: examples in this batch
-    X = 3  # the batch's inputs, [B, *INPUT_SHAPE]
-    Y = 4  # the batch's targets
+    X = 3  # refers to the batch's inputs, [B, *INPUT_SHAPE] (see DATA_FIELD)
+    Y = 4  # refers to the batch's targets
     LR = 5  # float64
     MOMENTUM = 6  # float64
     NESTEROV = 7  # 0 or 1
@@ -89,7 +96,7 @@ class Slots:
     X_ALL = 16  # epoch: all inputs, [N, *INPUT_SHAPE]
     Y_ALL = 17
     BLAS_MIN = 18  # products of at least this many multiply-adds go to BLAS (when GEMM is set)
-    PARAMS = 19  # then one slot per parameter, then one per velocity
+    PARAMS = 19  # then one slot per parameter, then one per velocity (referring to them, see DATA_FIELD)
 
     def __init__(self, n_params: int) -> None:
         self.n_params = n_params

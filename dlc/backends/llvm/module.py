@@ -10,11 +10,9 @@ SciPy's BLAS where installed), never dlc.
 
 from __future__ import annotations
 
-import inspect
-
-from dlc.backends import common
-from dlc.backends.llvm import runtime
-from dlc.backends.llvm.layout import Home, Slots
+from dlc.backends import common, guard
+from dlc.backends.llvm import cache, runtime
+from dlc.backends.llvm.layout import DATA_FIELD, Home, Slots
 from dlc.backends.llvm.program import NativeProgram
 from dlc.backends.llvm.tensor import GEMM_MIN_FLOPS
 from dlc.grad import Program
@@ -31,7 +29,7 @@ makes one native call per epoch.
 def write_module(program: Program, derivation: Derivation, dtype: str, model_file: str) -> str:
     """The module's source text: deterministic, readable, importing NumPy and llvmlite."""
     native = NativeProgram(program, dtype)
-    imports, machinery = _runtime_parts()
+    imports, machinery = common.carried_source([guard, cache, runtime])
     parts = [
         common.docstring(program.graph.name, "LLVM", dtype, derivation, model_file, NOTE),
         imports,
@@ -41,16 +39,9 @@ def write_module(program: Program, derivation: Derivation, dtype: str, model_fil
         f"LAYOUT = {_layout(native, program)!r}",
         _ir_literal(native.text()),
         machinery,
+        common.CHECKS,
     ]
     return "\n\n\n".join(p.strip("\n") for p in parts) + "\n"
-
-
-def _runtime_parts() -> tuple[str, str]:
-    """The runtime's imports and the rest of its code, as text."""
-    source = inspect.getsource(runtime)
-    body = source[source.index("# RUNTIME STARTS\n") + len("# RUNTIME STARTS\n") :]
-    imports, rest = body.split("\n\n\n", 1)
-    return imports, rest
 
 
 def _home(home: Home | None) -> tuple[int, int] | None:
@@ -72,6 +63,7 @@ def _layout(native: NativeProgram, program: Program) -> dict[str, object]:
         "slots": dict(sorted(slots.items(), key=lambda kv: kv[1])),
         "slot_count": native.slots.count,
         "blas_min_flops": GEMM_MIN_FLOPS,
+        "data_field": DATA_FIELD,
     }
 
 
@@ -83,28 +75,34 @@ def _ir_literal(text: str) -> str:
 
 
 API = '''_NATIVE = []
+_NATIVE_LOCK = threading.Lock()
 
 
 def _native():
     """The compiled code, built on first use."""
     if not _NATIVE:
-        _NATIVE.append(Native(LLVM_IR, LAYOUT, DTYPE))
+        with _NATIVE_LOCK:
+            if not _NATIVE:
+                _NATIVE.append(Native(LLVM_IR, LAYOUT, DTYPE))
     return _NATIVE[0]
 
 
 def predict(params, X):
     """The model's output for a batch X (batch-major)."""
-    return _native().predict(params, X)
+    X, _, rows = _CHECK.batch(X, None, target=False)
+    return _native().predict(_CHECK.params(params), X, rows)
 
 
 def loss(params, X, Y):
     """The loss: the mean over the batch."""
-    return _native().loss(params, X, Y)
+    X, Y, rows = _CHECK.examples(X, Y)
+    return _native().loss(_CHECK.params(params), X, Y, rows)
 
 
 def value_and_grad(params, X, Y):
     """The loss and its gradient with respect to every parameter."""
-    return _native().value_and_grad(params, X, Y)
+    X, Y, rows = _CHECK.examples(X, Y)
+    return _native().value_and_grad(_CHECK.params(params), X, Y, rows)
 
 
 def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
@@ -115,7 +113,10 @@ def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
     nothing, if that loss is not finite. Parameters and velocities must be
     C-contiguous arrays of DTYPE (as init_params gives).
     """
-    return _native().train_step(params, velocity, X, Y, lr, momentum, nesterov)
+    p, v = _CHECK.state(params, velocity)
+    X, Y, rows = _CHECK.examples(X, Y)
+    lr, momentum = _CHECK.rates(lr, momentum)
+    return _native().train_step(p, v, X, Y, rows, lr, momentum, nesterov)
 
 
 def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, momentum=None,
@@ -131,21 +132,20 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
     is called for every step (then an epoch takes a few native calls) and
     callback(epoch, mean_loss) after every epoch; a callback returning False
     stops training. Returns the history: {"loss": [mean loss per epoch]}.
+    The arrays in params and velocity are looked up at the start of each
+    epoch, and updated in place.
 
     If the loss or a parameter stops being finite, params and velocity are
     put back as they were at the start of that epoch (the last good values)
     and FloatingPointError says where it happened.
     """
-    t = TRAINING
+    X, Y, rows, velocity, settings = _CHECK.training(
+        params, X, Y, velocity, callback, on_step, TRAINING, epochs=epochs, batch_size=batch_size,
+        lr=lr, momentum=momentum, nesterov=nesterov, seed=seed, start_epoch=start_epoch,
+    )
+    native = _native()
     return _train(
-        _native(), params, X, Y,
-        t["epochs"] if epochs is None else epochs,
-        t["batch_size"] if batch_size is None else batch_size,
-        t["lr"] if lr is None else lr,
-        t["momentum"] if momentum is None else momentum,
-        t["nesterov"] if nesterov is None else nesterov,
-        t["seed"] if seed is None else seed,
-        shuffle, callback, velocity, start_epoch, on_step, _culprit,
+        native, _CHECK, params, X, Y, rows, velocity, settings, shuffle, callback, on_step, _culprit
     )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from llvmlite import ir
 
 from dlc.backends.llvm.kernels import I64, Extent, Kernel, View, map_elements
-from dlc.backends.llvm.layout import Arena, Home, Slots, is_computed, is_number
+from dlc.backends.llvm.layout import DATA_FIELD, Arena, Home, Slots, is_computed, is_number
 from dlc.backends.llvm.ops import PTR, define_kernel, pointer_inputs, temp_size
 from dlc.backends.llvm.scalar import UnsupportedError, intrinsic, number
 from dlc.backends.llvm.update import define_update
@@ -35,6 +35,7 @@ from dlc.graph.graph import topological_order
 from dlc.graph.nodes import Constant, Input, Loss, Node, Param, Softmax, Tangent
 
 F64 = ir.DoubleType()
+I8 = ir.IntType(8)
 
 
 class NativeProgram:
@@ -139,9 +140,7 @@ class Frame:
         self.gemm_min = self.slot_int(Slots.BLAS_MIN)
         self.batch: ir.Value = self.slot_int(Slots.BATCH)
         self.k.batch = self.batch
-        self.x: ir.Value = self.slot_ptr(Slots.X)
-        self.y: ir.Value = self.slot_ptr(Slots.Y)
-        self.params: dict[str, ir.Value] = {}
+        self.arrays: dict[int, ir.Value] = {}  # slot -> the data of the array it refers to
 
     def _slot(self, index: int) -> ir.Value:
         return self.b.gep(self.ctx, [ir.Constant(I64, index)], inbounds=True, source_etype=I64)
@@ -151,6 +150,18 @@ class Frame:
 
     def slot_int(self, index: int) -> ir.Value:
         return self.b.load(self._slot(index), typ=I64)
+
+    def array(self, index: int) -> ir.Value:
+        """The data of the array that slot ``index`` refers to, loaded once per entry.
+
+        Such a slot holds the address ``DATA_FIELD`` bytes before a pointer to
+        the array's data (in CPython, the NumPy array object itself): the data
+        pointer is read in the call that uses it, from the array checked in it.
+        """
+        if index not in self.arrays:
+            field = self.b.gep(self.slot_ptr(index), [ir.Constant(I64, DATA_FIELD)], source_etype=I8)
+            self.arrays[index] = self.b.load(field, typ=PTR)
+        return self.arrays[index]
 
     def slot_f64(self, index: int) -> ir.Value:
         return self.b.load(self._slot(index), typ=F64)
@@ -169,12 +180,9 @@ class Frame:
         if is_computed(node):
             return self.at(native.arena.homes[node])
         if isinstance(node, Param):
-            if node.name not in self.params:
-                index = native.program.graph.params.index(node)
-                self.params[node.name] = self.slot_ptr(native.slots.param(index))
-            return self.params[node.name]
+            return self.array(native.slots.param(native.program.graph.params.index(node)))
         if isinstance(node, Input):
-            return self.x if node.role == "input" else self.y
+            return self.array(Slots.X if node.role == "input" else Slots.Y)
         if isinstance(node, Constant):
             return native.constant(node)
         raise UnsupportedError(f"the LLVM backend cannot address the op {node.op_name}")
@@ -271,7 +279,7 @@ class Entries:
         fn.linkage = "internal"
         ctx, x, y, batch = fn.args
         f = Frame(self.native, fn, ctx)
-        f.x, f.y, f.batch = x, y, batch
+        f.arrays[Slots.X], f.arrays[Slots.Y], f.batch = x, y, batch  # the batch comes as arguments
         f.k.batch = batch
         done: set[Node] = set()
         grads = list(self.program.grads.values())
@@ -295,13 +303,16 @@ class Entries:
             grad = self.program.grads[p.name]
             f.copy_result(grad, self.native.grad_homes[p.name])
             g = f.at(self.native.grad_homes[p.name])
-            w, v = f.pointer(p), f.slot_ptr(self.native.slots.velocity(i))
+            w, v = f.pointer(p), f.array(self.native.slots.velocity(i))
             size = ir.Constant(I64, max(math.prod(p.shape), 1))
             f.b.call(self.native.update, [w, v, g, size, lr, mu, nesterov])
 
     def _train_step(self, core: ir.Function) -> None:
         f = self.entry("train_step", F64)
-        f.b.ret(f.b.call(core, [f.ctx, f.x, f.y, f.batch]))
+        graph = self.graph
+        x = f.array(Slots.X) if graph.input is not None else ir.Constant(PTR, None)
+        y = f.array(Slots.Y) if graph.target is not None else ir.Constant(PTR, None)
+        f.b.ret(f.b.call(core, [f.ctx, x, y, f.batch]))
 
     def _train_epoch(self, core: ir.Function) -> None:
         from dlc.backends.llvm.epoch import define_epoch

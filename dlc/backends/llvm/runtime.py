@@ -5,26 +5,36 @@ line after ``RUNTIME STARTS``), so a compiled model needs only NumPy and
 llvmlite, and SciPy's BLAS if present. ``Native`` builds the module's IR
 for this CPU on first use, optimised at level 3, and keeps the machine code
 in a cache on disk keyed by the IR, the CPU and the LLVM version
-(``DLC_CACHE_DIR``, by default ``~/.cache/dlc``; set it empty to switch the
-cache off). Everything the native code needs is in a context block of
-64-bit slots; scratch memory is allocated once for a batch capacity and
-grown only when a larger batch comes.
+(:mod:`dlc.backends.llvm.cache`: ``DLC_CACHE_DIR``, by default
+``~/.cache/dlc``; set it empty to switch the cache off). Everything the
+native code needs is in a context block of 64-bit slots, written afresh
+by each call from the arrays it was given; scratch memory is allocated
+once for a batch capacity and grown only when a larger batch comes.
 """
 
 # RUNTIME STARTS
 import ctypes
 import hashlib
 import math
-import operator
-import os
-import tempfile
+import sys
+import threading
 import time
 
 import numpy as np
 
+from dlc.backends.llvm.cache import cache_folder, load_code, store_code
+
 
 class Native:
-    """The compiled code of one model, with its scratch memory and context block."""
+    """The compiled code of one model, with its scratch memory and context block.
+
+    Its methods take arrays that the module's API checked in the same call
+    (see the guard's ``Checks``) and refer every slot the native entry
+    point reads to them before calling it: nothing is kept
+    from one call to the next but the scratch arena, which this object owns.
+    A lock makes one native call at a time: a module can be shared between
+    threads (train() releases the GIL during an epoch; other calls wait).
+    """
 
     def __init__(self, ir_text, layout, dtype):
         self.layout = layout
@@ -35,17 +45,19 @@ class Native:
         self.ctx_f = self.ctx.view(np.float64)
         self.cap = 0
         self.scratch = None
-        # ids of the params and velocity arrays whose addresses are in the slots, and whether
-        # the params were checked for training (writable, of the module's dtype)
-        self.bound = (None, None, False)
-        self.rates = None
-        self.state = None  # the dicts and arrays of the last training step, see train_step
-        self.last_xy = (None, None)  # ((X, Y), batch size) whose addresses are in the slots
+        self.lock = threading.Lock()
+        # Where an array object does not hold its data pointer DATA_FIELD bytes in, slots point
+        # into these cells instead (one per slot), which hold the data pointers.
+        self.cells = None if _data_field_holds(layout["data_field"]) else np.zeros_like(self.ctx)
+        self.cells_at = 0 if self.cells is None else self.cells.ctypes.data
         self.engine, self.functions = _jit(ir_text)
-        self.step = self.functions["train_step"]
         self.ctx[self.slot["GEMM"]] = _gemm_address(self.dtype)
         self.ctx[self.slot["BLAS_MIN"]] = layout["blas_min_flops"]
         self.ctx_ptr = self.ctx.ctypes.data
+        self.first_param = self.slot["PARAMS"]
+        self.first_velocity = self.first_param + len(self.names)
+        self.x_slot, self.batch_slot = self.slot["X"], self.slot["BATCH"]
+        assert self.slot["Y"] == self.x_slot + 1
 
     # ------------------------------------------------------------ state
 
@@ -53,9 +65,15 @@ class Native:
         """Scratch for batches of up to ``batch`` examples (64-byte aligned)."""
         if batch <= self.cap:
             return
+        if batch > MAX_ROWS:
+            raise ValueError(f"a batch of {batch} examples is more than this module takes ({MAX_ROWS})")
         per, fixed = self.layout["arena"]
         count = per * batch + fixed + 64
-        raw = np.zeros(count, dtype=self.dtype)
+        try:
+            raw = np.zeros(count, dtype=self.dtype)
+        except MemoryError:
+            need = count * self.dtype.itemsize / 2**30
+            raise MemoryError(f"a batch of {batch} examples needs {need:.1f} GiB of scratch memory") from None
         skip = (-raw.ctypes.data % 64) // self.dtype.itemsize
         self.scratch = raw[skip:]
         self.cap = batch
@@ -68,159 +86,132 @@ class Native:
         full = ((batch,) if batched else ()) + tuple(shape)
         return self.scratch[start : start + math.prod(full)].reshape(full)
 
-    def bind(self, params, velocity=None):
-        """Put the parameters' (and velocities') addresses in the slots; checked once per set of arrays.
+    def enter(self, params, velocity, X, Y, rows):
+        """Refer the slots to this call's arrays, and make room for ``rows`` examples.
 
-        With a velocity (training), the arrays are updated in place, so they must be
-        writable, C-contiguous and of the module's dtype; without, others are converted.
-        The arrays last bound are kept referenced, so their ids name them.
+        Every slot of an array that the call's entry point reads is written
+        here, from arrays checked in the same call (velocities only for
+        training; an epoch writes its own slots); the native code reads each
+        array's data pointer when it runs.
         """
-        key = tuple(map(id, map(params.__getitem__, self.names)))
-        moving = None if velocity is None else tuple(map(id, map(velocity.__getitem__, self.names)))
-        bound_key, bound_moving, writable = self.bound
-        if key == bound_key and (moving is None or (moving == bound_moving and writable)):
+        self.refer(self.first_param, params)
+        if velocity is not None:
+            self.refer(self.first_velocity, velocity)
+        self.refer(self.x_slot, (X, Y))
+        if rows > self.cap or self.scratch is None:
+            self.reserve(max(rows, 1))
+        self.ctx[self.batch_slot] = rows
+
+    def refer(self, first, arrays):
+        """Slots ``first ...`` refer to ``arrays`` (None: a null slot), as DATA_FIELD says."""
+        ctx, end = self.ctx, first + len(arrays)
+        if self.cells is None:  # the array object itself
+            ctx[first:end] = [0 if a is None else id(a) for a in arrays]
             return
-        given = [params[k] for k in self.names]
-        arrays = [
-            self._checked(a, k, "params", moving is not None) for a, k in zip(given, self.names, strict=True)
-        ]
-        first = self.slot["PARAMS"]
-        for i, a in enumerate(arrays):
-            self.ctx[first + i] = a.ctypes.data
-        if moving is not None:
-            for i, k in enumerate(self.names):
-                self.ctx[first + len(self.names) + i] = self._checked(
-                    velocity[k], k, "velocity", True
-                ).ctypes.data
-            self.keep_velocity = [velocity[k] for k in self.names]
-        self.keep_params = (given, arrays)  # the ids stay theirs; converted copies stay alive
-        unchanged = all(a is g for a, g in zip(arrays, given, strict=True))
-        if moving is not None:
-            self.bound = (key, moving, True)
-        else:
-            self.bound = (key if unchanged else None, bound_moving, False)
+        cells, offset = self.cells, self.layout["data_field"]
+        for i, a in enumerate(arrays, first):
+            cells[i] = 0 if a is None else a.ctypes.data
+            ctx[i] = 0 if a is None else self.cells_at + 8 * i - offset
 
-    def _checked(self, a, name, what, in_place):
-        shape = tuple(self.layout["shapes"][name])
-        if in_place:
-            ok = (
-                isinstance(a, np.ndarray)
-                and a.dtype == self.dtype
-                and a.flags.c_contiguous
-                and a.flags.writeable
-            )
-            if not ok or a.shape != shape:
-                raise TypeError(
-                    f"{what}[{name!r}] must be a writable C-contiguous {self.dtype} array "
-                    f"of shape {shape}: training updates it in place"
-                )
-            return a
-        a = np.asarray(a, dtype=self.dtype, order="C")
-        if a.shape != shape:
-            raise ValueError(f"{what}[{name!r}] has shape {a.shape}, expected {shape}")
-        return a
-
-    def data(self, X, Y):
-        """Put the batch's input and target in the slots (converted if need be); returns the batch size."""
-        if self.last_xy[0] is not None and X is self.last_xy[0][0] and Y is self.last_xy[0][1]:
-            return self.last_xy[1]
-        arrays = []
-        batch = None
-        for name, a, shape in (("X", X, self.layout["input"]), ("Y", Y, self.layout["target"])):
-            if shape is None or a is None:
-                arrays.append(a)
-                continue
-            a = np.asarray(a, dtype=self.dtype, order="C")
-            if a.ndim != len(shape) + 1 or a.shape[1:] != tuple(shape):
-                raise ValueError(f"{name} has shape {a.shape}, expected (B, {', '.join(map(str, shape))})")
-            batch = a.shape[0] if batch is None else batch
-            self.ctx[self.slot[name]] = a.ctypes.data
-            arrays.append(a)
-        batch = 1 if batch is None else batch
-        self.reserve(batch)
-        self.ctx[self.slot["BATCH"]] = batch
-        self.keep_data = arrays
-        unchanged = arrays[0] is X and arrays[1] is Y
-        self.last_xy = ((X, Y), batch) if unchanged else (None, None)
-        return batch
+    def set_rates(self, lr, momentum, nesterov):
+        self.ctx_f[self.slot["LR"]] = lr
+        self.ctx_f[self.slot["MOMENTUM"]] = momentum
+        self.ctx[self.slot["NESTEROV"]] = 1 if nesterov else 0
 
     # ------------------------------------------------------------ calls
 
-    def predict(self, params, X):
+    def predict(self, params, X, rows):
         out = self.layout["output"]
         if out is None:
             raise NotImplementedError("this model declares no output")
-        self.bind(params)
-        batch = self.data(X, None)
-        self.functions["predict"](self.ctx_ptr)
         where, shape, batched = out
-        return self.home(where, shape, batched, batch).copy()
+        if batched and rows == 0:
+            return np.zeros((0, *shape), dtype=self.dtype)
+        with self.lock:
+            self.enter(params, None, X, None, rows)
+            self.functions["predict"](self.ctx_ptr)
+            return self.home(where, shape, batched, rows).copy()
 
-    def loss(self, params, X, Y):
-        self.bind(params)
-        self.data(X, Y)
-        return self.functions["loss"](self.ctx_ptr)
+    def loss(self, params, X, Y, rows):
+        with self.lock:
+            self.enter(params, None, X, Y, rows)
+            return self.functions["loss"](self.ctx_ptr)
 
-    def value_and_grad(self, params, X, Y):
-        self.bind(params)
-        self.data(X, Y)
-        value = self.functions["value_and_grad"](self.ctx_ptr)
+    def value_and_grad(self, params, X, Y, rows):
         shapes = self.layout["shapes"]
-        grads = {k: self.home(w, shapes[k], False, 0).copy() for k, w in self.layout["grads"].items()}
+        with self.lock:
+            self.enter(params, None, X, Y, rows)
+            value = self.functions["value_and_grad"](self.ctx_ptr)
+            grads = {k: self.home(w, shapes[k], False, 0).copy() for k, w in self.layout["grads"].items()}
         return value, grads
 
-    def train_step(self, params, velocity, X, Y, lr, momentum, nesterov):
-        # The hot path of a Python training loop: for the dicts, arrays and rates of the
-        # previous call nothing is checked again but that they are those very objects.
-        if not self._same_state(params, velocity):
-            self.bind(params, velocity)
-            self.state = (params, velocity, tuple(params), tuple(velocity),
-                          list(params.values()), list(velocity.values()))  # fmt: skip
-        last = self.last_xy[0]
-        if last is None or X is not last[0] or Y is not last[1]:
-            self.data(X, Y)
-        if (lr, momentum, nesterov) != self.rates:
+    def train_step(self, params, velocity, X, Y, rows, lr, momentum, nesterov):
+        with self.lock:
+            self.enter(params, velocity, X, Y, rows)
             self.set_rates(lr, momentum, nesterov)
-        value = self.step(self.ctx_ptr)
+            value = self.functions["train_step"](self.ctx_ptr)
         if not math.isfinite(value):
             raise FloatingPointError(f"the loss is {value}")
         return value
 
-    def _same_state(self, params, velocity):
-        """The dicts of the last training step, holding the same arrays under the same names."""
-        state = self.state
-        return (
-            state is not None
-            and params is state[0]
-            and velocity is state[1]
-            and tuple(params) == state[2]
-            and tuple(velocity) == state[3]
-            and all(map(operator.is_, params.values(), state[4]))
-            and all(map(operator.is_, velocity.values(), state[5]))
-        )
+    def epoch(self, params, velocity, X, Y, rates, order, batch_size, first, last, losses):
+        """Steps ``first .. last - 1`` of an epoch natively: (sum of loss x rows, failed step or -1).
 
-    def epoch(self, X, Y, order, batch_size, first, last, losses):
-        """Steps ``first .. last - 1`` of an epoch natively: (sum of loss x rows, failed step or -1)."""
+        ``order`` (int64) is a permutation of X's rows, ``losses`` (float64, or None) has a
+        place for each step of the epoch; both are the training loop's own.
+        """
+        n = len(order)
+        if n != (len(X) if X is not None else len(Y) if Y is not None else 1):
+            raise ValueError(f"a permutation of {n} examples for data of another size")
+        if (
+            order.dtype != np.int64
+            or not order.flags.c_contiguous
+            or (n and not 0 <= order.min() <= order.max() < n)
+        ):
+            raise ValueError("the permutation must be a C-contiguous int64 array of row indices")
+        steps = -(-n // batch_size)
+        if not 0 <= first <= last <= steps:
+            raise ValueError(f"steps {first} to {last} are outside the epoch's {steps}")
+        if losses is not None and not (
+            losses.dtype == np.float64 and losses.flags.c_contiguous and len(losses) >= last
+        ):
+            raise ValueError("the steps' losses need a C-contiguous float64 array with a place for each step")
         s = self.slot
-        self.ctx[s["N"]] = len(order)
-        self.ctx[s["ORDER"]] = order.ctypes.data
-        self.ctx[s["BATCH_SIZE"]] = batch_size
-        self.ctx[s["FIRST_STEP"]] = first
-        self.ctx[s["LAST_STEP"]] = last
-        self.ctx[s["STEP_LOSSES"]] = 0 if losses is None else losses.ctypes.data
-        self.ctx[s["X_ALL"]] = 0 if X is None else X.ctypes.data
-        self.ctx[s["Y_ALL"]] = 0 if Y is None else Y.ctypes.data
-        self.reserve(min(batch_size, max(len(order), 1)))
-        total = self.functions["train_epoch"](self.ctx_ptr)
-        return total, int(self.ctx[s["FAILED_STEP"]])
+        with self.lock:
+            self.enter(params, velocity, None, None, min(batch_size, max(n, 1)))
+            self.set_rates(*rates)
+            ctx = self.ctx
+            ctx[s["N"]] = n
+            ctx[s["ORDER"]] = order.ctypes.data
+            ctx[s["BATCH_SIZE"]] = batch_size
+            ctx[s["FIRST_STEP"]] = first
+            ctx[s["LAST_STEP"]] = last
+            ctx[s["STEP_LOSSES"]] = 0 if losses is None else losses.ctypes.data
+            ctx[s["X_ALL"]] = 0 if X is None else X.ctypes.data
+            ctx[s["Y_ALL"]] = 0 if Y is None else Y.ctypes.data
+            total = self.functions["train_epoch"](self.ctx_ptr)
+            return total, int(ctx[s["FAILED_STEP"]])
 
-    def set_rates(self, lr, momentum, nesterov):
-        if (lr, momentum, nesterov) == self.rates:
-            return
-        self.rates = (lr, momentum, nesterov)
-        self.ctx_f[self.slot["LR"]] = lr
-        self.ctx_f[self.slot["MOMENTUM"]] = momentum
-        self.ctx[self.slot["NESTEROV"]] = 1 if nesterov else 0
+
+#: The largest batch: BLAS takes its dimensions as 32-bit integers.
+MAX_ROWS = 2**31 - 1
+
+
+def _data_field_holds(offset):
+    """Whether a NumPy array object holds its data pointer ``offset`` bytes in, here.
+
+    In CPython an array object starts with the object header, and then the
+    data pointer (the ``data`` field of ``PyArrayObject_fields``, which
+    compiled extensions read directly). Checked on arrays and views of
+    several dtypes against ``ctypes.data``; not so in another Python or a
+    debug build, where the cells of :class:`Native` are used.
+    """
+    if sys.implementation.name != "cpython":
+        return False
+    read = ctypes.c_void_p.from_address
+    base = np.arange(64.0)
+    probes = [base, base[3:], base[::2][5:].copy(), np.zeros((3, 5), np.float32), np.zeros(1, np.int64)]
+    return all(read(id(a) + offset).value == a.ctypes.data for a in probes)
 
 
 # --------------------------------------------------------------- JIT
@@ -248,8 +239,8 @@ def _jit(ir_text):
     key = hashlib.sha256(
         "\0".join([ir_text, machine.triple, cpu, features, llvmlite.__version__, settings]).encode()
     )
-    cached = _cache_path(key.hexdigest())
-    code = _read(cached)
+    folder = cache_folder()
+    code = load_code(folder, key.hexdigest())
     if code is None:
         module.verify()
         tuning = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -259,7 +250,7 @@ def _jit(ir_text):
         passes = llvm.create_pass_builder(machine, tuning)
         passes.getModulePassManager().run(module, passes)
     engine = llvm.create_mcjit_compiler(module, machine)
-    engine.set_object_cache(lambda m, obj: _write(cached, obj), lambda m: code)
+    engine.set_object_cache(lambda m, obj: store_code(folder, key.hexdigest(), obj), lambda m: code)
     engine.finalize_object()
     # Calls that take microseconds keep the GIL (releasing and taking it back costs as much);
     # an epoch lets other threads run meanwhile.
@@ -273,37 +264,6 @@ def _jit(ir_text):
     }
     functions = {name: kind(engine.get_function_address(name)) for name, kind in signatures.items()}
     return (engine, machine, module), functions
-
-
-def _cache_path(key):
-    folder = os.environ.get("DLC_CACHE_DIR")
-    if folder is None:
-        folder = os.path.join(os.path.expanduser("~"), ".cache", "dlc")
-    return os.path.join(folder, key + ".o") if folder else None
-
-
-def _read(path):
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _write(path, code):
-    """Store compiled code atomically; a cache that cannot be written is no error."""
-    if path is None:
-        return
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(code)
-        os.replace(temporary, path)
-    except OSError:
-        pass
 
 
 def _gemm_address(dtype):
@@ -323,27 +283,25 @@ def _gemm_address(dtype):
 # --------------------------------------------------------- training
 
 
-def _train(native, params, X, Y, epochs, batch_size, lr, momentum, nesterov, seed,
-          shuffle, callback, velocity, start_epoch, on_step, culprit):  # fmt: skip
-    """The mini-batch SGD loop of ``train()``; each epoch is one native call (or a few, to report steps)."""
-    if velocity is None:
-        velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    native.bind(params, velocity)
-    native.set_rates(lr, momentum, nesterov)
-    X = None if X is None else np.asarray(X, dtype=native.dtype, order="C")
-    Y = None if Y is None else np.asarray(Y, dtype=native.dtype, order="C")
-    n = 1 if X is None else X.shape[0]
+def _train(native, check, params, X, Y, n, velocity, s, shuffle, callback, on_step, culprit):
+    """The mini-batch SGD loop of ``train()``, its arguments checked; each epoch is one native call
+    (or a few, to report steps)."""
+    batch_size = min(s["batch_size"], n)  # a larger batch size takes all examples in one step
     steps = -(-n // batch_size)
+    rates = (s["lr"], s["momentum"], s["nesterov"])
     history = {"loss": []}
     chunk = Chunks()
     losses = np.zeros(steps, dtype=np.float64)  # each step's loss, written by the native epoch
-    for epoch in range(start_epoch, epochs):
-        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    for epoch in range(s["start_epoch"], s["epochs"]):
+        # checked each epoch: a callback may have put other arrays in the dicts
+        p, v = check.state(params, velocity)
+        order = np.random.default_rng([s["seed"], epoch]).permutation(n) if shuffle else np.arange(n)
         order = order.astype(np.int64)
-        saved = ({k: w.copy() for k, w in params.items()}, {k: v.copy() for k, v in velocity.items()})
-        total, failed = _run_epoch(native, X, Y, order, batch_size, losses, epoch, on_step, chunk)
+        saved = ([w.copy() for w in p], [u.copy() for u in v])
+        state = (p, v, X, Y, rates)
+        total, failed = _run_epoch(native, check, state, order, batch_size, losses, epoch, on_step, chunk)
         if failed >= 0:
-            _restore(params, velocity, saved)
+            _restore(p + v, saved[0] + saved[1])
             rows = order[failed * batch_size : (failed + 1) * batch_size]
             xb = None if X is None else X[rows]
             yb = None if Y is None else Y[rows]
@@ -351,9 +309,9 @@ def _train(native, params, X, Y, epochs, batch_size, lr, momentum, nesterov, see
                 f"epoch {epoch}, step {failed}: the loss is {total}{culprit(params, xb, yb)}; "
                 f"parameters restored to the start of epoch {epoch}"
             )
-        broken = [k for k, w in params.items() if not np.all(np.isfinite(w))]
+        broken = [k for k, w in zip(check.names, p, strict=True) if not np.all(np.isfinite(w))]
         if broken:  # a gradient was not finite although the loss was
-            _restore(params, velocity, saved)
+            _restore(p + v, saved[0] + saved[1])
             raise FloatingPointError(
                 f"epoch {epoch}: parameter {broken[0]} stopped being finite{culprit(params, X, Y)}; "
                 f"parameters restored to the start of epoch {epoch}"
@@ -377,17 +335,22 @@ class Chunks:
             self.size //= 2
 
 
-def _run_epoch(native, X, Y, order, batch_size, losses, epoch, on_step, chunk):
-    """One epoch; returns (sum of loss x rows, -1), or (the failed step's loss, its index)."""
+def _run_epoch(native, check, state, order, batch_size, losses, epoch, on_step, chunk):
+    """One epoch; returns (sum of loss x rows, -1), or (the failed step's loss, its index).
+
+    With ``on_step``, the epoch is a few native calls with on_step's calls between them:
+    the arrays are checked again before each.
+    """
     steps = len(losses)
     if on_step is None:
-        total, failed = native.epoch(X, Y, order, batch_size, 0, steps, losses)
+        total, failed = native.epoch(*state, order, batch_size, 0, steps, losses)
         return (float(losses[failed]), failed) if failed >= 0 else (total, failed)
     total, first = 0.0, 0
     while first < steps:
         last = min(steps, first + chunk.size)
+        check.unchanged(state[0], state[1], state[2], state[3], len(order))
         began = time.perf_counter()
-        part, failed = native.epoch(X, Y, order, batch_size, first, last, losses)
+        part, failed = native.epoch(*state, order, batch_size, first, last, losses)
         chunk.adapt(time.perf_counter() - began)
         if failed >= 0:
             return float(losses[failed]), failed
@@ -398,7 +361,6 @@ def _run_epoch(native, X, Y, order, batch_size, losses, epoch, on_step, chunk):
     return total, -1
 
 
-def _restore(params, velocity, saved):
-    for now, before in zip((params, velocity), saved, strict=True):
-        for k in now:
-            now[k][...] = before[k]
+def _restore(arrays, saved):
+    for now, before in zip(arrays, saved, strict=True):
+        now[...] = before

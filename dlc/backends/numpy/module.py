@@ -18,7 +18,7 @@ import textwrap
 
 import sympy
 
-from dlc.backends import common
+from dlc.backends import common, guard
 from dlc.backends.numpy import inplace, ops
 from dlc.backends.numpy.memory import Memory
 from dlc.backends.numpy.printer import helper_source
@@ -34,6 +34,7 @@ RESERVED = {
     "np", "DTYPE", "PARAM_SHAPES", "OWN_GRADS", "INPUT_SHAPE", "TARGET_SHAPE", "TRAINING", "FORMULAS", "EPS",
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
+    "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
     "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
     "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax", "math",
 }  # fmt: skip
@@ -126,10 +127,7 @@ class Writer:
             self.floats[n] = isinstance(n, (Param, Constant)) or (
                 not isinstance(n, Input) and any(self.floats[x] for x in ops.used_inputs(n))
             )
-        lines: list[str] = []
-        if any(n.batched for n in order):
-            source = "X" if self.program.graph.input is not None else "Y"
-            lines.append(f"B = {source}.shape[0]")
+        lines: list[str] = []  # B, the batch size, comes from the arguments' check
         for p, node in enumerate(order):
             lines += self.statement(node, p)
         return lines
@@ -239,10 +237,10 @@ def write_module(
     w = Writer(program, reuse_from)
     graph = program.graph
     if graph.output is not None:
-        predict = [*w.body([graph.output]), f"return {w.variable(graph.output)}"]
+        predict = [PREDICT_CHECK, *w.body([graph.output]), f"return {w.variable(graph.output)}"]
     else:
-        predict = ["raise NotImplementedError('this model declares no output')"]
-    loss_lines = [*w.body([graph.loss]), f"return float({w.variable(graph.loss)})"]
+        predict = [PREDICT_CHECK, "raise NotImplementedError('this model declares no output')"]
+    loss_lines = [LOSS_CHECK, *w.body([graph.loss]), f"return float({w.variable(graph.loss)})"]
     grads = list(program.grads.values())
     vag = w.body([graph.loss, *grads])
     own = w.memory.private(grads)
@@ -254,22 +252,31 @@ def write_module(
         )
     )
     helpers = set(w.ctx.helpers)
+    imports, checks = common.carried_source([guard])
     parts = [
         common.docstring(graph.name, "NumPy", dtype, derivation, model_file),
-        "import math\n\nimport numpy as np",
+        "import math\n" + imports,
         _constants(program, derivation, dtype, w, helpers, [k for k, v in program.grads.items() if v in own]),
         helper_source(helpers),
         common.init_function(program),
-        _function("predict(params, X)", "The model's output for a batch X (batch-major).", predict),
-        _function("loss(params, X, Y)", "The loss: the mean over the batch.", loss_lines),
+        _function("predict(params, X)", common.API_DOCS["predict"], predict),
+        _function("loss(params, X, Y)", common.API_DOCS["loss"], loss_lines),
         _function(
             "value_and_grad(params, X, Y)",
-            "The loss and its gradient with respect to every parameter.",
-            vag,
+            common.API_DOCS["value_and_grad"],
+            [LOSS_CHECK, "return _value_and_grad(params, X, Y, B)"],
         ),
+        _function("_value_and_grad(params, X, Y, B)", "value_and_grad() of checked arguments.", vag),
         TRAIN_TEMPLATE,
+        checks,
+        common.CHECKS,
     ]
     return "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
+
+
+#: The first lines of predict and of loss and value_and_grad: their arguments, checked.
+PREDICT_CHECK = "X, _, B = _CHECK.batch(X, None, target=False)\nparams = _CHECK.named(params)"
+LOSS_CHECK = "X, Y, B = _CHECK.examples(X, Y)\nparams = _CHECK.named(params)"
 
 
 def _as_param(expr: str, shape: tuple[int, ...], node: Node) -> str:
@@ -306,9 +313,18 @@ TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nes
     Returns the batch's loss before the step. Raises FloatingPointError, and
     changes nothing, if that loss is not finite. (A gradient that is not
     finite while the loss is shows in the next step's loss; train() then puts
-    back the parameters of the epoch's start.)
+    back the parameters of the epoch's start.) Parameters and velocities must
+    be C-contiguous arrays of DTYPE (as init_params gives).
     """
-    value, grads = value_and_grad(params, X, Y)
+    p, v = _CHECK.state(params, velocity)
+    X, Y, B = _CHECK.examples(X, Y)
+    lr, momentum = _CHECK.rates(lr, momentum)
+    return _step(dict(zip(_CHECK.names, p)), dict(zip(_CHECK.names, v)), X, Y, B, lr, momentum, nesterov)
+
+
+def _step(params, velocity, X, Y, B, lr, momentum, nesterov):
+    """train_step() of checked arguments."""
+    value, grads = _value_and_grad(params, X, Y, B)
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}")
     for name, g in grads.items():
@@ -338,37 +354,35 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
     on_step(epoch, step, steps, loss) is called after every step and
     callback(epoch, mean_loss) after every epoch; a callback returning False
     stops training. Returns the history: {"loss": [mean loss per epoch]}.
+    The arrays in params and velocity are looked up at the start of each
+    epoch, and updated in place.
 
     If the loss or a parameter stops being finite, params and velocity are
     put back as they were at the start of that epoch (the last good values)
     and FloatingPointError says where it happened.
     """
-    t = TRAINING
-    epochs = t["epochs"] if epochs is None else epochs
-    batch_size = t["batch_size"] if batch_size is None else batch_size
-    lr = t["lr"] if lr is None else lr
-    momentum = t["momentum"] if momentum is None else momentum
-    nesterov = t["nesterov"] if nesterov is None else nesterov
-    seed = t["seed"] if seed is None else seed
-    if velocity is None:
-        velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    X = None if X is None else np.asarray(X, dtype=DTYPE)
-    Y = None if Y is None else np.asarray(Y, dtype=DTYPE)
-    n = 1 if X is None else X.shape[0]
+    X, Y, n, velocity, s = _CHECK.training(
+        params, X, Y, velocity, callback, on_step, TRAINING, epochs=epochs, batch_size=batch_size,
+        lr=lr, momentum=momentum, nesterov=nesterov, seed=seed, start_epoch=start_epoch,
+    )
+    batch_size = min(s["batch_size"], n)  # a larger batch size takes all examples in one step
     steps = -(-n // batch_size)
     history = {"loss": []}
-    for epoch in range(start_epoch, epochs):
-        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        saved = ({k: w.copy() for k, w in params.items()}, {k: v.copy() for k, v in velocity.items()})
+    for epoch in range(s["start_epoch"], s["epochs"]):
+        # checked each epoch: a callback may have put other arrays in the dicts
+        p, v = _CHECK.state(params, velocity)
+        bound = (dict(zip(_CHECK.names, p)), dict(zip(_CHECK.names, v)))
+        order = np.random.default_rng([s["seed"], epoch]).permutation(n) if shuffle else np.arange(n)
+        saved = [a.copy() for a in p + v]
         total = 0.0
         for step, start in enumerate(range(0, n, batch_size)):
             batch = order[start:start + batch_size]
             xb = None if X is None else X[batch]
             yb = None if Y is None else Y[batch]
             try:
-                value = train_step(params, velocity, xb, yb, lr, momentum, nesterov)
+                value = _step(*bound, xb, yb, len(batch), s["lr"], s["momentum"], s["nesterov"])
             except FloatingPointError as error:
-                _restore(params, velocity, saved)
+                _restore(p + v, saved)
                 raise FloatingPointError(
                     f"epoch {epoch}, step {step}: {error}{_culprit(params, xb, yb)}; "
                     f"parameters restored to the start of epoch {epoch}"
@@ -376,9 +390,9 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
             total += value * len(batch)
             if on_step is not None:
                 on_step(epoch, step, steps, value)
-        broken = [k for k, w in params.items() if not np.all(np.isfinite(w))]
+        broken = [k for k, w in zip(_CHECK.names, p) if not np.all(np.isfinite(w))]
         if broken:  # a gradient was not finite although the loss was
-            _restore(params, velocity, saved)
+            _restore(p + v, saved)
             raise FloatingPointError(
                 f"epoch {epoch}: parameter {broken[0]} stopped being finite{_culprit(params, X, Y)}; "
                 f"parameters restored to the start of epoch {epoch}"
@@ -389,10 +403,9 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, mome
     return history
 
 
-def _restore(params, velocity, saved):
-    for now, before in zip((params, velocity), saved):
-        for k in now:
-            now[k][...] = before[k]
+def _restore(arrays, saved):
+    for now, before in zip(arrays, saved):
+        now[...] = before
 
 
 def _culprit(params, X, Y):
