@@ -245,9 +245,17 @@ def test_an_array_given_a_new_buffer_in_place_is_read_at_its_new_address(backend
     p, v = state(m)
     m.train_step(p, v, X, Y, 0.1)
     w = p["W1"]
+    old = w.ctypes.data
+    w.__setstate__(np.zeros((64, 4)).__reduce__()[2])  # a larger buffer, elsewhere
+    with pytest.raises(ValueError, match=r"params\['W1'\] has shape \(64, 4\), expected \(8, 4\)"):
+        m.loss(p, X, Y)
+    blocker = np.full((8, 4), 1e9)  # most likely where W1's first buffer was
     replacement = np.full((8, 4), 0.25)
     w.__setstate__(replacement.__reduce__()[2])
-    assert m.loss(p, X, Y) == pytest.approx(module("numpy").loss({**p, "W1": replacement}, X, Y), rel=1e-12)
+    assert w.ctypes.data != old
+    want = module("numpy").loss({**p, "W1": replacement}, X, Y)
+    assert m.loss(p, X, Y) == pytest.approx(want, rel=1e-12)
+    assert blocker[0, 0] == 1e9
 
 
 def test_aliased_training_arrays_are_refused() -> None:
@@ -363,7 +371,7 @@ def test_a_module_shared_between_threads_trains_as_if_alone() -> None:
 
 @pytest.mark.slow
 def test_hostile_calls_to_every_entry_point_in_a_process_of_their_own() -> None:
-    examples = os.environ.get("DLC_HOSTILE_EXAMPLES", "400")
+    examples = os.environ.get("DLC_HOSTILE_EXAMPLES", "1500")
     done = subprocess.run(
         [sys.executable, "-m", "tests.hostile_calls", "--examples", examples],
         cwd=ROOT,
