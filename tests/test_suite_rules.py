@@ -42,11 +42,11 @@ def clock_assertions(source: str) -> list[int]:
     tainted: set[str] = set()
     for _ in range(5):  # values derived from values derived from a clock ...
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and node.value is not None:
-                if _reads_a_clock(node.value, tainted):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    for target in targets:
-                        tainted |= _targets(target)
+            assigns = isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and node.value is not None
+            if assigns and _reads_a_clock(node.value, tainted):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    tainted |= _targets(target)
     return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert) and _reads_a_clock(n.test, tainted)]
 
 
