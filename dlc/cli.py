@@ -1,36 +1,50 @@
 """The ``dlc`` command: the only place that prints and chooses exit codes.
 
-Exit codes: 0 success, 1 a check failed, 2 bad input (model, data or flags).
+Exit codes: 0 success, 1 a check failed or training did not end well
+(diverged, or the parameters could not go where asked), 2 bad input (model,
+data, files or flags; one ``error:`` line, and a hint where one helps), 130
+interrupted, 141 the reader of the output went away (``dlc show M | head -1``:
+nothing more is printed, as for any Unix filter).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 from dlc.errors import DlcError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+#: Whole-number flags go up to 2^31, as whole-number settings in a model file do.
+MAX_WHOLE = 2**31
+
+
+def _load(path: str) -> Any:
+    """The checked model in the regular file ``path`` (never a FIFO or a device)."""
+    from dlc.compiler import read_model
+
+    model = read_model(Path(path))
+    _warn(model.warnings)
+    return model
 
 
 def _show(args: argparse.Namespace) -> int:
-    from dlc.frontend import load
     from dlc.graph.printer import format_graph
 
-    model = load(args.model)
-    _warn(model.warnings)
-    print(format_graph(model.graph))
+    print(format_graph(_load(args.model).graph))
     return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dlc.frontend import load
     from dlc.gradcheck import TOLERANCE, check_gradients
 
-    model = load(args.model)
-    _warn(model.warnings)
+    model = _load(args.model)
     result = check_gradients(model.graph, dtype=args.dtype, seed=args.seed)
     print(f"gradient check of {model.path} ({args.dtype} gradients, float64 finite differences)")
     for name, err in result.per_param.items():
@@ -45,13 +59,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _grad(args: argparse.Namespace) -> int:
-    from dlc.frontend import load
     from dlc.grad import differentiate
     from dlc.grad.formulas import derive
     from dlc.graph.stats import stats
 
-    model = load(args.model)
-    _warn(model.warnings)
+    model = _load(args.model)
     names = [p.name for p in model.graph.params]
     if args.wrt is not None and args.wrt not in names:
         raise DlcError(
@@ -71,13 +83,22 @@ def _grad(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _refuse_overwrite(output: str, flag: str, inputs: Sequence[tuple[str, str | None]]) -> None:
+    """An output file must not be one of the command's inputs."""
+    from dlc.files import same_file
+
+    for what, path in inputs:
+        if path is not None and not path.startswith("builtin:") and same_file(output, path):
+            raise DlcError(f"{flag} {output} would overwrite {what}, {path}")
+
+
 def _compile(args: argparse.Namespace) -> int:
     from dlc.atomic import write_text
     from dlc.compiler import compile_source
-    from dlc.frontend import load
 
-    model = load(args.model)
-    _warn(model.warnings)
+    model = _load(args.model)
+    if args.output is not None:
+        _refuse_overwrite(args.output, "-o", [("the model file", args.model)])
     source = compile_source(model, backend=args.backend, dtype=args.dtype)
     if args.output is None:
         sys.stdout.write(source)
@@ -88,60 +109,88 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dlc.frontend import load
-    from dlc.train import report
+    from dlc.train.outputs import history_path
     from dlc.train.progress import Progress
     from dlc.train.run import Options, train
 
-    model = load(args.model)
-    _warn(model.warnings)
+    model = _load(args.model)
     save = Path(args.save) if args.save else Path(Path(args.model).stem + ".npz")
     options = Options(
         data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, nesterov=args.nesterov, seed=args.seed, backend=args.backend,
         dtype=args.dtype, val_split=args.val_split, save=save,
         resume=Path(args.resume) if args.resume else None, checkpoint_every=args.checkpoint_every,
+        history=history_path(save), others=(("--plot", Path(args.plot)),) if args.plot else (),
     )  # fmt: skip
     progress = Progress(sys.stderr, enabled=not args.quiet and not args.json and sys.stderr.isatty())
     result = train(model, options, progress)
-    history = save.with_suffix(".history.csv")
-    report.save_history(history, result.history)
-    if args.plot and result.history:
-        report.plot(Path(args.plot), result.history, model.graph.name)
+    _train_report(args, model, result, save)
+    if result.diverged:
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if result.interrupted else (EXIT_FAILED if result.problems else EXIT_OK)
+
+
+def _train_report(args: argparse.Namespace, model: Any, result: Any, save: Path) -> None:
+    from dlc.train import report
+
+    whole = [*result.earlier, *result.history]
+    if args.plot and whole:
+        report.plot(Path(args.plot), whole, model.graph.name)
+    if result.note:
+        print(f"dlc: warning: {result.note}", file=sys.stderr)
     if not args.json:
         print(report.summary_line(result))
-        print(f"parameters: {save}   history: {history}" + (f"   plot: {args.plot}" if args.plot else ""))
-    if result.diverged:
-        print(f"dlc: error: training diverged at {result.diverged}; the last good parameters are in {save}",
-              file=sys.stderr)  # fmt: skip
-    if result.interrupted:
-        print(
-            f"dlc: interrupted; parameters of the last whole epoch are in {save} (--resume {save})",
-            file=sys.stderr,
-        )
+        if result.saved is not None and not result.diverged:
+            history = f"   history: {result.saved_history}" if result.saved_history else ""
+            print(f"parameters: {result.saved}{history}" + (f"   plot: {args.plot}" if args.plot else ""))
+    if not result.history and result.first >= result.settings.epochs:
+        print(f"dlc: note: {args.resume} is at epoch {result.first} already, and --epochs is "
+              f"{result.settings.epochs}: there was nothing to train", file=sys.stderr)  # fmt: skip
+    _trouble_report(result, save)
     if args.json:
         print(report.to_json(result))
-    return EXIT_FAILED if result.diverged else (130 if result.interrupted else EXIT_OK)
+
+
+def _trouble_report(result: Any, save: Path) -> None:
+    """What went wrong: writes that failed, divergence, an interrupt."""
+    for problem in result.problems:
+        print(f"dlc: error: {problem}", file=sys.stderr)
+    if result.problems and result.saved is not None:
+        print(f"dlc: the trained parameters are in {result.saved} instead", file=sys.stderr)
+    if result.diverged:
+        lr = result.settings.lr
+        print(f"dlc: error: training diverged at {result.diverged}", file=sys.stderr)
+        last = result.first + len(result.history)
+        kept = f"the parameters of its last finite epoch ({last}) are in {result.saved}"
+        where = kept if result.saved else "no epoch of this run finished"
+        print(f"dlc: {save} and its history are as they were before this run; {where}", file=sys.stderr)
+        print(f"hint: lower the learning rate (it was {lr:g}; try --lr {lr / 10:g})", file=sys.stderr)
+    if result.interrupted:
+        done = f"parameters of the last whole epoch are in {save} (--resume {save})"
+        print(f"dlc: interrupted; {done if result.saved else 'no epoch finished; nothing saved'}",
+              file=sys.stderr)  # fmt: skip
 
 
 def _predict(args: argparse.Namespace) -> int:
     from dlc.atomic import write_text
     from dlc.compiler import compile_source, load_module
-    from dlc.frontend import load
     from dlc.train import checkpoint
     from dlc.train.data import load_inputs
     from dlc.train.predict import predictions_csv
 
-    model = load(args.model)
+    model = _load(args.model)
     graph = model.graph
     if graph.output is None:
         raise DlcError(f"{model.path} declares no output to predict", hint="add a line 'output EXPR'")
-    params = checkpoint.load(args.params, graph, "float64").params
+    if args.output:
+        inputs = [("the model file", args.model), ("the parameters", args.params), ("the data", args.data)]
+        _refuse_overwrite(args.output, "-o", inputs)
+    state = checkpoint.load(args.params, graph, "float64")
+    if state.note:
+        print(f"dlc: warning: {state.note}", file=sys.stderr)
     X = load_inputs(args.data, graph)
     module = load_module(compile_source(model), f"dlc_{graph.name}")
-    text = predictions_csv(graph, module.predict(params, X))
+    text = predictions_csv(graph, module.predict(state.params, X))
     if args.output:
         write_text(args.output, text)
         print(f"wrote {len(X)} predictions to {args.output}", file=sys.stderr)
@@ -165,67 +214,151 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 }
 
 
+def whole(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number (digits only) from ``low`` to 2^31."""
+
+    def parse(text: str) -> int:
+        digits = text.strip().removeprefix("-").removeprefix("+")
+        value = int(text) if digits.isdigit() and len(digits) < 30 else None
+        if value is None or not low <= value <= MAX_WHOLE:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to 2^31, not {text}")
+        return value
+
+    return parse
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
 def _train_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--data", metavar="PATH", help="FILE.csv, FILE.npz or builtin:NAME (default: the model's)"
     )
-    cmd.add_argument("--epochs", type=int)
-    cmd.add_argument("--batch-size", type=int)
-    cmd.add_argument("--lr", type=float, help="learning rate")
-    cmd.add_argument("--momentum", type=float)
+    cmd.add_argument("--epochs", type=whole(0), metavar="N")
+    cmd.add_argument("--batch-size", type=whole(1), metavar="N")
+    cmd.add_argument("--lr", type=finite, help="learning rate")
+    cmd.add_argument("--momentum", type=finite)
     cmd.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    cmd.add_argument("--seed", type=int, help="for initial parameters, shuffling and the validation split")
+    cmd.add_argument(
+        "--seed", type=whole(0), metavar="N", help="for initial parameters, shuffling, the split"
+    )
     cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
     cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     cmd.add_argument(
-        "--val-split", type=float, default=0.0, metavar="F", help="fraction held out for validation"
+        "--val-split", type=finite, default=0.0, metavar="F", help="fraction held out for validation"
     )
     cmd.add_argument("--save", metavar="PARAMS.npz", help="where the parameters go (default: MODEL.npz here)")
     cmd.add_argument("--resume", metavar="PARAMS.npz", help="continue from a checkpoint")
-    cmd.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="also save every N epochs")
+    cmd.add_argument(
+        "--checkpoint-every", type=whole(0), default=0, metavar="N", help="also save every N epochs"
+    )
     cmd.add_argument("--plot", metavar="LOSS.png", help="plot the loss (and accuracy) per epoch")
     cmd.add_argument("--json", action="store_true", help="end with one JSON line summing up the run")
     cmd.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line said in one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"dlc {version('dlc')}"
+    except PackageNotFoundError:
+        return "dlc (version unknown: not installed)"
+
+
+def _command_flags(name: str, cmd: argparse.ArgumentParser) -> None:
+    if name == "grad":
+        cmd.add_argument("--format", choices=("text", "latex", "markdown"), default="text")
+        cmd.add_argument("--wrt", metavar="NAME", help="only the gradient with respect to this parameter")
+        cmd.add_argument("--stats", action="store_true", help="op counts and flops, forward vs gradients")
+    if name == "compile":
+        cmd.add_argument("-o", "--output", metavar="OUT.py", help="where to write it (default: stdout)")
+        cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
+        cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    if name == "train":
+        _train_flags(cmd)
+    if name == "predict":
+        cmd.add_argument("--params", required=True, metavar="PARAMS.npz", help="trained parameters")
+        cmd.add_argument("--data", required=True, metavar="X.csv", help="inputs (.csv or .npz)")
+        cmd.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: stdout)")
+    if name == "check":
+        cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+        cmd.add_argument(
+            "--seed", type=whole(0), default=0, metavar="N", help="for parameters, data, directions"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dlc",
-        description="dlc: a symbolic differentiation compiler for neural networks.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="dlc", description="dlc: a symbolic differentiation compiler for neural networks.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("model", metavar="MODEL", help="a model file (.dlc)")
-        if name == "grad":
-            cmd.add_argument("--format", choices=("text", "latex", "markdown"), default="text")
-            cmd.add_argument("--wrt", metavar="NAME", help="only the gradient with respect to this parameter")
-            cmd.add_argument("--stats", action="store_true", help="op counts and flops, forward vs gradients")
-        if name == "compile":
-            cmd.add_argument("-o", "--output", metavar="OUT.py", help="where to write it (default: stdout)")
-            cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
-            cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-        if name == "train":
-            _train_flags(cmd)
-        if name == "predict":
-            cmd.add_argument("--params", required=True, metavar="PARAMS.npz", help="trained parameters")
-            cmd.add_argument("--data", required=True, metavar="X.csv", help="inputs (.csv or .npz)")
-            cmd.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: stdout)")
-        if name == "check":
-            cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-            cmd.add_argument("--seed", type=int, default=0, help="for parameters, data and directions")
+        _command_flags(name, cmd)
     return parser
+
+
+def _say(text: str) -> None:
+    """A line on stderr, if anyone still reads it."""
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(text, file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: send what Python still wants to flush at exit nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests capture it)
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a mistake in the flags (already said)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
     handler, _ = COMMANDS[args.command]
     try:
         return handler(args)
     except DlcError as err:
-        print(err.render(), file=sys.stderr)
+        _say(err.render())
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        _say("dlc: error: out of memory")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("dlc: interrupted", file=sys.stderr)
-        return 130
+        _say("dlc: interrupted")
+        return EXIT_INTERRUPTED

@@ -18,7 +18,8 @@ import numpy as np
 
 from dlc.backends.initializers import initial_params
 from dlc.backends.numpy import write_module
-from dlc.compiler import load_module
+from dlc.compiler import check_memory, load_module, out_of_memory
+from dlc.errors import DlcError
 from dlc.grad import differentiate
 from dlc.grad.formulas import derive
 from dlc.graph.graph import Graph
@@ -26,6 +27,10 @@ from dlc.graph.nodes import Input, Loss
 
 #: Parameters with at most this many elements are also checked element by element.
 ELEMENTWISE_LIMIT = 64
+#: Arrays the size of the parameters the check holds at once (float64): the parameters, the
+#: nudged ones, their copy in the checked dtype, the gradients, a direction and a step.
+CHECK_COPIES = 6
+MAX_SEED = 2**31
 TOLERANCE = {"float64": 1e-5, "float32": 2e-2}
 
 
@@ -81,9 +86,18 @@ def check_gradients(
 
     Returns:
         The largest relative errors found.
+
+    Raises:
+        DlcError: for a seed outside 0..2^31, or parameters too large for the memory.
     """
-    with np.errstate(all="ignore"):  # a loss that is not finite is the result's NaN, not a warning
-        return _check(graph, dtype, seed, batch, directions)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DlcError(f"--seed must be a whole number from 0 to 2^31, not {seed!r}")
+    check_memory(graph, "float64", CHECK_COPIES, "the gradient check")
+    try:
+        with np.errstate(all="ignore"):  # a loss that is not finite is the result's NaN, not a warning
+            return _check(graph, dtype, seed, batch, directions)
+    except MemoryError:
+        raise out_of_memory(graph, "float64", "the gradient check") from None
 
 
 def _check(graph: Graph, dtype: str, seed: int, batch: int, directions: int) -> CheckResult:

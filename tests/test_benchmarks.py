@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import epoch, firststep, goals, scaling
+from benchmarks import epoch, firststep, goals, limits, scaling
 from benchmarks.measure import CHECK_RTOL, Timing, available_peers, cross_check
 from benchmarks.peers import Dlc, DlcLlvm
 from benchmarks.report import c_tol
@@ -118,3 +118,9 @@ def test_epoch_and_first_step_goals() -> None:
              ("b", (0.3, 0.4)))]  # fmt: skip
     (goal,) = goals.first_step_goals(first, 0.5)
     assert goal[2].startswith("slowest 0.700 s (`b`); 1 of 2 over") and goal[3] == "**not met**"
+
+
+def test_the_limits_benchmark_runs_every_case() -> None:
+    rows = limits.measure(20)
+    assert [row[0] for row in rows] == list(limits.CASES)
+    assert all(row[1] == "ok" or row[1].startswith("error: ") for row in rows)

@@ -5,19 +5,18 @@ names, nesting of 256 levels within an expression and 300 through functions,
 10^9 elements per tensor. Deeply nested input runs in a subprocess each, so
 that a stack overflow would show as a failed test rather than end the run.
 
-The slow cases print their times (``pytest -s``). On a shared 2-core machine:
-10,000 parameters load in 0.6 s and compile in about 10 s; 10,000 statements
-on one line load in 3 s; 10,000 chained named values are refused in 0.6 s.
-The bounds below leave room.
+No test here asserts a time: on a shared machine a time says more about the
+neighbours than about dlc. Costs are counted instead (bytes allocated, Python
+calls made as an input doubles); the times of the large cases are measured
+by ``python -m benchmarks.limits``. Subprocesses have generous timeouts, as
+guards against a hang only.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +33,8 @@ from dlc.frontend.parser import MAX_SOURCE_BYTES
 from .conftest import ROOT
 
 DEEP = 10_000
-#: Seconds a deep or large input may take, start to error (the brief's bound).
-BOUND_S = 20.0
+#: Seconds after which a subprocess is taken to hang (a guard, not a measure of speed).
+HANG_S = 600
 
 
 def assert_positioned(err: DlcError, source: str) -> None:
@@ -47,18 +46,35 @@ def assert_positioned(err: DlcError, source: str) -> None:
     assert len(rendered) < 2000, "a long line is shown as a window around the spot"
 
 
-def measure(fn: Callable[[], Any]) -> tuple[Any, float, int]:
-    """``fn()``'s result (or the exception it raised), the seconds it took and its peak traced bytes."""
+def measure(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``fn()``'s result (or the exception it raised) and its peak traced bytes."""
     tracemalloc.start()
-    began = time.perf_counter()
     try:
         result: Any = fn()
     except Exception as exc:
         result = exc
-    seconds = time.perf_counter() - began
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return result, seconds, peak
+    return result, peak
+
+
+def calls(fn: Callable[[], Any]) -> int:
+    """How many functions (Python and built-in) ``fn()`` calls: a cost that a busy machine does not change."""
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    except DlcError:
+        pass
+    finally:
+        sys.setprofile(None)
+    return count
 
 
 # --------------------------------------------------------------- huge shapes
@@ -85,20 +101,19 @@ HUGE = {
 @pytest.mark.parametrize("case", list(HUGE))
 def test_huge_shape_is_an_error_before_any_allocation(case: str) -> None:
     source = HUGE[case]
-    result, seconds, peak = measure(lambda: compile_source(load_source(source, "huge.dlc")))
+    result, peak = measure(lambda: compile_source(load_source(source, "huge.dlc")))
     assert isinstance(result, DlcError), result
     assert_positioned(result, source)
     assert "1e+09 elements" in result.message or "too large" in result.message, result.message
-    assert seconds < 2.0
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
 def test_largest_allowed_tensor_compiles_without_allocating() -> None:
     """10^9 elements is allowed: compiling such a model must not allocate it."""
     source = "input x : [1000000000]\nparam W : [1000000000] = zeros\nloss sum(W * x)\n"
-    result, seconds, peak = measure(lambda: compile_source(load_source(source, "big.dlc")))
+    result, peak = measure(lambda: compile_source(load_source(source, "big.dlc")))
     assert isinstance(result, str), result
-    assert seconds < 10 and peak < 50 * 2**20
+    assert peak < 50 * 2**20
 
 
 # --------------------------------------------------------------- deep nesting
@@ -193,7 +208,7 @@ def nested_results() -> dict[str, dict[str, Any]]:
             running.append((name, proc))
         name, proc = running.pop(0)
         try:
-            out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=HANG_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
@@ -221,16 +236,14 @@ def test_deep_nesting_is_a_clear_error(case: str, nested_results: dict[str, dict
     assert "nested" in r["message"] or "nests" in r["message"] or "dimensions" in r["message"], r
     # A chain of calls ends in one "in this call of" note per level shown (150 of them): long but bounded.
     assert r["rendered"] < (50_000 if case == "function_chain" else 2000)
-    assert r["seconds"] < BOUND_S, r
     assert r["max_rss_mb"] < 2000, r
 
 
-@pytest.mark.slow
-def test_function_chain_is_checked_in_linear_time(nested_results: dict[str, dict[str, Any]]) -> None:
-    """10,000 chained functions took 8-16 s (quadratic look-ups, fixed in b327dcb); chained values 0.6 s."""
-    r = nested_results["function_chain"]
-    assert r["outcome"] == "DlcError"
-    assert r["seconds"] < 5.0, r
+def test_function_chain_is_checked_in_linear_time() -> None:
+    """10,000 chained functions took 8-16 s: the table of functions was rebuilt at each look-up
+    (fixed in b327dcb). Twice the functions must cost about twice the calls, not four times."""
+    small, large = (calls(lambda n=n: load_source(_function_chain(n), "chain.dlc")) for n in (2000, 4000))
+    assert large < 2.5 * small, (small, large)
 
 
 # --------------------------------------------------------------- file size
@@ -242,17 +255,17 @@ def test_file_just_over_the_limit_is_refused_quickly(tmp_path: Path) -> None:
     assert len(text.encode()) == MAX_SOURCE_BYTES + 2
     path = tmp_path / "big.dlc"
     path.write_text(text)
-    result, seconds, peak = measure(lambda: load(path))
+    result, peak = measure(lambda: load(path))
     assert isinstance(result, DlcError), result
     assert "larger than 1 MiB" in result.message
-    assert seconds < 0.5
     assert peak < MAX_SOURCE_BYTES // 4, "the file is refused before it is read"
-    result, seconds, _ = measure(lambda: load_source(text, "big.dlc"))
-    assert isinstance(result, DlcError) and "larger than 1 MiB" in result.message and seconds < 0.5
+    result, peak = measure(lambda: load_source(text, "big.dlc"))
+    assert isinstance(result, DlcError) and "larger than 1 MiB" in result.message
+    assert peak < 4 * MAX_SOURCE_BYTES, "the text is refused before it is parsed"
     # Non-ASCII text counts in bytes: half a million two-byte characters is over the limit too.
     wide = model + "#" + "é" * (MAX_SOURCE_BYTES // 2) + "\n"
-    result, seconds, _ = measure(lambda: load_source(wide, "wide.dlc"))
-    assert isinstance(result, DlcError) and seconds < 0.5
+    result, _ = measure(lambda: load_source(wide, "wide.dlc"))
+    assert isinstance(result, DlcError) and "larger than 1 MiB" in result.message
 
 
 def test_file_at_the_limit_is_read(tmp_path: Path) -> None:
@@ -261,31 +274,28 @@ def test_file_at_the_limit_is_read(tmp_path: Path) -> None:
     assert len(text.encode()) == MAX_SOURCE_BYTES
     path = tmp_path / "edge.dlc"
     path.write_text(text)
-    result, seconds, _ = measure(lambda: load(path))
+    result, _ = measure(lambda: load(path))
     assert not isinstance(result, Exception), result
-    assert seconds < 5
 
 
 def test_enormous_sparse_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "huge.dlc"
     with open(path, "wb") as f:
         f.truncate(4 * 2**30)  # 4 GiB of zeros, on disk only as a hole
-    result, seconds, peak = measure(lambda: load(path))
+    result, peak = measure(lambda: load(path))
     assert isinstance(result, DlcError) and "larger than 1 MiB" in result.message
-    assert seconds < 0.5 and peak < 2**20
+    assert peak < 2**20
 
 
 @pytest.mark.slow
 def test_command_line_refuses_a_big_file(tmp_path: Path) -> None:
     path = tmp_path / "big.dlc"
     path.write_text("param w : [] = zeros\nloss w ** 2\n#" + "x" * MAX_SOURCE_BYTES + "\n")
-    began = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-m", "dlc", "show", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "dlc", "show", str(path)], capture_output=True, text=True, timeout=HANG_S
     )
     assert run.returncode == 2
     assert "larger than 1 MiB" in run.stderr and "Traceback" not in run.stderr
-    assert time.perf_counter() - began < 30
 
 
 # --------------------------------------------------------------- long lines and many statements
@@ -294,29 +304,26 @@ def test_command_line_refuses_a_big_file(tmp_path: Path) -> None:
 def test_very_long_line_with_a_mistake_at_its_end() -> None:
     line = "param w : [1] = zeros " + " ".join(f"a{i} = w * {i}" for i in range(DEEP)) + " loss sum(w) +"
     assert len(line) > 150_000
-    result, seconds, _ = measure(lambda: load_source(line, "line.dlc"))
+    result, _ = measure(lambda: load_source(line, "line.dlc"))
     assert isinstance(result, DlcError), result
     assert_positioned(result, line)
     assert result.span is not None and result.span.column > 150_000
     excerpt = result.render().splitlines()
     assert len(excerpt[1]) <= 110 and excerpt[2].strip() == "^", "a window around the spot, caret under it"
-    assert seconds < BOUND_S
 
 
 def test_very_long_comment_line() -> None:
     source = "param w : [] = zeros  # " + "\"\"\" ''' \\ " * 90_000 + "\nloss w ** 2\n"
     assert len(source) > 900_000
-    result, seconds, _ = measure(lambda: compile_source(load_source(source, "comment.dlc")))
+    result, _ = measure(lambda: compile_source(load_source(source, "comment.dlc")))
     assert isinstance(result, str), result
-    assert seconds < BOUND_S
 
 
 def test_long_line_of_deep_sum_is_refused() -> None:
     line = "param w : [] = zeros loss " + " + ".join(["w"] * 200_000)
-    result, seconds, _ = measure(lambda: load_source(line, "sum.dlc"))
+    result, _ = measure(lambda: load_source(line, "sum.dlc"))
     assert isinstance(result, DlcError)
     assert_positioned(result, line)
-    assert seconds < BOUND_S
 
 
 @pytest.mark.slow
@@ -325,18 +332,10 @@ def test_ten_thousand_parameters_in_bounded_time() -> None:
     n = DEEP
     source = "input x : [1]\n" + "".join(f"param p{i} : [1] = zeros\n" for i in range(n))
     source += "loss sum((concat(" + ", ".join(f"p{i}" for i in range(n)) + ") - x) ** 2)\n"
-    began = time.perf_counter()
-    model = load_source(source, "many.dlc")
-    loaded = time.perf_counter() - began
-    text = compile_source(model)
-    compiled = time.perf_counter() - began
-    module = load_module(text, "many")
+    module = load_module(compile_source(load_source(source, "many.dlc")), "many")
     params = module.init_params(0)
     value, grads = module.value_and_grad(params, np.ones((2, 1)), None)
-    total = time.perf_counter() - began
-    print(f"10,000 parameters: load {loaded:.1f} s, compile {compiled - loaded:.1f} s, total {total:.1f} s")
     assert value == pytest.approx(1.0 * n) and len(grads) == n
-    assert total < BOUND_S
 
 
 @pytest.mark.slow
@@ -344,13 +343,11 @@ def test_ten_thousand_statements_on_one_line() -> None:
     """10,000 named values on a single line (most unused: warnings, not errors)."""
     line = "param w : [2] = zeros input x : [2] " + " ".join(f"v{i} = w * {i} + x" for i in range(DEEP))
     line += " loss sum(v9999 ** 2) + sum(v17)"
-    result, seconds, _ = measure(lambda: load_source(line, "line.dlc"))
+    result, _ = measure(lambda: load_source(line, "line.dlc"))
     assert not isinstance(result, Exception), result
     assert len(result.warnings) == DEEP - 2
-    text, more, _ = measure(lambda: compile_source(result))
+    text, _ = measure(lambda: compile_source(result))
     assert isinstance(text, str), text
-    print(f"10,000 statements on one line: load {seconds:.1f} s, compile {more:.1f} s")
-    assert seconds + more < BOUND_S
 
 
 # --------------------------------------------------------------- names
@@ -360,12 +357,12 @@ def test_ten_thousand_statements_on_one_line() -> None:
 def test_long_identifier_is_a_clear_error(length: int) -> None:
     name = "a" * length
     source = f"param {name} : [] = zeros\nloss {name} ** 2\n"
-    result, seconds, peak = measure(lambda: load_source(source, "name.dlc"))
+    result, peak = measure(lambda: load_source(source, "name.dlc"))
     assert isinstance(result, DlcError), result
     assert result.message == "name is longer than 64 characters"
     assert_positioned(result, source)
     assert result.span == result.span.__class__(1, 7, 1, 7 + length)
-    assert seconds < 2 and peak < 50 * 2**20
+    assert peak < 50 * 2**20
 
 
 def test_identifier_of_64_characters_is_fine() -> None:
@@ -380,11 +377,10 @@ def test_identifier_of_64_characters_is_fine() -> None:
 
 def test_many_dimensions_of_one() -> None:
     source = "param W : [" + ", ".join(["1"] * 10_000) + "] = zeros\nloss sum(W)\n"
-    result, seconds, _ = measure(lambda: compile_source(load_source(source, "rank.dlc")))
+    result, _ = measure(lambda: compile_source(load_source(source, "rank.dlc")))
     assert isinstance(result, (str, DlcError)), result
     if isinstance(result, DlcError):
         assert_positioned(result, source)
-    assert seconds < BOUND_S
 
 
 @pytest.mark.parametrize("what", ["param", "input"])
@@ -413,6 +409,54 @@ SMALL_BUT_COSTLY = {
 }
 
 
+#: Runs ``dlc`` with a budget of function calls (Python and built-in): a cost that a busy
+#: machine does not change. Over budget, it stops at once and says so.
+RUN_BUDGETED = r"""
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from dlc.cli import main
+
+class OverBudget(BaseException):
+    pass
+
+budget, count = int(sys.argv[1]), 0
+
+def profile(frame, event, arg):
+    global count
+    if event in ("call", "c_call"):
+        count += 1
+        if count > budget:
+            sys.setprofile(None)
+            raise OverBudget
+
+sys.setprofile(profile)
+try:
+    code = main(sys.argv[2:])
+except OverBudget:
+    code = "over budget"
+finally:
+    sys.setprofile(None)
+print(json.dumps({"code": code, "calls": count}), file=sys.stderr)
+"""
+#: dlc show / grad of these small models make about a million calls.
+CALL_BUDGET = 20_000_000
+
+
+def run_budgeted(*args: str) -> tuple[dict[str, Any], str]:
+    """``dlc ARGS`` under :data:`CALL_BUDGET`: its result ({"code", "calls"}) and its stderr."""
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", RUN_BUDGETED, str(CALL_BUDGET), *args],
+            capture_output=True,
+            text=True,
+            timeout=HANG_S,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dlc {' '.join(args)} hangs")
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stderr.strip().splitlines()[-1]), run.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(SMALL_BUT_COSTLY))
 def test_small_file_with_a_huge_constant_is_refused_quickly(case: str, tmp_path: Path) -> None:
@@ -420,18 +464,8 @@ def test_small_file_with_a_huge_constant_is_refused_quickly(case: str, tmp_path:
     and gigabytes; numbers alone are now estimated in floating point first (b327dcb)."""
     path = tmp_path / f"{case}.dlc"
     path.write_text(SMALL_BUT_COSTLY[case])
-    env = dict(os.environ)
-    try:
-        run = subprocess.run(
-            [sys.executable, "-m", "dlc", "show", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("dlc show did not finish in 10 s")
-    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    result, stderr = run_budgeted("show", str(path))
+    assert result["code"] == 2 and "Traceback" not in stderr, stderr
 
 
 ROOT_MODELS = {
@@ -448,17 +482,8 @@ def test_power_to_a_fraction_with_a_huge_denominator(case: str, tmp_path: Path) 
     source = "param w : [3] = normal(1)\ninput x : [3]\n" + ROOT_MODELS[case]
     path = tmp_path / "root.dlc"
     path.write_text(source)
-    code = (
-        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30));"
-        "from dlc.cli import main; raise SystemExit(main())"
-    )
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", code, "grad", str(path)], capture_output=True, text=True, timeout=60
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("dlc grad did not finish in 60 s")
-    assert run.returncode == 0, run.stdout + run.stderr
+    result, stderr = run_budgeted("grad", str(path))
+    assert result["code"] == 0, (result, stderr)
     # The float exponent is the double nearest the written one: the gradient is right.
     module = load_module(compile_source(load_source(source, "root.dlc"), "numpy", "float64"), "root")
     params = module.init_params(0)

@@ -62,7 +62,7 @@ def test_flags_override_the_train_block(tmp_path: Path, capsys: pytest.CaptureFi
         (["--momentum", "1"], "--momentum must be at least 0 and less than 1"),
         (["--val-split", "1.5"], "--val-split"),
         (["--data", "builtin:nope"], "nope"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--batch-size", "0"], "argument --batch-size: must be a whole number from 1 to 2^31, not 0"),
     ],
 )
 def test_bad_flags_are_clear_errors(
@@ -87,12 +87,15 @@ def test_divergence_stops_keeps_the_last_good_parameters(
     save = tmp_path / "d.npz"
     code, _, err = run(["train", str(SINE), "--save", str(save), "--lr", "5", "--json"], capsys)
     assert code == 1
-    assert "diverged at epoch" in err and "step" in err
-    with np.load(save) as npz:
+    assert "diverged at epoch" in err and "step" in err and "lower the learning rate" in err
+    assert not save.exists(), "a diverged run writes nothing at --save"
+    kept = tmp_path / "d.diverged.npz"
+    with np.load(kept) as npz:
         assert all(np.all(np.isfinite(npz[k])) for k in npz.files if k.startswith("param/"))
         good_epoch = int(npz["epoch"])
-    history = (tmp_path / "d.history.csv").read_text().splitlines()
+    history = (tmp_path / "d.diverged.history.csv").read_text().splitlines()
     assert len(history) - 1 == good_epoch  # the saved parameters are those after the last whole epoch
+    assert f"are in {kept}" in err
 
 
 def test_resume_continues_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,13 +1,19 @@
 """Checkpoints: parameters, velocity and the epoch reached, in one .npz without pickles.
 
-Keys are ``param/<name>``, ``velocity/<name>``, ``epoch`` and ``model``;
-files are written atomically, so an interrupted save leaves the previous one.
+Keys are ``param/<name>``, ``velocity/<name>``, ``epoch`` (the epochs completed,
+a whole number from 0 to 2^31), ``model`` (its name) and ``fingerprint``: a
+SHA-256 of what the model computes (:func:`fingerprint`). Loading checks the
+fingerprint, so that a checkpoint of another model whose parameters happen
+to have the same names and shapes is refused. A file without one (a plain
+.npz of arrays named after the parameters, or a checkpoint of a dlc before
+fingerprints) is accepted on names and shapes, with a note saying so.
+Files are written atomically, so an interrupted save leaves the previous one.
 """
 
 from __future__ import annotations
 
-import zipfile
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,12 @@ import numpy as np
 from dlc.atomic import replacing
 from dlc.errors import DlcError
 from dlc.graph.graph import Graph
+from dlc.graph.nodes import Constant, typed_shape
+from dlc.graph.printer import body_text, node_names
+from dlc.train.npzfile import read_npz
+
+#: The largest epoch a checkpoint may hold, as for whole-number settings.
+MAX_EPOCH = 2**31
 
 
 @dataclass
@@ -22,14 +34,40 @@ class Checkpoint:
     params: dict[str, np.ndarray]
     velocity: dict[str, np.ndarray]
     epoch: int  # epochs completed
+    note: str | None = None  # a caveat found while loading it
 
 
-def save(path: str | Path, checkpoint: Checkpoint, model: str) -> None:
-    """Write a checkpoint atomically."""
+def fingerprint(graph: Graph) -> str:
+    """A SHA-256 of what ``graph`` computes, in hex.
+
+    It covers the inputs, targets and parameters (names and shapes), every
+    operation with its shape, constants' values, the output and the loss. It
+    leaves out what does not change the function: the model's name, names of
+    intermediate values, initializers and the training section.
+    """
+    anonymous = replace(graph, names={})
+    names = node_names(anonymous)
+    digest = hashlib.sha256(b"dlc-model-1\n")
+    for leaf in (graph.input, graph.target, *graph.params):
+        if leaf is not None:
+            digest.update(f"{type(leaf).__name__} {leaf.name} {typed_shape(leaf)}\n".encode())
+    for node in anonymous.nodes():
+        if node.inputs or isinstance(node, Constant):
+            digest.update(f"{names[node]} = {body_text(node, names)} : {typed_shape(node)}\n".encode())
+        if isinstance(node, Constant):
+            digest.update(np.ascontiguousarray(node.value, dtype=np.float64).tobytes())
+    for role, root in (("output", graph.output), ("loss", graph.loss)):
+        digest.update(f"{role} {names[root] if root is not None else '-'}\n".encode())
+    return digest.hexdigest()
+
+
+def save(path: str | Path, checkpoint: Checkpoint, model: str, identity: str) -> None:
+    """Write a checkpoint atomically; ``identity`` is the model's :func:`fingerprint`."""
     arrays = {f"param/{k}": v for k, v in checkpoint.params.items()}
     arrays |= {f"velocity/{k}": v for k, v in checkpoint.velocity.items()}
-    arrays["epoch"] = np.array(checkpoint.epoch)
+    arrays["epoch"] = np.array(checkpoint.epoch, dtype=np.int64)
     arrays["model"] = np.array(model)
+    arrays["fingerprint"] = np.array(identity)
     with replacing(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]
 
@@ -38,40 +76,64 @@ def load(path: str | Path, graph: Graph, dtype: str) -> Checkpoint:
     """Read a checkpoint (or a plain .npz of parameters by name) for ``graph``.
 
     Raises:
-        DlcError: if the file is missing, not an .npz, holds pickles, or its
-            parameters do not match the model's names and shapes.
+        DlcError: if the file is missing, not an .npz, holds pickles, was written
+            for another model, or its parameters or epoch are not what the model needs.
     """
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise DlcError(f"{path}: no such file") from None
-    except ValueError as exc:  # object arrays need pickles, which are refused
-        raise DlcError(f"{path}: cannot be read without unpickling ({exc}); dlc never unpickles") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DlcError(f"{path}: not a readable .npz file ({exc})") from None
+    names = [p.name for p in graph.params]
+    wanted = {"epoch", "model", "fingerprint", *names}
+    wanted |= {f"{section}/{n}" for section in ("param", "velocity") for n in names}
+    archive = read_npz(str(path), wanted, "the checkpoint")
+    arrays = archive.arrays
     params = _section(arrays, "param/") or {k: v for k, v in arrays.items() if "/" not in k}
     velocity = _section(arrays, "velocity/")
-    _check(path, graph, params, "parameter")
+    _check(path, graph, params, "parameter", archive.held)
     if velocity:
-        _check(path, graph, velocity, "velocity")
+        _check(path, graph, velocity, "velocity", archive.held)
     else:
         velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    epoch = int(arrays["epoch"]) if "epoch" in arrays else 0
-    cast = {k: np.array(params[p.name], dtype=dtype) for k, p in ((p.name, p) for p in graph.params)}
-    return Checkpoint(cast, {k: np.array(velocity[k], dtype=dtype) for k in cast}, epoch)
+    note = _identity(path, graph, arrays)
+    epoch = _epoch(path, arrays["epoch"]) if "epoch" in arrays else 0
+    cast = {n: np.array(params[n], dtype=dtype) for n in names}
+    return Checkpoint(cast, {n: np.array(velocity[n], dtype=dtype) for n in names}, epoch, note)
+
+
+def _identity(path: str | Path, graph: Graph, arrays: dict[str, np.ndarray]) -> str | None:
+    """None if the file's fingerprint is the model's; a note if it has none; else an error."""
+    stored = arrays.get("fingerprint")
+    if stored is None:
+        return (
+            f"{path} carries no model fingerprint (a plain .npz, or written by an older dlc): "
+            "only the names and shapes of its parameters were checked"
+        )
+    if stored.shape != () or stored.dtype.kind != "U" or str(stored) != fingerprint(graph):
+        raise DlcError(
+            f"{path} was saved for a different model: its parameters have the names and shapes "
+            f"{graph.name} needs, but the two models compute different things (their fingerprints differ)",
+            hint="train from the start; to start from these values on purpose, save them as a "
+            "plain .npz of arrays named after the parameters",
+        )
+    return None
+
+
+def _epoch(path: str | Path, stored: np.ndarray) -> int:
+    """The stored epoch: one whole number from 0 to 2^31."""
+    value = stored.item() if stored.shape == () and stored.dtype.kind in "iuf" else None
+    if value is None or not float(value).is_integer() or not 0 <= value <= MAX_EPOCH:
+        shown = str(stored.tolist())[:40] if stored.size < 100 else f"an array of shape {list(stored.shape)}"
+        raise DlcError(f"{path}: its epoch must be one whole number from 0 to 2^31, not {shown}")
+    return int(value)
 
 
 def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def _check(path: str | Path, graph: Graph, found: dict[str, np.ndarray], what: str) -> None:
+def _check(
+    path: str | Path, graph: Graph, found: dict[str, np.ndarray], what: str, held: tuple[str, ...]
+) -> None:
     for p in graph.params:
         if p.name not in found:
-            raise DlcError(
-                f"{path}: no {what} '{p.name}' (it holds: {', '.join(sorted(found)) or 'nothing'})"
-            )
+            raise DlcError(f"{path}: no {what} '{p.name}' (it holds: {', '.join(held) or 'nothing'})")
         value = found[p.name]
         if value.shape != p.shape:
             raise DlcError(

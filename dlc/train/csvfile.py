@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from dlc.errors import DlcError, Span
+from dlc.files import read_regular
+
+#: The largest CSV file read; larger data belongs in an .npz archive.
+MAX_CSV_BYTES = 1 << 30
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
@@ -46,10 +49,7 @@ def _fields(line: str) -> list[tuple[str, int]]:
 
 
 def _read_text(path: str) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise DlcError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = read_regular(path, MAX_CSV_BYTES)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -27,9 +27,13 @@ Sources:
     columns, if present, are ignored.
 ``FILE.npz``
     arrays named after the model's input and target (``x``, ``y``), read
-    without unpickling. Each is ``[N, ...]`` with the model's per-example
+    without unpickling, each checked against the file's size before it is
+    allocated (:mod:`dlc.train.npzfile`). Each is ``[N, ...]`` with the model's per-example
     shape, or the same number of values per example (reshaped row-major).
     A 1-D integer target array holds class labels and is converted as above.
+
+Only regular files are read (never a FIFO or a device such as /dev/zero);
+a CSV file may hold at most 1 GiB (larger data belongs in an .npz).
 
 Every problem raises :class:`~dlc.errors.DlcError`; errors in a CSV file carry
 the line and column of the field at fault.
@@ -38,8 +42,6 @@ the line and column of the field at fault.
 from __future__ import annotations
 
 import math
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,7 @@ from dlc.graph.graph import Graph
 from dlc.graph.nodes import Input, Loss
 from dlc.train import datasets
 from dlc.train.csvfile import Table, error, read_csv
+from dlc.train.npzfile import Archive, read_npz
 
 BUILTIN_PREFIX = "builtin:"
 _BCE_KINDS = frozenset({"bce", "bce_logits"})
@@ -103,7 +106,7 @@ def load_inputs(source: str, graph: Graph) -> np.ndarray:
         table = read_csv(source)
         _check_columns(table, graph, inputs_only=True)
         return _rows(table.values[:, : _size(graph.input)], graph.input)
-    return _npz_array(_read_npz(source, [graph.input.name]), graph.input)
+    return _npz_array(read_npz(source, [graph.input.name]), graph.input)
 
 
 def _kind(source: str) -> str:
@@ -264,47 +267,7 @@ def _csv_data(path: str, graph: Graph) -> Dataset:
 # ---------------------------------------------------------------- .npz archives
 
 
-@dataclass(frozen=True)
-class _Npz:
-    """The arrays read from an archive, and the names of all it holds."""
-
-    path: str
-    arrays: dict[str, np.ndarray]
-    held: tuple[str, ...]
-
-
-def _read_npz(path: str, names: list[str]) -> _Npz:
-    """Read the arrays called ``names`` that the archive at ``path`` holds, without unpickling."""
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise DlcError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not zipfile.is_zipfile(path):
-        raise DlcError(f"{path} is not a .npz archive (it is not a zip file)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            found = {name: _npz_member(path, npz, name) for name in names if name in npz.files}
-            return _Npz(path, found, tuple(sorted(npz.files)))
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, AttributeError) as exc:
-        raise DlcError(f"{path} is not a readable .npz archive ({exc})") from None
-
-
-def _npz_member(path: str, npz: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
-    try:
-        return np.asarray(npz[name])
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
-            raise DlcError(
-                f"{path}: array '{name}' holds Python objects, which can only be read by unpickling; "
-                "dlc refuses pickles"
-            ) from None
-        raise DlcError(f"{path}: array '{name}' cannot be read ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DlcError(f"{path}: array '{name}' is damaged ({exc})") from None
-
-
-def _npz_raw(npz: _Npz, node: Input) -> np.ndarray:
+def _npz_raw(npz: Archive, node: Input) -> np.ndarray:
     """The array for ``node``, checked to be present, real numbers, finite, with examples."""
     where = f"{npz.path}: array '{node.name}'"
     if node.name not in npz.arrays:
@@ -323,14 +286,14 @@ def _npz_raw(npz: _Npz, node: Input) -> np.ndarray:
     return array
 
 
-def _npz_array(npz: _Npz, node: Input) -> np.ndarray:
+def _npz_array(npz: Archive, node: Input) -> np.ndarray:
     """The array for ``node``, checked and shaped ``[N, *node.shape]``."""
     return _fit(_npz_raw(npz, node), node, f"{npz.path}: array '{node.name}': the examples")
 
 
 def _npz_data(path: str, graph: Graph) -> Dataset:
     inp, target = graph.input, graph.target
-    npz = _read_npz(path, [n.name for n in (inp, target) if n is not None])
+    npz = read_npz(path, [n.name for n in (inp, target) if n is not None])
     name = Path(path).name
     X = _npz_array(npz, inp) if inp is not None else None
     if target is None:

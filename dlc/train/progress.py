@@ -24,7 +24,7 @@ class Progress:
         from tqdm import tqdm
 
         self.per_step = steps > LONG_EPOCH
-        total = (epochs - first) * steps if self.per_step else epochs - first
+        total = max(epochs - first, 0) * (steps if self.per_step else 1)
         self.bar = tqdm(total=total, file=self.file, unit="step" if self.per_step else "epoch", leave=True,
                         dynamic_ncols=True)  # fmt: skip
 

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-from dlc.atomic import replacing, write_text
+from dlc.atomic import replacing
 from dlc.errors import DlcError
-from dlc.train.run import Epoch, Result
-
-COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+from dlc.train.history import HEADER, Epoch, row
+from dlc.train.run import Result
 
 
 def history_csv(history: list[Epoch]) -> str:
-    out = io.StringIO()
-    out.write(",".join(COLUMNS) + "\n")
-    for e in history:
-        out.write(",".join("" if getattr(e, c) is None else repr(getattr(e, c)) for c in COLUMNS) + "\n")
-    return out.getvalue()
-
-
-def save_history(path: Path, history: list[Epoch]) -> None:
-    write_text(path, history_csv(history))
+    """A whole history as CSV text (the file a run writes row by row, see :mod:`dlc.train.history`)."""
+    return HEADER + "".join(map(row, history))
 
 
 def plot(path: Path, history: list[Epoch], title: str) -> None:
@@ -61,16 +52,20 @@ def plot(path: Path, history: list[Epoch], title: str) -> None:
 
 
 def summary(result: Result) -> dict[str, Any]:
-    """The run in one JSON-ready object."""
-    last = result.history[-1] if result.history else None
+    """The run in one JSON-ready object; ``epochs`` is the epoch reached, ``ran`` those of this run."""
+    whole = [*result.earlier, *result.history]
+    last = whole[-1] if whole else None
     return {
-        "epochs": last.epoch if last else 0,
+        "epochs": result.first + len(result.history),
+        "ran": len(result.history),
         "final_loss": last.loss if last else None,
         "train_accuracy": last.accuracy if last else None,
         "val_loss": last.val_loss if last else None,
         "val_accuracy": last.val_accuracy if last else None,
         "seconds": round(result.seconds, 4),
         "saved": str(result.saved) if result.saved else None,
+        "history": str(result.saved_history) if result.saved_history else None,
+        "problems": result.problems,
         "diverged": result.diverged,
         "interrupted": result.interrupted,
     }
@@ -78,8 +73,10 @@ def summary(result: Result) -> dict[str, Any]:
 
 def summary_line(result: Result) -> str:
     s = summary(result)
+    ran, plural = s["ran"], "" if s["ran"] == 1 else "s"
+    since = f" (epoch{plural} {result.first + 1}{'' if ran == 1 else ' to ' + str(s['epochs'])})"
     parts = [
-        f"{s['epochs']} epochs in {s['seconds']:.2f} s",
+        f"{ran} epoch{plural}{since if result.first and ran else ''} in {s['seconds']:.2f} s",
         f"loss {s['final_loss']:.4g}" if s["final_loss"] is not None else "",
     ]
     for key, label in (

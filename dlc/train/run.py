@@ -2,12 +2,15 @@
 
 :func:`train` drives the generated module's own training loop and reports
 through an :class:`Observer` (the command line's progress bar). It never
-prints; problems are ``DlcError``; a diverging run ends with the last good
-parameters saved and ``Result.diverged`` set.
+prints; problems are ``DlcError``. Where the parameters and the history go,
+and what a diverging or failing run may replace, is :mod:`dlc.train.outputs`'s
+job; metrics are computed in slices of the data, so that a large data set
+costs no more memory than a batch of training.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,18 +19,36 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dlc.compiler import compile_source, load_module
+from dlc.compiler import check_memory, compile_source, load_module, out_of_memory
 from dlc.errors import DlcError
 from dlc.frontend import Model
 from dlc.graph.graph import Graph, TrainConfig
-from dlc.train import checkpoint
-from dlc.train.data import Dataset, load_data
+from dlc.train import checkpoint, history
+from dlc.train.data import BUILTIN_PREFIX, Dataset, load_data
+from dlc.train.history import Epoch
+from dlc.train.outputs import RunFiles, history_path
 from dlc.train.predict import class_labels, target_labels
+
+#: Whole-number settings go up to 2^31, on the command line as in a model file.
+MAX_WHOLE = 2**31
+#: Arrays the size of the parameters that training holds at once: the parameters, their
+#: velocity and gradient, the step's scaled gradient, the start of the epoch and the last
+#: whole epoch (two each).
+TRAINING_COPIES = 8
+#: Values of one slice of the data when computing metrics (bytes of the forward pass).
+EVAL_BYTES = 32 << 20
+
+__all__ = ["Epoch", "Observer", "Options", "Result", "accuracy", "mean_loss", "settings", "train"]
 
 
 @dataclass(frozen=True)
 class Options:
-    """What the command line (or a caller) asks for; None leaves the model's own setting."""
+    """What the command line (or a caller) asks for; None leaves the model's own setting.
+
+    ``save`` is where the parameters go, ``history`` where the history CSV goes
+    (None: nowhere); ``others`` names files the caller will write after the
+    run (a plot), checked with the run's own before it starts.
+    """
 
     data: str | None = None
     epochs: int | None = None
@@ -42,25 +63,23 @@ class Options:
     save: Path | None = None
     resume: Path | None = None
     checkpoint_every: int = 0  # epochs between checkpoints; 0: only at the end
-
-
-@dataclass
-class Epoch:
-    epoch: int  # 1-based, as people count
-    loss: float
-    accuracy: float | None = None
-    val_loss: float | None = None
-    val_accuracy: float | None = None
+    history: Path | None = None
+    others: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass
 class Result:
     settings: TrainConfig
-    history: list[Epoch] = field(default_factory=list)
+    history: list[Epoch] = field(default_factory=list)  # this run's epochs
+    earlier: list[Epoch] = field(default_factory=list)  # the epochs before, from the checkpoint's history
+    first: int = 0  # epochs done before this run
     seconds: float = 0.0
     saved: Path | None = None
+    saved_history: Path | None = None
+    problems: list[str] = field(default_factory=list)  # writes that failed, and where the work went
     diverged: str | None = None
     interrupted: bool = False
+    note: str | None = None  # about the checkpoint resumed from
 
 
 class Observer(Protocol):
@@ -70,25 +89,29 @@ class Observer(Protocol):
     def close(self) -> None: ...
 
 
+def _whole(value: Any, flag: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= MAX_WHOLE:
+        raise DlcError(f"{flag} must be a whole number from {low} to 2^31, not {value!r}")
+
+
+def _real(value: Any, flag: str, ok: bool, bounds: str) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
+        raise DlcError(f"{flag} must be {bounds}, not {value!r}")
+
+
 def settings(graph: Graph, options: Options) -> TrainConfig:
     """The model's training section with the options' overrides, checked."""
-    t = graph.train
     overrides = {
         k: getattr(options, k) for k in ("epochs", "batch_size", "lr", "momentum", "nesterov", "seed")
     }
-    t = replace(t, **{k: v for k, v in overrides.items() if v is not None})
-    checks = [
-        (t.epochs >= 0, "--epochs must be 0 or more"),
-        (t.batch_size >= 1, "--batch-size must be at least 1"),
-        (t.lr > 0, "--lr must be greater than 0"),
-        (0 <= t.momentum < 1, "--momentum must be at least 0 and less than 1"),
-        (t.seed >= 0, "--seed must be 0 or more"),
-        (0 <= options.val_split < 1, "--val-split must be at least 0 and less than 1"),
-        (options.checkpoint_every >= 0, "--checkpoint-every must be 0 or more"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise DlcError(message)
+    t = replace(graph.train, **{k: v for k, v in overrides.items() if v is not None})
+    _whole(t.epochs, "--epochs", 0)
+    _whole(t.batch_size, "--batch-size", 1)
+    _whole(t.seed, "--seed", 0)
+    _whole(options.checkpoint_every, "--checkpoint-every", 0)
+    _real(t.lr, "--lr", t.lr > 0, "greater than 0")
+    _real(t.momentum, "--momentum", 0 <= t.momentum < 1, "at least 0 and less than 1")
+    _real(options.val_split, "--val-split", 0 <= options.val_split < 1, "at least 0 and less than 1")
     return t
 
 
@@ -96,18 +119,38 @@ def train(model: Model, options: Options, observer: Observer | None = None) -> R
     """Train ``model`` as ``options`` say; returns the history and where the parameters went.
 
     Raises:
-        DlcError: for bad options, data or checkpoints.
+        DlcError: for bad options, data or checkpoints, outputs that cannot be
+            written (checked before training), or too little memory.
     """
     graph = model.graph
     config = settings(graph, options)
+    files = _files(model, options)
     data = _data(graph, options, config)
     train_set, val_set = _split(data, options.val_split, config.seed)
+    check_memory(graph, options.dtype, TRAINING_COPIES, "training")
     module = load_module(compile_source(model, options.backend, options.dtype), f"dlc_{graph.name}")
-    start = checkpoint.load(options.resume, graph, options.dtype) if options.resume else None
-    params = start.params if start else module.init_params(config.seed)
-    velocity = start.velocity if start else {k: np.zeros_like(v) for k, v in params.items()}
-    run = _Run(module, graph, config, options, observer, train_set, val_set, params, velocity)
-    return run.go(start.epoch if start else 0)
+    try:
+        start = checkpoint.load(options.resume, graph, options.dtype) if options.resume else None
+        params = start.params if start else module.init_params(config.seed)
+        velocity = start.velocity if start else {k: np.zeros_like(v) for k, v in params.items()}
+        run = _Run(module, graph, config, options, observer, train_set, val_set, files)
+        return run.go(params, velocity, start)
+    except MemoryError:
+        raise out_of_memory(graph, options.dtype, "training") from None
+
+
+def _files(model: Model, options: Options) -> RunFiles | None:
+    """The run's output files, checked before any work."""
+    if options.save is None:
+        return None
+    files = RunFiles(options.save, options.history, model.graph.name, checkpoint.fingerprint(model.graph))
+    inputs: list[tuple[str, str | Path]] = []
+    if model.path != "<model>":
+        inputs.append(("the model file", model.path))
+    if options.data and not options.data.startswith(BUILTIN_PREFIX):
+        inputs.append(("the training data", options.data))
+    files.check(inputs, options.others)
+    return files
 
 
 def _data(graph: Graph, options: Options, config: TrainConfig) -> Dataset:
@@ -139,27 +182,46 @@ def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset 
     )
 
 
+def _cast(array: np.ndarray | None, dtype: str) -> np.ndarray | None:
+    return None if array is None else array.astype(dtype, copy=False)
+
+
 class _Run:
     """One training run's state, so that callbacks can reach it."""
 
     def __init__(self, module: ModuleType, graph: Graph, config: TrainConfig, options: Options,
                  observer: Observer | None, train_set: Dataset, val_set: Dataset | None,
-                 params: dict[str, np.ndarray], velocity: dict[str, np.ndarray]) -> None:  # fmt: skip
+                 files: RunFiles | None) -> None:  # fmt: skip
         self.module, self.graph, self.config, self.options = module, graph, config, options
-        self.observer, self.train_set, self.val_set = observer, train_set, val_set
-        self.params, self.velocity = params, velocity
+        self.observer, self.files = observer, files
         self.result = Result(config)
-        self.good = checkpoint.Checkpoint(_copy(params), _copy(velocity), 0)
-        dtype = np.dtype(options.dtype)
-        self.X = None if train_set.X is None else train_set.X.astype(dtype)
-        self.Y = None if train_set.Y is None else train_set.Y.astype(dtype)
+        self.X, self.Y = _cast(train_set.X, options.dtype), _cast(train_set.Y, options.dtype)
+        self.val = (
+            None if val_set is None else (_cast(val_set.X, options.dtype), _cast(val_set.Y, options.dtype))
+        )
+        self.rows = eval_rows(graph)
 
-    def go(self, first: int) -> Result:
-        self.good.epoch = first
+    def go(self, params: dict[str, np.ndarray], velocity: dict[str, np.ndarray],
+           start: checkpoint.Checkpoint | None) -> Result:  # fmt: skip
+        self.params, self.velocity = params, velocity
+        first = start.epoch if start else 0
+        self.result.first, self.result.note = first, start.note if start else None
+        self.good = checkpoint.Checkpoint(_copy(params), _copy(velocity), first)
+        self._begin_history(first)
         n = 1 if self.X is None else len(self.X)
         if self.observer:
             self.observer.start(first, self.config.epochs, -(-n // self.config.batch_size))
         began = time.perf_counter()
+        try:
+            self._loop(first)
+        finally:
+            if self.observer:
+                self.observer.close()
+            self.result.seconds = time.perf_counter() - began
+            self._finish(first)
+        return self.result
+
+    def _loop(self, first: int) -> None:
         try:
             with np.errstate(all="ignore"):  # a diverging run is reported once, not per overflow
                 self.module.train(
@@ -172,48 +234,79 @@ class _Run:
             self.result.diverged = str(exc)
         except KeyboardInterrupt:
             self.result.interrupted = True
-        finally:
-            if self.observer:
-                self.observer.close()
-        self.result.seconds = time.perf_counter() - began
-        self._save_final()
-        return self.result
+
+    def _begin_history(self, first: int) -> None:
+        if self.files is None:
+            return
+        rows = history.earlier_rows(history_path(self.options.resume), first) if self.options.resume else []
+        self.result.earlier = [e for e in map(history.parse, rows) if e is not None]
+        self.files.begin(rows)
 
     def _epoch_done(self, epoch: int, loss: float) -> bool:
-        record = Epoch(epoch + 1, loss, accuracy(self.graph, self.module, self.params, self.X, self.Y))
-        if self.val_set is not None:
-            vx, vy = (a.astype(self.options.dtype) for a in (self.val_set.X, self.val_set.Y))  # type: ignore[union-attr]
-            record.val_loss = float(self.module.loss(self.params, vx, vy))
-            record.val_accuracy = accuracy(self.graph, self.module, self.params, vx, vy)
+        record = Epoch(
+            epoch + 1, loss, accuracy(self.graph, self.module, self.params, self.X, self.Y, self.rows)
+        )
+        if self.val is not None:
+            vx, vy = self.val
+            record.val_loss = mean_loss(self.module, self.params, vx, vy, self.rows)
+            record.val_accuracy = accuracy(self.graph, self.module, self.params, vx, vy, self.rows)
         self.result.history.append(record)
         self.good = checkpoint.Checkpoint(_copy(self.params), _copy(self.velocity), epoch + 1)
-        every = self.options.checkpoint_every
-        if self.options.save and every and (epoch + 1) % every == 0:
-            checkpoint.save(self.options.save, self.good, self.graph.name)
+        if self.files is not None:
+            self.files.append(record)
+            every = self.options.checkpoint_every
+            if every and (epoch + 1) % every == 0:
+                self.files.commit(self.good)
         if self.observer:
             self.observer.epoch(record)
         return True
 
-    def _save_final(self) -> None:
-        """Parameters at the end; after a failure or an interrupt, the last whole epoch's."""
-        if self.options.save is None:
+    def _finish(self, first: int) -> None:
+        """Parameters at the end; after a failure or an interrupt, the last whole epoch's, if any."""
+        if self.files is None:
             return
-        final = self.good
+        state: checkpoint.Checkpoint | None = self.good
         if self.result.diverged is None and not self.result.interrupted:
-            final = checkpoint.Checkpoint(self.params, self.velocity, self.config.epochs)
-        checkpoint.save(self.options.save, final, self.graph.name)
-        self.result.saved = self.options.save
+            state = checkpoint.Checkpoint(self.params, self.velocity, self.good.epoch)
+        elif self.good.epoch == first:
+            state = None  # no epoch of this run finished: nothing new to keep
+        saved = self.files.finish(state, diverged=self.result.diverged is not None)
+        self.result.saved, self.result.saved_history = saved.params, saved.history
+        self.result.problems = saved.problems
 
 
 def _copy(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.copy() for k, v in arrays.items()}
 
 
-def accuracy(graph: Graph, module: ModuleType, params: dict[str, Any], X: Any, Y: Any) -> float | None:
-    """The fraction of examples classified right, for classifiers with a declared output."""
-    if graph.output is None or X is None or Y is None:
+def eval_rows(graph: Graph) -> int:
+    """How many examples one slice of a metric's pass holds: about EVAL_BYTES of values."""
+    per_example = sum(math.prod(n.shape) for n in graph.nodes() if n.batched)
+    return max(1, EVAL_BYTES // (8 * max(per_example, 1)))
+
+
+def accuracy(graph: Graph, module: ModuleType, params: dict[str, Any], X: Any, Y: Any,
+             rows: int | None = None) -> float | None:  # fmt: skip
+    """The fraction of examples classified right, for classifiers with a declared output.
+
+    The examples are predicted ``rows`` at a time (default: :func:`eval_rows`).
+    """
+    if graph.output is None or X is None or Y is None or len(X) == 0:
         return None
-    predicted = class_labels(graph, module.predict(params, X))
-    if predicted is None:
-        return None
-    return float(np.mean(predicted == target_labels(graph, Y)))
+    rows = rows or eval_rows(graph)
+    right = 0
+    for s in range(0, len(X), rows):
+        predicted = class_labels(graph, module.predict(params, X[s : s + rows]))
+        if predicted is None:
+            return None
+        right += int(np.count_nonzero(predicted == target_labels(graph, Y[s : s + rows])))
+    return right / len(X)
+
+
+def mean_loss(module: ModuleType, params: dict[str, Any], X: Any, Y: Any, rows: int) -> float:
+    """The loss over all examples (a mean over the batch), computed ``rows`` examples at a time."""
+    total = 0.0
+    for s in range(0, len(X), rows):
+        part = slice(s, s + rows)
+        total += float(module.loss(params, X[part], None if Y is None else Y[part])) * len(X[part])
+    return total / len(X)
