@@ -42,20 +42,38 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dlc.gradcheck import TOLERANCE, check_gradients
+    from dlc.gradcheck import TOLERANCE, check_gradients, check_hessian
 
     model = _load(args.model)
     result = check_gradients(model.graph, dtype=args.dtype, seed=args.seed)
     print(f"gradient check of {model.path} ({args.dtype} gradients, float64 finite differences)")
     for name, err in result.per_param.items():
-        print(f"  d loss / d {name:<12} element by element   max relative error {err:.2e}")
+        count, size = result.checked[name]
+        which = (
+            f"all {size} element{'s' * (size != 1)}"
+            if count == size
+            else f"{count} of {size} elements, at random"
+        )
+        print(f"  d loss / d {name:<12} {which:<32} max relative error {err:.2e}")
     for i, err in enumerate(result.directions, 1):
-        print(f"  random direction {i:<3}                         relative error {err:.2e}")
-    verdict = "passed" if result.passed else "FAILED"
-    print(f"{verdict}: largest relative error {result.worst:.2e} (tolerance {TOLERANCE[args.dtype]:.0e})")
+        print(f"  random direction {i:<3} (all parameters together)           relative error {err:.2e}")
+    passed = _verdict(result, TOLERANCE[args.dtype], "a gradient")
+    if args.hessian:
+        second = check_hessian(model.graph, seed=args.seed)
+        print(f"Hessian check of {model.path} (H v against float64 differences of the gradient along v)")
+        for name, err in second.per_param.items():
+            over = f"over {len(second.directions)} random directions v"
+            print(f"  (H v) for {name:<13} {over:<31} max relative error {err:.2e}")
+        passed = _verdict(second, TOLERANCE["float64"], "a Hessian-vector product") and passed
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _verdict(result: Any, tolerance: float, what: str) -> bool:
+    print(f"{'passed' if result.passed else 'FAILED'}: largest relative error {result.worst:.2e} "
+          f"(tolerance {tolerance:.0e})")  # fmt: skip
     if math.isnan(result.worst):
-        print("  the loss or a gradient is not finite at the checked point (nan): nothing could be compared")
-    return EXIT_OK if result.passed else EXIT_FAILED
+        print(f"  the loss or {what} is not finite at the checked point (nan): nothing could be compared")
+    return bool(result.passed)
 
 
 def _grad(args: argparse.Namespace) -> int:
@@ -99,7 +117,7 @@ def _compile(args: argparse.Namespace) -> int:
     model = _load(args.model)
     if args.output is not None:
         _refuse_overwrite(args.output, "-o", [("the model file", args.model)])
-    source = compile_source(model, backend=args.backend, dtype=args.dtype)
+    source = compile_source(model, backend=args.backend, dtype=args.dtype, hvp=args.hvp)
     if args.output is None:
         sys.stdout.write(source)
     else:
@@ -291,6 +309,7 @@ def _command_flags(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("-o", "--output", metavar="OUT.py", help="where to write it (default: stdout)")
         cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
         cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+        cmd.add_argument("--hvp", action="store_true", help="also compile hvp(params, X, Y, v): H v")
     if name == "train":
         _train_flags(cmd)
     if name == "predict":
@@ -302,6 +321,7 @@ def _command_flags(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(
             "--seed", type=whole(0), default=0, metavar="N", help="for parameters, data, directions"
         )
+        cmd.add_argument("--hessian", action="store_true", help="check Hessian-vector products too")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,20 +54,23 @@ def is_path(text: str) -> bool:
         return False
 
 
-def compile_source(model: Model, backend: str = "numpy", dtype: str = "float64") -> str:
+def compile_source(model: Model, backend: str = "numpy", dtype: str = "float64", hvp: bool = False) -> str:
     """The source text of ``model``'s module for ``backend``.
+
+    With ``hvp``, the module's ``hvp(params, X, Y, v)`` computes Hessian-vector
+    products (the gradient graph is differentiated once more).
 
     Raises:
         DlcError: for an unknown backend or dtype.
     """
-    from dlc.grad import differentiate
+    from dlc.grad import differentiate, hessian_vector_program
     from dlc.grad.formulas import derive
 
     if backend not in BACKENDS:
         raise DlcError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if dtype not in DTYPES:
         raise DlcError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
-    program = differentiate(model.graph)
+    program = hessian_vector_program(model.graph) if hvp else differentiate(model.graph)
     if backend == "numpy":
         from dlc.backends.numpy import write_module
 
@@ -145,7 +148,7 @@ def load_module(source: str, name: str) -> types.ModuleType:
 
 
 def compile_model(
-    path_or_source: str | Path, backend: str = "numpy", dtype: str = "float64"
+    path_or_source: str | Path, backend: str = "numpy", dtype: str = "float64", hvp: bool = False
 ) -> types.ModuleType:
     """Compile a model (a file path or model text) and return the loaded module.
 
@@ -154,17 +157,18 @@ def compile_model(
             for which strings are paths).
         backend: "numpy" (a NumPy module) or "llvm" (native code through LLVM).
         dtype: "float64" or "float32": the precision of all arrays.
+        hvp: also compile Hessian-vector products (the module's ``hvp``).
 
     Returns:
         A module with ``init_params``, ``predict``, ``loss``, ``value_and_grad``,
-        ``train_step``, ``train``, ``PARAM_SHAPES``, ``INPUT_SHAPE``,
+        ``train_step``, ``train``, ``hvp``, ``PARAM_SHAPES``, ``INPUT_SHAPE``,
         ``TARGET_SHAPE``, ``DTYPE`` and ``FORMULAS``.
 
     Raises:
         DlcError: for any mistake in the model or the options.
     """
     model = read_model(path_or_source)
-    source = compile_source(model, backend, dtype)
+    source = compile_source(model, backend, dtype, hvp)
     module = load_module(source, f"dlc_{model.graph.name}")
     module.__dlc_source__ = source  # type: ignore[attr-defined]
     return module

@@ -20,12 +20,13 @@ from dlc.backends.initializers import initial_params
 from dlc.backends.numpy import write_module
 from dlc.compiler import check_memory, load_module, out_of_memory
 from dlc.errors import DlcError
-from dlc.grad import differentiate
+from dlc.grad import differentiate, hessian_vector_program
 from dlc.grad.formulas import derive
 from dlc.graph.graph import Graph
 from dlc.graph.nodes import Input, Loss
 
-#: Parameters with at most this many elements are also checked element by element.
+#: Parameters with at most this many elements are checked element by element, every one;
+#: of larger ones, this many elements drawn at random.
 ELEMENTWISE_LIMIT = 64
 #: Arrays the size of the parameters the check holds at once (float64): the parameters, the
 #: nudged ones, their copy in the checked dtype, the gradients, a direction and a step.
@@ -41,6 +42,7 @@ class CheckResult:
     dtype: str
     per_param: dict[str, float] = field(default_factory=dict)
     directions: list[float] = field(default_factory=list)
+    checked: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (elements checked, of)
 
     @property
     def worst(self) -> float:
@@ -127,9 +129,19 @@ def _check(graph: Graph, dtype: str, seed: int, batch: int, directions: int) -> 
         analytic = sum(float(np.sum(grads[k] * v[k])) for k in params)
         result.directions.append(_relative(analytic, _directional(loss, params, v)))
     for name, value in params.items():
-        if value.size <= ELEMENTWISE_LIMIT:
-            result.per_param[name] = _elementwise_error(loss, params, name, grads[name])
+        indices = _elements(value.shape, rng)
+        result.per_param[name] = _elementwise_error(loss, params, name, grads[name], indices)
+        result.checked[name] = (len(indices), value.size)
     return result
+
+
+def _elements(shape: tuple[int, ...], rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """Every index of a small parameter; ELEMENTWISE_LIMIT of a larger one, drawn without repeats."""
+    size = math.prod(shape)
+    if size <= ELEMENTWISE_LIMIT:
+        return list(np.ndindex(shape))
+    flat = np.sort(rng.choice(size, ELEMENTWISE_LIMIT, replace=False))
+    return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in flat]
 
 
 def _batch(graph: Graph, data: dict[str, np.ndarray]) -> tuple[Any, Any]:
@@ -159,10 +171,14 @@ def _directional(loss: Callable[[dict[str, Any]], float], params: dict[str, Any]
 
 
 def _elementwise_error(
-    loss: Callable[[dict[str, Any]], float], params: dict[str, Any], name: str, grad: np.ndarray
+    loss: Callable[[dict[str, Any]], float],
+    params: dict[str, Any],
+    name: str,
+    grad: np.ndarray,
+    indices: list[tuple[int, ...]],
 ) -> float:
     errors = []
-    for index in np.ndindex(params[name].shape):
+    for index in indices:
         v = {k: np.zeros_like(p) for k, p in params.items()}
         v[name][index] = 1.0
         errors.append(_relative(float(grad[index]), _directional(loss, params, v)))
@@ -177,3 +193,54 @@ def _largest(errors: list[float]) -> float:
 def _relative(a: float, b: float) -> float:
     """|a - b| relative to their size, with an absolute floor for values near zero."""
     return abs(a - b) / max(abs(a), abs(b), 1e-3)
+
+
+def check_hessian(graph: Graph, *, seed: int = 0, batch: int = 4, directions: int = 3) -> CheckResult:
+    """Compare Hessian-vector products H v with central differences of the gradient along v.
+
+    The products come from the NumPy module compiled with ``hvp`` in float64;
+    the differences of the gradient from the same module. ``per_param`` holds,
+    for each parameter, the largest relative error of its part of H v over
+    the random directions; ``directions`` the error of the whole product.
+
+    Raises:
+        DlcError: for a seed outside 0..2^31, or parameters too large for the memory.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DlcError(f"--seed must be a whole number from 0 to 2^31, not {seed!r}")
+    check_memory(graph, "float64", CHECK_COPIES + 2, "the Hessian check")
+    try:
+        with np.errstate(all="ignore"):
+            return _check_hessian(graph, seed, batch, directions)
+    except MemoryError:
+        raise out_of_memory(graph, "float64", "the Hessian check") from None
+
+
+def _check_hessian(graph: Graph, seed: int, batch: int, directions: int) -> CheckResult:
+    program = hessian_vector_program(graph)
+    module = load_module(write_module(program, derive(graph), "float64", graph.name), graph.name)
+    rng = np.random.default_rng(seed)
+    params = {k: v + rng.normal(0, 0.1, v.shape) for k, v in initial_params(graph.params, seed).items()}
+    X, Y = _batch(graph, sample_data(graph, batch, rng))
+    gradient = lambda at: module.value_and_grad(at, X, Y)[1]  # noqa: E731
+    result = CheckResult("float64")
+    h = 1e-5
+    for _ in range(directions):
+        v = {k: rng.normal(size=p.shape) for k, p in params.items()}
+        exact = module.hvp(params, X, Y, v)
+        ahead, behind = gradient(_step(params, v, h)), gradient(_step(params, v, -h))
+        differences = {k: (ahead[k] - behind[k]) / (2 * h) for k in params}
+        for k in params:
+            error = _vector_error(exact[k], differences[k])
+            result.per_param[k] = _largest([result.per_param.get(k, 0.0), error])
+        whole = [np.ravel(exact[k]) for k in params], [np.ravel(differences[k]) for k in params]
+        result.directions.append(_vector_error(np.concatenate(whole[0]), np.concatenate(whole[1])))
+    return result
+
+
+def _vector_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| relative to the larger of max |a| and max |b|, with a floor near zero."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return math.nan
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)), 1e-3)
+    return float(np.max(np.abs(a - b), initial=0.0)) / scale

@@ -60,9 +60,11 @@ ROWS = 6
 GUARD = 8  # elements of guard before and after each array
 SENTINEL = -7.25e-3
 ALLOWED = (TypeError, ValueError, FloatingPointError)
+#: The entry points; hvp takes the velocity argument as its direction v.
+ENTRIES = ("predict", "loss", "value_and_grad", "hvp", "train_step", "train")
 #: How the modules' own messages start: with the argument they are about.
-OUR_WORDS = ("X ", "Y ", "params", "velocity", "epochs ", "batch_size ", "lr ", "momentum ", "seed ",
-             "start_epoch ", "callback ", "on_step ", "this model declares")  # fmt: skip
+OUR_WORDS = ("X ", "Y ", "params", "velocity", "v ", "v[", "epochs ", "batch_size ", "lr ", "momentum ",
+             "seed ", "start_epoch ", "callback ", "on_step ", "this model declares")  # fmt: skip
 
 ARRAY_WRONGS = [
     "other_dtype", "int", "bool", "complex", "object", "str", "list", "none", "strided", "fortran",
@@ -214,7 +216,7 @@ def cases(draw: st.DrawFn) -> Case:
     return Case(
         model=draw(st.sampled_from(sorted(MODELS))),
         dtype=draw(st.sampled_from(["float64", "float32"])),
-        entry=draw(st.sampled_from(["predict", "loss", "value_and_grad", "train_step", "train"])),
+        entry=draw(st.sampled_from(ENTRIES)),
         param_array=draw(st.sampled_from(ARRAY_WRONGS)),
         bad_param=draw(st.integers(0, 3)),
         on_step=draw(st.booleans()),
@@ -229,7 +231,7 @@ def single_mistakes() -> list[Case]:
     calls = []
     for model in sorted(MODELS):
         for dtype in ("float64", "float32"):
-            for entry in ("predict", "loss", "value_and_grad", "train_step", "train"):
+            for entry in ENTRIES:
                 base = {"model": model, "dtype": dtype, "entry": entry, "param_array": "ok", "bad_param": 0,
                         "on_step": entry == "train", "rows": ROWS, **right}  # fmt: skip
                 calls.append(Case(**base))
@@ -337,6 +339,8 @@ class Call:
         c, m = self.case, self.m
         if c.entry == "predict":
             return m.predict(self.params, self.X)
+        if c.entry == "hvp":
+            return m.hvp(self.params, self.X, self.Y, self.velocity)
         if c.entry in ("loss", "value_and_grad"):
             return getattr(m, c.entry)(self.params, self.X, self.Y)
         if c.entry == "train_step":
@@ -375,8 +379,8 @@ def outcome(case: Case, module: Any) -> tuple[str, Any, list[str]]:
 
 def wrong_shapes(case: Case, module: Any, call: Call, result: Any) -> list[str]:
     """Results whose shapes are not the declared ones."""
-    if case.entry == "value_and_grad":
-        shapes = {k: g.shape for k, g in result[1].items()}
+    if case.entry in ("value_and_grad", "hvp"):
+        shapes = {k: g.shape for k, g in (result[1] if case.entry == "value_and_grad" else result).items()}
         want = {k: tuple(s) for k, s in module.PARAM_SHAPES.items()}
         return [] if shapes == want else [f"gradients of shapes {shapes}, not {want}"]
     if case.entry == "predict" and module.INPUT_SHAPE is not None:
@@ -389,12 +393,16 @@ def wrong_shapes(case: Case, module: Any, call: Call, result: Any) -> list[str]:
 
 def converted_differently(case: Case, module: Any, call: Call, result: Any) -> list[str]:
     """A reading call that accepted arguments must compute what it computes for them as plain arrays."""
-    if case.entry not in ("predict", "loss", "value_and_grad") or not isinstance(call.params, dict):
+    if case.entry not in ("predict", "loss", "value_and_grad", "hvp") or not isinstance(call.params, dict):
         return []
     dtype = np.dtype(case.dtype)
     plain = lambda a: None if a is None else np.array(a, dtype=dtype)  # noqa: E731
     params = {k: plain(v) for k, v in call.params.items()}
     args = (params, plain(call.X)) if case.entry == "predict" else (params, plain(call.X), plain(call.Y))
+    if case.entry == "hvp":
+        if not isinstance(call.velocity, dict):
+            return []
+        args = (*args, {k: plain(v) for k, v in call.velocity.items()})
     with np.errstate(all="ignore"):
         want = getattr(module, case.entry)(*args)
     rtol = 1e-12 if case.dtype == "float64" else 1e-6
@@ -440,7 +448,7 @@ def compiled() -> dict[tuple[str, str, str], Any]:
     from dlc.compiler import compile_model
 
     return {
-        (model, dtype, backend): compile_model(text, backend=backend, dtype=dtype)
+        (model, dtype, backend): compile_model(text, backend=backend, dtype=dtype, hvp=True)
         for model, text in MODELS.items()
         for dtype in ("float64", "float32")
         for backend in ("numpy", "llvm")

@@ -104,6 +104,7 @@ API_DOCS = {
     "predict": "The model's output for a batch X (batch-major).",
     "loss": "The loss: the mean over the batch.",
     "value_and_grad": "The loss and its gradient with respect to every parameter.",
+    "hvp": "H v: the Hessian of the loss times v (a dict like params), for every parameter.",
 }
 
 

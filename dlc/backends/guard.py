@@ -21,6 +21,10 @@ import operator
 
 import numpy as np
 
+#: What ``hvp`` says in a module compiled without Hessian-vector products.
+NO_HVP = (
+    "this module was compiled without Hessian-vector products: compile it with hvp=True (dlc compile --hvp)"
+)
 _BASE = operator.attrgetter("base")
 _NONES = itertools.repeat(None)
 
@@ -48,9 +52,9 @@ class Checks:
                 given[i] = self._converted(a, shape, f"{what}[{self.names[i]!r}]")
         return given
 
-    def named(self, params):
+    def named(self, params, what="params"):
         """:meth:`params` as a dict by name."""
-        return dict(zip(self.names, self.params(params), strict=True))
+        return dict(zip(self.names, self.params(params, what), strict=True))
 
     def writable(self, params, what="params"):
         """The parameters in declaration order, each an array that training may update in place."""

@@ -75,12 +75,22 @@ def _output_form(d: sympy.Expr, expr: sympy.Expr, y: sympy.Symbol) -> sympy.Expr
     return in_y if in_y is not None and sympy.count_ops(in_y) <= sympy.count_ops(d) else d
 
 
+def _partial(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr:
+    """d expr / dx, by SymPy, with the derivative of a jump taken as 0, as everywhere but at it.
+
+    (abs' = sign, and sign' = 2 DiracDelta: a Hessian through abs is 0 almost everywhere,
+    as step' is; a delta no evaluator could compute.)
+    """
+    d = sympy.diff(expr, x)
+    return d.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero) if d.has(sympy.DiracDelta) else d
+
+
 @rule(Elementwise)
 def _elementwise(node: Node, g: Node, i: int, b: Builder) -> Node:
     assert isinstance(node, Elementwise)
     n = len(node.inputs)
     y, gs = element_symbol(n), element_symbol(n + 1)
-    d = _output_form(as_real(sympy.diff(node.expr, element_symbol(i))), node.expr, y)
+    d = _output_form(as_real(_partial(node.expr, element_symbol(i))), node.expr, y)
     contribution = b.add(ops.elementwise(d * gs, (*node.inputs, node, g)))
     return unbroadcast(contribution, node.inputs[i], b)
 
@@ -200,8 +210,9 @@ _LOSS_GRADS: dict[str, tuple[Callable[..., sympy.Expr], Callable[..., sympy.Expr
     "mse": (lambda p, y, g, n: 2 * (p - y) * g / n, lambda p, y, g, n: -2 * (p - y) * g / n),
     "bce_logits": (lambda z, y, g, n: (sigmoid(z) - y) * g / n, lambda z, y, g, n: -z * g / n),
     "bce": (
-        # inside01: where p was clipped, the loss is flat in p.
-        lambda p, y, g, n: inside01(p) * (p - y) * g / (n * clip01(p) * (1 - clip01(p))),
+        # inside01: where p was clipped, the loss is flat in p. Inside, clip01(p) is p; written
+        # so, a p that overflowed to inf gives 0 there, not inf * 0.
+        lambda p, y, g, n: inside01(p) * (clip01(p) - y) * g / (n * clip01(p) * (1 - clip01(p))),
         lambda p, y, g, n: (sympy.log(1 - clip01(p)) - sympy.log(clip01(p))) * g / n,
     ),
 }

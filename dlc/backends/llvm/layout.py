@@ -96,7 +96,7 @@ class Slots:
     X_ALL = 16  # epoch: all inputs, [N, *INPUT_SHAPE]
     Y_ALL = 17
     BLAS_MIN = 18  # products of at least this many multiply-adds go to BLAS (when GEMM is set)
-    PARAMS = 19  # then one slot per parameter, then one per velocity (referring to them, see DATA_FIELD)
+    PARAMS = 19  # then one slot per parameter, one per velocity, one per tangent (see DATA_FIELD)
 
     def __init__(self, n_params: int) -> None:
         self.n_params = n_params
@@ -107,6 +107,10 @@ class Slots:
     def velocity(self, i: int) -> int:
         return self.PARAMS + self.n_params + i
 
+    def tangent(self, i: int) -> int:
+        """The direction v of a Hessian-vector product, for parameter i."""
+        return self.PARAMS + 2 * self.n_params + i
+
     @property
     def count(self) -> int:
-        return self.PARAMS + 2 * self.n_params
+        return self.PARAMS + 3 * self.n_params

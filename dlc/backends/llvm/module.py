@@ -60,6 +60,7 @@ def _layout(native: NativeProgram, program: Program) -> dict[str, object]:
         "arena": (native.arena.per_example, native.arena.fixed),
         "output": None if output is None else (_home(native.output_home), output.shape, output.batched),
         "grads": {k: _home(h) for k, h in native.grad_homes.items()},
+        "hvp": {k: _home(h) for k, h in native.hvp_homes.items()},
         "slots": dict(sorted(slots.items(), key=lambda kv: kv[1])),
         "slot_count": native.slots.count,
         "blas_min_flops": GEMM_MIN_FLOPS,
@@ -103,6 +104,13 @@ def value_and_grad(params, X, Y):
     """The loss and its gradient with respect to every parameter."""
     X, Y, rows = _CHECK.examples(X, Y)
     return _native().value_and_grad(_CHECK.params(params), X, Y, rows)
+
+
+def hvp(params, X, Y, v):
+    """H v: the Hessian of the loss times v (a dict like params), for every parameter."""
+    X, Y, rows = _CHECK.examples(X, Y)
+    params, v = _CHECK.params(params), _CHECK.params(v, "v")
+    return _native().hvp(params, v, X, Y, rows)
 
 
 def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):

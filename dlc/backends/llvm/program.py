@@ -57,9 +57,6 @@ class NativeProgram:
         self.slots = Slots(len(graph.params))
         self.arena = Arena()
         nodes = program.nodes()
-        for node in nodes:
-            if isinstance(node, Tangent):
-                raise UnsupportedError("the LLVM backend has no code for the op tangent")
         self.arena.place_all(nodes)
         self.temps = {n: self.arena.place(("temp", n), *temp_size(n)) for n in nodes if temp_size(n)[0]}
         self.pairs = softmax_pairs(nodes)
@@ -70,6 +67,10 @@ class NativeProgram:
         self.output_home = self._result_home("output", graph.output) if graph.output is not None else None
         self.grad_homes = {
             p.name: self._result_home(("grad", p.name), program.grads[p.name]) for p in graph.params
+        }
+        # Hessian-vector products, by parameter name (programs from hessian_vector_program)
+        self.hvp_homes = {
+            k.split(":", 1)[1]: self._result_home(("hvp", k), node) for k, node in program.extra.items()
         }
         self.x_home = self._input_home("x", graph.input)
         self.y_home = self._input_home("y", graph.target)
@@ -183,6 +184,9 @@ class Frame:
             return self.array(native.slots.param(native.program.graph.params.index(node)))
         if isinstance(node, Input):
             return self.array(Slots.X if node.role == "input" else Slots.Y)
+        if isinstance(node, Tangent):  # v:<parameter>
+            names = [p.name for p in native.program.graph.params]
+            return self.array(native.slots.tangent(names.index(node.name.split(":", 1)[1])))
         if isinstance(node, Constant):
             return native.constant(node)
         raise UnsupportedError(f"the LLVM backend cannot address the op {node.op_name}")
@@ -243,6 +247,8 @@ class Entries:
         self._predict()
         self._loss()
         self._value_and_grad()
+        if self.program.extra:
+            self._hvp()
         core = self._step_core()
         self._train_step(core)
         self._train_epoch(core)
@@ -268,6 +274,15 @@ class Entries:
         for name, node in self.program.grads.items():
             f.copy_result(node, self.native.grad_homes[name])
         f.b.ret(self._as_f64(f, f.scalar(self.graph.loss)))
+
+    def _hvp(self) -> None:
+        """``hvp``: every Hessian-vector product into its home (tangents in their slots)."""
+        f = self.entry("hvp", ir.VoidType())
+        products = list(self.program.extra.values())
+        f.compute(topological_order(products), set())
+        for key, node in self.program.extra.items():
+            f.copy_result(node, self.native.hvp_homes[key.split(":", 1)[1]])
+        f.b.ret_void()
 
     def _as_f64(self, f: Frame, value: ir.Value) -> ir.Value:
         return value if value.type == F64 else f.b.fpext(value, F64)

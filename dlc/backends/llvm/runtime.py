@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from dlc.backends.guard import NO_HVP
 from dlc.backends.llvm.cache import cache_folder, load_code, store_code
 
 
@@ -50,7 +51,7 @@ class Native:
         # into these cells instead (one per slot), which hold the data pointers.
         self.cells = None if _data_field_holds(layout["data_field"]) else np.zeros_like(self.ctx)
         self.cells_at = 0 if self.cells is None else self.cells.ctypes.data
-        self.engine, self.functions = _jit(ir_text)
+        self.engine, self.functions = _jit(ir_text, bool(layout["hvp"]))
         self.ctx[self.slot["GEMM"]] = _gemm_address(self.dtype)
         self.ctx[self.slot["BLAS_MIN"]] = layout["blas_min_flops"]
         self.ctx_ptr = self.ctx.ctypes.data
@@ -145,6 +146,16 @@ class Native:
             grads = {k: self.home(w, shapes[k], False, 0).copy() for k, w in self.layout["grads"].items()}
         return value, grads
 
+    def hvp(self, params, tangents, X, Y, rows):
+        if "hvp" not in self.functions:
+            raise NotImplementedError(NO_HVP)
+        shapes = self.layout["shapes"]
+        with self.lock:
+            self.enter(params, None, X, Y, rows)
+            self.refer(self.first_velocity + len(self.names), tangents)
+            self.functions["hvp"](self.ctx_ptr)
+            return {k: self.home(w, shapes[k], False, 0).copy() for k, w in self.layout["hvp"].items()}
+
     def train_step(self, params, velocity, X, Y, rows, lr, momentum, nesterov):
         with self.lock:
             self.enter(params, velocity, X, Y, rows)
@@ -217,7 +228,7 @@ def _data_field_holds(offset):
 # --------------------------------------------------------------- JIT
 
 
-def _jit(ir_text):
+def _jit(ir_text, with_hvp):
     """Machine code for this CPU, from the disk cache or compiled now; returns (engine, functions)."""
     import llvmlite
     import llvmlite.binding as llvm
@@ -262,6 +273,8 @@ def _jit(ir_text):
         "train_step": quick(ctypes.c_double, ctypes.c_void_p),
         "train_epoch": slow(ctypes.c_double, ctypes.c_void_p),
     }
+    if with_hvp:
+        signatures["hvp"] = quick(None, ctypes.c_void_p)
     functions = {name: kind(engine.get_function_address(name)) for name, kind in signatures.items()}
     return (engine, machine, module), functions
 

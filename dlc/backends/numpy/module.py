@@ -35,6 +35,7 @@ RESERVED = {
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
+    "hvp", "tangents", "itertools", "NO_HVP",
     "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
     "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax", "math",
 }  # fmt: skip
@@ -145,10 +146,12 @@ class Writer:
                 f"{name}, {self.var[self.paired[node]]} = softmax_ce_softmax({z}, {y})",
                 *self._dels(p),
             ]
-        if isinstance(node, (Param, Input, Constant)) or ops.is_number(node):
+        if isinstance(node, (Param, Input, Constant, Tangent)) or ops.is_number(node):
             self.memory.record(node, owned=False)  # the caller's, the module's, or a number
         if isinstance(node, Param):
             return [f"{name} = params[{node.name!r}]"]
+        if isinstance(node, Tangent):  # v:<parameter>, the direction of a Hessian-vector product
+            return [f"{name} = tangents[{node.name.split(':', 1)[1]!r}]"]
         if isinstance(node, Input):
             return [f"{name} = {'X' if node.role == 'input' else 'Y'}"]
         if isinstance(node, Constant) or ops.is_number(node):
@@ -251,6 +254,15 @@ def write_module(
             ", ".join(f"{k!r}: {_as_param(w.variable(v), shapes[k], v)}" for k, v in program.grads.items()),
         )
     )
+    hvp = [*HVP_CHECK.splitlines(), "raise NotImplementedError(NO_HVP)"]
+    if program.extra:
+        products = {k.split(":", 1)[1]: v for k, v in program.extra.items()}
+        hvp = [*HVP_CHECK.splitlines(), *w.body(list(products.values()))]
+        hvp.append(
+            "return {"
+            + ", ".join(f"{k!r}: {_as_param(w.variable(v), shapes[k], v)}" for k, v in products.items())
+            + "}"
+        )
     helpers = set(w.ctx.helpers)
     imports, checks = common.carried_source([guard])
     parts = [
@@ -267,6 +279,7 @@ def write_module(
             [LOSS_CHECK, "return _value_and_grad(params, X, Y, B)"],
         ),
         _function("_value_and_grad(params, X, Y, B)", "value_and_grad() of checked arguments.", vag),
+        _function("hvp(params, X, Y, v)", common.API_DOCS["hvp"], hvp),
         TRAIN_TEMPLATE,
         checks,
         common.CHECKS,
@@ -277,6 +290,7 @@ def write_module(
 #: The first lines of predict and of loss and value_and_grad: their arguments, checked.
 PREDICT_CHECK = "X, _, B = _CHECK.batch(X, None, target=False)\nparams = _CHECK.named(params)"
 LOSS_CHECK = "X, Y, B = _CHECK.examples(X, Y)\nparams = _CHECK.named(params)"
+HVP_CHECK = LOSS_CHECK + "\ntangents = _CHECK.named(v, 'v')"
 
 
 def _as_param(expr: str, shape: tuple[int, ...], node: Node) -> str:
