@@ -28,6 +28,7 @@ from dlc.train.data import BUILTIN_PREFIX, Dataset, load_data
 from dlc.train.history import Epoch
 from dlc.train.outputs import RunFiles, history_path
 from dlc.train.predict import class_labels, target_labels
+from dlc.train.threads import training_threads
 
 #: Whole-number settings go up to 2^31, on the command line as in a model file.
 MAX_WHOLE = 2**31
@@ -79,6 +80,7 @@ class Result:
     problems: list[str] = field(default_factory=list)  # writes that failed, and where the work went
     diverged: str | None = None
     interrupted: bool = False
+    blas_threads: int | None = None  # BLAS threads the run used (dlc.train.threads)
     note: str | None = None  # about the checkpoint resumed from
 
 
@@ -222,8 +224,11 @@ class _Run:
         return self.result
 
     def _loop(self, first: int) -> None:
+        batch = min(self.config.batch_size, 1 if self.X is None else len(self.X))
         try:
-            with np.errstate(all="ignore"):  # a diverging run is reported once, not per overflow
+            # a diverging run is reported once, not per overflow; BLAS threads as dlc.train.threads says
+            with np.errstate(all="ignore"), training_threads(self.graph, batch) as threads:
+                self.result.blas_threads = threads
                 self.module.train(
                     self.params, self.X, self.Y, epochs=self.config.epochs, batch_size=self.config.batch_size,
                     lr=self.config.lr, momentum=self.config.momentum, nesterov=self.config.nesterov,
