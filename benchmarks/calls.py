@@ -55,15 +55,28 @@ def calls(module: ModuleType, size: str) -> dict[str, tuple[Callable[[], object]
     Y = np.eye(spec.dims[-1], dtype=dtype)[rng.integers(0, spec.dims[-1], size=n)]
     xb, yb = X[: spec.batch].copy(), Y[: spec.batch].copy()
     params = module.init_params(PARAM_SEED)  # type: ignore[attr-defined]
-    velocity = {k: np.zeros_like(v) for k, v in params.items()}
     m = module
     lr = 1e-6  # small steps: the parameters stay where they start
-    epoch = {"epochs": 1, "batch_size": spec.batch, "lr": lr, "momentum": 0.9, "velocity": velocity}
+    sgd = {"lr": lr, "momentum": 0.9}
+    if hasattr(m, "init_state"):  # the optimizer's state, its settings by keyword
+        state = m.init_state(params)  # type: ignore[attr-defined]
+        epoch = {"epochs": 1, "batch_size": spec.batch, **sgd, "state": state}
+
+        def step() -> object:
+            return m.train_step(params, state, xb, yb, **sgd)  # type: ignore[attr-defined]
+
+    else:  # a module compiled before optimizers were formulas: velocity, and lr, momentum in order
+        velocity = {k: np.zeros_like(v) for k, v in params.items()}
+        epoch = {"epochs": 1, "batch_size": spec.batch, **sgd, "velocity": velocity}
+
+        def step() -> object:
+            return m.train_step(params, velocity, xb, yb, lr, 0.9)  # type: ignore[attr-defined]
+
     return {
         "predict": (lambda: m.predict(params, xb), 1),  # type: ignore[attr-defined]
         "loss": (lambda: m.loss(params, xb, yb), 1),  # type: ignore[attr-defined]
         "value_and_grad": (lambda: m.value_and_grad(params, xb, yb), 1),  # type: ignore[attr-defined]
-        "train_step": (lambda: m.train_step(params, velocity, xb, yb, lr, 0.9), 1),  # type: ignore[attr-defined]
+        "train_step": (step, 1),
         "train": (lambda: m.train(params, X, Y, **epoch), STEPS),  # type: ignore[attr-defined]
     }
 

@@ -31,7 +31,7 @@ QUICK = {"rounds": 3, "round_s": 0.03, "steps": {"tiny": STEPS, "small": STEPS, 
 
 
 class Trainer:
-    """One module, its parameters and velocity, and an epoch's worth of data."""
+    """One module, its parameters and optimizer state, and an epoch's worth of data."""
 
     def __init__(self, backend: str, spec: Spec, dtype: str, steps: int) -> None:
         from dlc.compiler import compile_model
@@ -39,7 +39,7 @@ class Trainer:
         self.backend, self.spec, self.steps = backend, spec, steps
         self.mod = compile_model(spec.path, backend=backend, dtype=dtype)
         self.params = self.mod.init_params(PARAM_SEED)
-        self.velocity = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.state = self.mod.init_state(self.params)
         rng = np.random.default_rng(DATA_SEED)
         n = steps * spec.batch
         self.X = rng.standard_normal((n, spec.dims[0])).astype(dtype)
@@ -49,8 +49,8 @@ class Trainer:
     def train(self, epochs: int, X: np.ndarray | None = None, Y: np.ndarray | None = None) -> None:
         s = self.spec
         self.mod.train(self.params, self.X if X is None else X, self.Y if Y is None else Y, epochs=epochs,
-                       batch_size=s.batch, lr=s.lr, momentum=s.momentum, nesterov=False, seed=0,
-                       velocity=self.velocity)  # fmt: skip
+                       batch_size=s.batch, seed=0, lr=s.lr, momentum=s.momentum, nesterov=False,
+                       state=self.state)  # fmt: skip
 
     def native_epochs(self) -> Callable[[int], None] | None:
         """A function running n epochs as n bare native calls, or None where the module has none.
@@ -64,12 +64,15 @@ class Trainer:
         nat, n = native(), len(self.X)
         order = np.random.default_rng(0).permutation(n).astype(np.int64)
         losses = np.zeros(self.steps, dtype=np.float64)
-        p, v = (list(d.values()) for d in (self.params, self.velocity))
-        rates = (self.spec.lr, self.spec.momentum, False)
+        check = self.mod._CHECK
+        p, s, _ = check.state(self.params, self.state)  # the lists train() passes
+        # the optimizer's numbers for each step, as train() computes them from the settings it is given
+        given = check.chosen({"lr": self.spec.lr, "momentum": self.spec.momentum, "nesterov": False})
+        table = self.mod._scalars(given, 0, np.arange(self.steps, dtype=np.float64))
 
         def run(epochs: int) -> None:
             for _ in range(epochs):
-                nat.epoch(p, v, self.X, self.Y, rates, order, self.spec.batch, 0, self.steps, losses)
+                nat.epoch(p, s, self.X, self.Y, order, self.spec.batch, 0, self.steps, losses, table)
 
         return run
 

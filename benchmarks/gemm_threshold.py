@@ -29,13 +29,13 @@ def model(n: int) -> str:
 
 
 def time_steps(
-    module: object, params: dict, velocity: dict, X: np.ndarray, Y: np.ndarray, seconds: float
+    module: object, params: dict, state: dict, X: np.ndarray, Y: np.ndarray, seconds: float
 ) -> float:
     """Seconds per training step, over as many steps as fit in ``seconds``."""
     step = module.train_step  # type: ignore[attr-defined]
     count, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds or count < 3:
-        step(params, velocity, X, Y, 1e-6, 0.0)
+        step(params, state, X, Y, lr=1e-6, momentum=0.0)
         count += 1
     return (time.perf_counter() - began) / count
 
@@ -45,7 +45,7 @@ def measure(n: int, dtype: str, repeat: int) -> tuple[float, float]:
     module = compile_model(model(n), backend="llvm", dtype=dtype)
     rng = np.random.default_rng(0)
     params = module.init_params(0)
-    velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    state = module.init_state(params)
     X, Y = (rng.normal(size=(n, n)).astype(dtype) for _ in range(2))
     native = module._native()
     gemm, threshold = native.slot["GEMM"], native.slot["BLAS_MIN"]
@@ -56,7 +56,7 @@ def measure(n: int, dtype: str, repeat: int) -> tuple[float, float]:
     for _ in range(repeat):
         for how in ("loops", "blas"):
             native.ctx[gemm], native.ctx[threshold] = (0, 0) if how == "loops" else (blas, 0)
-            times[how].append(time_steps(module, params, velocity, X, Y, 0.05))
+            times[how].append(time_steps(module, params, state, X, Y, 0.05))
     return float(np.median(times["loops"])), float(np.median(times["blas"]))
 
 

@@ -57,14 +57,14 @@ def step_time(module: object, rows: int, seconds: float, threads: int | None) ->
     X = rng.standard_normal((rows, *m.INPUT_SHAPE)).astype(m.DTYPE)  # type: ignore[attr-defined]
     Y = rng.standard_normal((rows, *m.TARGET_SHAPE)).astype(m.DTYPE)  # type: ignore[attr-defined]
     params = m.init_params(0)  # type: ignore[attr-defined]
-    velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    state = m.init_state(params)  # type: ignore[attr-defined]
     times = []
     with threadpool_limits(limits=threads, user_api="blas"):
-        m.train_step(params, velocity, X, Y, 1e-9, 0.0)  # type: ignore[attr-defined]
+        m.train_step(params, state, X, Y, lr=1e-9, momentum=0.0)  # type: ignore[attr-defined]
         end = time.perf_counter() + seconds
         while time.perf_counter() < end or len(times) < 3:
             t0 = time.perf_counter()
-            m.train_step(params, velocity, X, Y, 1e-9, 0.0)  # type: ignore[attr-defined]
+            m.train_step(params, state, X, Y, lr=1e-9, momentum=0.0)  # type: ignore[attr-defined]
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
 

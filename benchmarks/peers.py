@@ -110,8 +110,17 @@ class Dlc(NumpyState):
 
         self.mod = compile_model(self.spec.path, backend="numpy", dtype=self.dtype)
 
+    def load(self, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> None:
+        """As NumpyState's, with the module's own optimizer state ({"step": 0, "velocity": zeros})."""
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in params.items()}
+        self.train_state = self.mod.init_state(self.params)
+        self.X = np.array(X, dtype=self.dtype)
+        self.Y = np.array(Y, dtype=self.dtype)
+
     def step(self) -> float:
-        return self.mod.train_step(self.params, self.velocity, self.X, self.Y, self.lr, self.mu, False)
+        return self.mod.train_step(
+            self.params, self.train_state, self.X, self.Y, lr=self.lr, momentum=self.mu, nesterov=False
+        )
 
 
 class DlcLlvm(Dlc):

@@ -205,7 +205,8 @@ def _step_section(rows: list[dict], settings: dict) -> list[str]:
     out = ["## Time per training step", ""]
     out += [
         "One step = forward pass, loss, gradient, heavy-ball momentum update in place "
-        "(v ← μv − ηg; w ← w + v), on one fixed random batch; for dlc's LLVM module one native call.",
+        "(v ← μv − ηg; w ← w + v; dlc's modules keep PyTorch's v ← μv + g; w ← w − ηv, the same steps), "
+        "on one fixed random batch; for dlc's LLVM module one native call.",
         f"Measurements are interleaved: {settings['rounds']} rounds; in each round every implementation "
         "in turn (order rotating) restarts from the same state, takes one untimed step, then "
         "a fixed number of timed steps (the same for all implementations of a size and dtype: "

@@ -66,14 +66,14 @@ class Mlp:
 
 
 class Stepper:
-    """A compiled MLP with its parameters, velocity and ``most`` random examples."""
+    """A compiled MLP with its parameters, optimizer state and ``most`` random examples."""
 
     def __init__(self, backend: str, dtype: str, net: Mlp, depth: int, most: int) -> None:
         from dlc.compiler import compile_model
 
         self.mod = compile_model(net.text(depth), backend=backend, dtype=dtype)
         self.params = self.mod.init_params(0)
-        self.velocity = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.state = self.mod.init_state(self.params)
         rng = np.random.default_rng(1)
         self.X = rng.standard_normal((most, net.inputs)).astype(dtype)
         self.Y = np.eye(net.classes, dtype=dtype)[rng.integers(0, net.classes, size=most)]
@@ -81,7 +81,7 @@ class Stepper:
 
     def step(self, batch: int) -> None:
         X, Y = self.batches.setdefault(batch, (self.X[:batch], self.Y[:batch]))
-        self.mod.train_step(self.params, self.velocity, X, Y, 0.01, 0.9, False)
+        self.mod.train_step(self.params, self.state, X, Y, lr=0.01, momentum=0.9, nesterov=False)
 
     def steps_per_sample(self, batch: int, cfg: dict) -> int:
         """How many steps take about ``cfg["sample_s"]``, after a warm-up step (JIT, scratch memory)."""
@@ -154,7 +154,7 @@ def memory(backend: str, dtype: str, net: Mlp, cfg: dict, depth: int = BATCH_SWE
 
     resettable = _reset_peak()
     s.mod.train(s.params, s.X, s.Y, epochs=cfg["epochs"], batch_size=cfg["batch"], lr=0.01, momentum=0.9,
-                velocity=s.velocity, callback=after_epoch)  # fmt: skip
+                state=s.state, callback=after_epoch)  # fmt: skip
     return {"backend": backend, "dtype": dtype, "rss": rss, "peak": peak, "resettable": resettable}
 
 

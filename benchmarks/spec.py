@@ -53,6 +53,8 @@ def load_spec(size: str, module: object | None = None) -> Spec:
         module = reference_module(size, "float64")
     shapes = module.PARAM_SHAPES  # type: ignore[attr-defined]
     training = module.TRAINING  # type: ignore[attr-defined]
+    # the optimizer's settings: SETTINGS, or (modules compiled before optimizers were formulas) TRAINING
+    settings = getattr(module, "SETTINGS", training)
     layers = len(shapes) // 2
     dims = [shapes["W1"][1]] + [shapes[f"W{i}"][0] for i in range(1, layers + 1)]
     for i in range(1, layers + 1):  # the layout the peers assume
@@ -62,8 +64,8 @@ def load_spec(size: str, module: object | None = None) -> Spec:
         path=model_path(size),
         dims=tuple(dims),
         batch=int(training["batch_size"]),
-        lr=float(training["lr"]),
-        momentum=float(training["momentum"]),
+        lr=float(settings["lr"]),
+        momentum=float(settings["momentum"]),
     )
 
 

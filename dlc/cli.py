@@ -90,6 +90,12 @@ def _grad(args: argparse.Namespace) -> int:
     derivation = derive(model.graph)
     render = {"text": derivation.text, "latex": derivation.latex, "markdown": derivation.markdown}
     print(render[args.format](args.wrt))
+    optimizer = model.graph.train.optimizer
+    if optimizer is not None and args.format == "text":
+        from dlc.backends.common import update_lines
+
+        print(f"\nUpdate, {optimizer.call} (every element w of every parameter, g its gradient):")
+        print("\n".join(f"  {line}" for line in update_lines(optimizer)))
     if args.stats:
         program = differentiate(model.graph)
         forward, total = stats(program.graph.nodes()), stats(program.nodes())
@@ -134,7 +140,7 @@ def _train(args: argparse.Namespace) -> int:
     model = _load(args.model)
     save = Path(args.save) if args.save else Path(Path(args.model).stem + ".npz")
     options = Options(
-        data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        data=args.data, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, nesterov=args.nesterov, seed=args.seed, backend=args.backend,
         dtype=args.dtype, val_split=args.val_split, save=save,
         resume=Path(args.resume) if args.resume else None, checkpoint_every=args.checkpoint_every,
@@ -164,29 +170,38 @@ def _train_report(args: argparse.Namespace, model: Any, result: Any, save: Path)
     if not result.history and result.first >= result.settings.epochs:
         print(f"dlc: note: {args.resume} is at epoch {result.first} already, and --epochs is "
               f"{result.settings.epochs}: there was nothing to train", file=sys.stderr)  # fmt: skip
-    _trouble_report(result, save)
+    _trouble_report(result, save, args.lr)
     if args.json:
         print(report.to_json(result))
 
 
-def _trouble_report(result: Any, save: Path) -> None:
+def _trouble_report(result: Any, save: Path, lr_flag: float | None = None) -> None:
     """What went wrong: writes that failed, divergence, an interrupt."""
     for problem in result.problems:
         print(f"dlc: error: {problem}", file=sys.stderr)
     if result.problems and result.saved is not None:
         print(f"dlc: the trained parameters are in {result.saved} instead", file=sys.stderr)
     if result.diverged:
-        lr = result.settings.lr
         print(f"dlc: error: training diverged at {result.diverged}", file=sys.stderr)
         last = result.first + len(result.history)
         kept = f"the parameters of its last finite epoch ({last}) are in {result.saved}"
         where = kept if result.saved else "no epoch of this run finished"
         print(f"dlc: {save} and its history are as they were before this run; {where}", file=sys.stderr)
-        print(f"hint: lower the learning rate (it was {lr:g}; try --lr {lr / 10:g})", file=sys.stderr)
+        print(f"hint: {_lower_the_rate(result.settings, lr_flag)}", file=sys.stderr)
     if result.interrupted:
         done = f"parameters of the last whole epoch are in {save} (--resume {save})"
         print(f"dlc: interrupted; {done if result.saved else 'no epoch finished; nothing saved'}",
               file=sys.stderr)  # fmt: skip
+
+
+def _lower_the_rate(settings: Any, lr_flag: float | None) -> str:
+    optimizer = settings.optimizer
+    lr = dict(optimizer.settings).get("lr") if optimizer is not None else None
+    if lr_flag is not None:
+        lr = lr_flag
+    elif lr is None or lr.free_symbols:
+        return "lower the learning rate"
+    return f"lower the learning rate (it was {float(lr):g}; try --lr {float(lr) / 10:g})"
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -262,8 +277,11 @@ def _train_flags(cmd: argparse.ArgumentParser) -> None:
     )
     cmd.add_argument("--epochs", type=whole(0), metavar="N")
     cmd.add_argument("--batch-size", type=whole(1), metavar="N")
-    cmd.add_argument("--lr", type=finite, help="learning rate")
-    cmd.add_argument("--momentum", type=finite)
+    cmd.add_argument(
+        "--optimizer", metavar="CALL", help="the optimizer, as in the train block: 'adam(lr = 3e-4)'"
+    )
+    cmd.add_argument("--lr", type=finite, help="the optimizer's learning rate")
+    cmd.add_argument("--momentum", type=finite, help="sgd's or rmsprop's momentum")
     cmd.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     cmd.add_argument(
         "--seed", type=whole(0), metavar="N", help="for initial parameters, shuffling, the split"

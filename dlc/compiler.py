@@ -24,7 +24,7 @@ BACKENDS = ("numpy", "llvm")
 DTYPES = ("float64", "float32")
 
 
-def read_model(path_or_source: str | Path) -> Model:
+def read_model(path_or_source: str | Path, optimizer: str | None = None) -> Model:
     """A checked model from a file path or from model text.
 
     A ``Path`` is a path. A string is a path when it has no line break and
@@ -32,14 +32,17 @@ def read_model(path_or_source: str | Path) -> Model:
     is model text. So ``"missing.dlc"`` is a file that does not exist, never
     a model of one (wrong) line.
 
+    ``optimizer``: an optimizer call that replaces the train block's (``"adam(lr = 3e-4)"``).
+
     Raises:
         DlcError: if the file cannot be read (missing, a folder, a pipe or a
             device) or the model has a mistake.
     """
     if isinstance(path_or_source, Path) or is_path(path_or_source):
         check_regular(path_or_source)
-        return load(path_or_source)
-    return load_source(path_or_source)
+        model = load(path_or_source)
+        return model if optimizer is None else load_source(model.source, model.path, optimizer)
+    return load_source(path_or_source, optimizer=optimizer)
 
 
 def is_path(text: str) -> bool:
@@ -148,7 +151,11 @@ def load_module(source: str, name: str) -> types.ModuleType:
 
 
 def compile_model(
-    path_or_source: str | Path, backend: str = "numpy", dtype: str = "float64", hvp: bool = False
+    path_or_source: str | Path,
+    backend: str = "numpy",
+    dtype: str = "float64",
+    hvp: bool = False,
+    optimizer: str | None = None,
 ) -> types.ModuleType:
     """Compile a model (a file path or model text) and return the loaded module.
 
@@ -158,16 +165,18 @@ def compile_model(
         backend: "numpy" (a NumPy module) or "llvm" (native code through LLVM).
         dtype: "float64" or "float32": the precision of all arrays.
         hvp: also compile Hessian-vector products (the module's ``hvp``).
+        optimizer: the optimizer to train with instead of the model's, as a train block
+            writes it: ``"adam(lr = 3e-4)"``.
 
     Returns:
-        A module with ``init_params``, ``predict``, ``loss``, ``value_and_grad``,
+        A module with ``init_params``, ``init_state``, ``predict``, ``loss``, ``value_and_grad``,
         ``train_step``, ``train``, ``hvp``, ``PARAM_SHAPES``, ``INPUT_SHAPE``,
         ``TARGET_SHAPE``, ``DTYPE`` and ``FORMULAS``.
 
     Raises:
         DlcError: for any mistake in the model or the options.
     """
-    model = read_model(path_or_source)
+    model = read_model(path_or_source, optimizer)
     source = compile_source(model, backend, dtype, hvp)
     module = load_module(source, f"dlc_{model.graph.name}")
     module.__dlc_source__ = source  # type: ignore[attr-defined]

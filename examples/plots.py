@@ -12,7 +12,8 @@ values the network computes, nothing re-implemented here.
 
 Figures: points.png, spiral.png (decision boundary and hidden representation),
 loss_surface.png (gradient-descent paths), regression.png, training.png
-(loss and accuracy per epoch).
+(loss and accuracy per epoch), momentum.png (the lecture's momentum with its
+plus sign, and corrected).
 """
 
 from __future__ import annotations
@@ -388,6 +389,29 @@ def plot_training(trained: dict[str, Trained], surface: Surface, out: Path) -> N
     plt.close(fig)
 
 
+def plot_momentum(out: Path) -> dict[str, list[float]]:
+    """The lecture's momentum with its plus sign against the corrected one: loss per epoch."""
+    path = HERE / "momentum.dlc"
+    data = load_data("builtin:regression", read_model(path).graph)
+    losses = {}
+    for name in ("lecture_momentum", "corrected_momentum"):
+        module = compile_model(path, optimizer=name)
+        params = module.init_params(0)
+        with np.errstate(all="ignore"):
+            losses[name] = module.train(params, data.X, data.Y)["loss"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (name, loss), color in zip(losses.items(), (ORANGE, BLUE), strict=True):
+        ax.semilogy(range(1, len(loss) + 1), loss, color=color, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean squared error")
+    ax.set_title("momentum: velocity = past_velocity * momentum ± learning_rate * gradient")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "momentum.png", dpi=120)
+    plt.close(fig)
+    return losses
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "figures", help="where the PNGs go")
@@ -402,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_regression(trained["regression"], args.out)
     surface = plot_loss_surface(args.out)
     plot_training(trained, surface, args.out)
+    for name, loss in plot_momentum(args.out).items():
+        print(f"momentum: {name}: loss {loss[0]:.4g} after epoch 1, {loss[-1]:.4g} after epoch {len(loss)}")
     for run in surface.runs:
         print(
             f"loss_surface: lr {run.lr:g}, momentum {run.momentum:g}: ends in the {run.ends_in} minimum "

@@ -53,7 +53,9 @@ INITS = ("zeros", "ones", "constant", "normal", "uniform", "glorot", "he")
 HOSTILE_NAMES = (
     "np", "DTYPE", "PARAM_SHAPES", "INPUT_SHAPE", "FORMULAS", "EPS", "params", "velocity", "grads", "X",
     "Y", "B", "L", "rng", "lr", "momentum", "nesterov", "value", "init_params", "predict", "value_and_grad",
-    "train_step", "math", "numpy", "os", "sys", "lambda", "None", "True", "False", "class", "def", "return",
+    "train_step", "init_state", "state", "settings", "epoch", "row", "table", "step", "SETTINGS", "STATES",
+    "OPTIMIZER", "TRAINING", "train_loop", "math", "numpy", "os", "sys", "lambda", "None", "True", "False",
+    "class", "def", "return",
     "import", "from", "global", "yield", "await", "async", "match", "case", "print", "exec", "eval", "open",
     "compile", "getattr", "globals", "locals", "vars", "dir", "id", "type", "object", "super", "self",
     "cls", "sigmoid_", "softmax_ce", "bce_logits", "clip01", "logsumexp_", "ell", "t0", "t1", "d_W", "C_c",
@@ -349,10 +351,20 @@ def run_module(namespace: dict[str, object], *, batch: int = 3, seed: int = 0) -
                 raise Failure("WrongDtype", "run", f"gradient of {k} is {np.asarray(g).dtype}, not {dtype}")
         with contextlib.suppress(NotImplementedError):  # no output declared
             ns["predict"](params, X)  # type: ignore[operator]
-        velocity = {k: np.zeros_like(v) for k, v in params.items()}
+        state = ns["init_state"](params)  # type: ignore[operator]
         # FloatingPointError: a loss that is not finite on random data (log of a negative number ...)
         with contextlib.suppress(FloatingPointError):
-            ns["train_step"](params, velocity, X, Y, 0.01, 0.9, True)  # type: ignore[operator]
+            ns["train_step"](params, state, X, Y, **step_settings(ns))  # type: ignore[operator]
+
+
+def step_settings(namespace: dict[str, object]) -> dict[str, object]:
+    """Settings for a fuzzed train_step: lr 0.01, momentum 0.9, Nesterov (those the optimizer has).
+
+    The model's optimizer gives the rest, and may be other than SGD.
+    """
+    settings: dict[str, float] = namespace["SETTINGS"]  # type: ignore[assignment]
+    wanted = {"lr": 0.01, "momentum": 0.9, "nesterov": True}
+    return {k: v for k, v in wanted.items() if k in settings}
 
 
 # ------------------------------------------------------- known bugs in dlc

@@ -59,9 +59,9 @@ def _run(module: object, X: object, Y: object) -> dict[str, object]:
     out.update({f"gradient of {k}": np.array(g) for k, g in grads.items()})
     with contextlib.suppress(NotImplementedError):
         out["output"] = np.array(m.predict(params, X))  # type: ignore[attr-defined]
-    velocity = {k: np.zeros_like(v) for k, v in params.items()}
+    state = m.init_state(params)  # type: ignore[attr-defined]
     try:
-        m.train_step(params, velocity, X, Y, 0.01, 0.9, True)  # type: ignore[attr-defined]
+        m.train_step(params, state, X, Y, **fuzz.step_settings(vars(m)))  # type: ignore[attr-defined]
     except FloatingPointError:
         return out
     out.update({f"{k} after a step": v for k, v in params.items()})

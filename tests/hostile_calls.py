@@ -63,7 +63,7 @@ ALLOWED = (TypeError, ValueError, FloatingPointError)
 #: The entry points; hvp takes the velocity argument as its direction v.
 ENTRIES = ("predict", "loss", "value_and_grad", "hvp", "train_step", "train")
 #: How the modules' own messages start: with the argument they are about.
-OUR_WORDS = ("X ", "Y ", "params", "velocity", "v ", "v[", "epochs ", "batch_size ", "lr ", "momentum ",
+OUR_WORDS = ("X ", "Y ", "params", "state", "v ", "v[", "epochs ", "batch_size ", "lr ", "momentum ",
              "seed ", "start_epoch ", "callback ", "on_step ", "this model declares")  # fmt: skip
 
 ARRAY_WRONGS = [
@@ -73,7 +73,19 @@ ARRAY_WRONGS = [
 DATA_WRONGS = [*ARRAY_WRONGS, "empty", "rows_off", "one_row"]
 DICT_WRONGS = ["missing", "extra", "swapped", "rotated", "not_dict", "none", "one_bad"]
 VELOCITY_WRONGS = [*DICT_WRONGS, "params_itself", "alias_one", "overlap"]
-RATES = [0.1, 0, -1.0, float("nan"), float("inf"), "0.1", None, np.float32(0.05), True, [0.1], 3]
+RATES = [
+    0.1,
+    0,
+    -1.0,
+    float("nan"),
+    float("inf"),
+    "0.1",
+    None,
+    np.float32(0.05),
+    True,
+    [0.1],
+    3,
+]  # None: the model's
 COUNTS = [0, 1, 2, -1, 1.5, None, "2", True]
 BATCH_SIZES = [1, 2, 3, 4, 10**20, 2**63, 0, -2, 2.5, None, True]
 SEEDS = [0, 5, -1, 2**70, "x", None]
@@ -344,12 +356,18 @@ class Call:
         if c.entry in ("loss", "value_and_grad"):
             return getattr(m, c.entry)(self.params, self.X, self.Y)
         if c.entry == "train_step":
-            return m.train_step(self.params, self.velocity, self.X, self.Y, c.lr, c.momentum)
+            return m.train_step(self.params, self.state(), self.X, self.Y, lr=c.lr, momentum=c.momentum)
         return m.train(
             self.params, self.X, self.Y, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
             momentum=c.momentum, seed=c.seed, start_epoch=c.start_epoch, callback=self.callback(),
-            on_step=self.on_step(), velocity=None if self.velocity == "none" else self.velocity,
+            on_step=self.on_step(), state=None if self.velocity is None else self.state(),
         )  # fmt: skip
+
+    def state(self) -> Any:
+        """The optimizer's state (sgd's: the step count and a velocity per parameter) around the velocity."""
+        if self.case.velocity == "not_dict":
+            return self.velocity  # a list where the state's dict goes
+        return {"step": 0, "velocity": self.velocity}
 
 
 def _view(a: Any) -> Any:

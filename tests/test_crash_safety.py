@@ -129,7 +129,9 @@ def test_training_killed_at_random_moments_resumes_exactly(tmp_path: Path) -> No
         assert save.exists(), f"kill {kill}: no checkpoint"
         state = checkpoint.load(save, graph, "float64")  # must load, whatever moment the kill hit
         assert 1 <= state.epoch <= EPOCHS, state.epoch
-        assert all(np.all(np.isfinite(v)) for v in (*state.params.values(), *state.velocity.values()))
+        assert all(
+            np.all(np.isfinite(v)) for v in (*state.params.values(), *state.state["velocity"].values())
+        )
         epochs_seen.append(state.epoch)
     assert epochs_seen == sorted(epochs_seen), f"a resumed run went back: {epochs_seen}"
     final = tmp_path / "final.npz"

@@ -10,6 +10,7 @@ also passes ``dlc check``.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -90,6 +91,22 @@ def test_regression_fits_the_curve(capsys: pytest.CaptureFixture[str], tmp_path:
     assert mse < 0.005  # the noise's own variance is 0.05 ** 2 = 0.0025
     x = np.linspace(-3, 3, 301)[:, None]
     assert np.max(np.abs(module.predict(run["params"], x)[:, 0] - np.sin(x[:, 0]))) < 0.15
+
+
+def test_the_lectures_momentum_climbs_and_the_corrected_one_converges(backend: str) -> None:
+    """examples/momentum.dlc: the numbers examples/README.md quotes."""
+    path = EXAMPLE_DIR / "momentum.dlc"
+    data = load_data("builtin:regression", read_model(path).graph)
+    losses = {}
+    for name in ("lecture_momentum", "corrected_momentum"):
+        m = compile_model(path, backend=backend, optimizer=name)
+        with np.errstate(all="ignore"):
+            losses[name] = m.train(m.init_params(0), data.X, data.Y)["loss"]
+    climbs, converges = losses["lecture_momentum"], losses["corrected_momentum"]
+    assert climbs[0] == pytest.approx(5.08, abs=0.01)
+    assert all(b > a for a, b in itertools.pairwise(climbs))  # rises every epoch
+    assert 1e119 < climbs[-1] < 1e120  # "4e119 after 30"
+    assert converges[-1] == pytest.approx(0.0078, abs=0.0001)
 
 
 # --- loss_surface.dlc: which minimum does each run reach? ---------------------------------------------

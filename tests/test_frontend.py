@@ -157,7 +157,9 @@ def test_train_settings_and_defaults() -> None:
         + "train { optimizer = sgd(lr = 0.5, nesterov = true, momentum = 0.9) epochs = 3 }"
     ).graph
     t = graph.train
-    assert (t.lr, t.momentum, t.nesterov, t.epochs, t.batch_size, t.seed) == (0.5, 0.9, True, 3, 32, 0)
+    settings = {k: float(v) for k, v in t.optimizer.settings}
+    assert (settings["lr"], settings["momentum"], settings["nesterov"]) == (0.5, 0.9, 1.0)
+    assert (t.optimizer.name, t.epochs, t.batch_size, t.seed) == ("sgd", 3, 32, 0)
 
 
 def test_initializers_are_recorded() -> None:

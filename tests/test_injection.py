@@ -95,8 +95,7 @@ def exercise(module: Any) -> dict[str, Any]:
     except NotImplementedError:
         output = None
     before = {k: v.copy() for k, v in params.items()}
-    velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    step_loss = module.train_step(params, velocity, X, Y, 0.01, 0.9, True)
+    step_loss = module.train_step(params, module.init_state(params), X, Y)
     assert step_loss == pytest.approx(value)
     assert any(not np.array_equal(before[k], params[k]) for k in params) or not any(
         np.any(g) for g in grads.values()

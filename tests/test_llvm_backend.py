@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from dlc.compiler import compile_model, compile_source, load_module, read_model
 from dlc.errors import DlcError
 from dlc.frontend import load_source
+from tests.sgd import sgd_state, sgd_step
 
 from .conftest import EXAMPLES, ROOT
 from .test_grad import MODELS
@@ -81,8 +82,8 @@ def test_training_steps_match_the_numpy_backend(path: Path, dtype: str) -> None:
     (p1, v1), (p2, v2) = _state(numpy_module), _state(numpy_module)
     X, Y = _data(numpy_module, 9)
     for nesterov in (False, True, True):
-        a = native.train_step(p1, v1, X, Y, 0.05, 0.9, nesterov)  # type: ignore[attr-defined]
-        b = numpy_module.train_step(p2, v2, X, Y, 0.05, 0.9, nesterov)
+        a = sgd_step(native, p1, v1, X, Y, 0.05, 0.9, nesterov)  # type: ignore[attr-defined]
+        b = sgd_step(numpy_module, p2, v2, X, Y, 0.05, 0.9, nesterov)
         assert a == pytest.approx(b, rel=BACKENDS_AGREE[dtype])
     _close(p1, p2, dtype)
     _close(v1, v2, dtype)
@@ -95,8 +96,8 @@ def test_native_epochs_match_the_numpy_training_loop(dtype: str) -> None:
     (p1, v1), (p2, v2) = _state(numpy_module), _state(numpy_module)
     X, Y = _data(numpy_module, 37)  # the last batch of each epoch is short
     options = {"epochs": 4, "batch_size": 8, "lr": 0.1, "momentum": 0.9, "nesterov": True, "seed": 5}
-    h1 = native.train(p1, X, Y, velocity=v1, **options)  # type: ignore[attr-defined]
-    h2 = numpy_module.train(p2, X, Y, velocity=v2, **options)
+    h1 = native.train(p1, X, Y, state=sgd_state(v1), **options)  # type: ignore[attr-defined]
+    h2 = numpy_module.train(p2, X, Y, state=sgd_state(v2), **options)
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=BACKENDS_AGREE[dtype])
     _close(p1, p2, dtype)
 
@@ -137,9 +138,9 @@ def test_momentum_is_the_corrected_form(nesterov: bool) -> None:
     m = llvm(QUADRATIC)
     w, v = np.array([1.0, -2.0]), np.array([0.5, 0.25])
     params, velocity = {"w": w.copy()}, {"w": v.copy()}
-    m.train_step(params, velocity, None, None, 0.1, 0.9, nesterov)  # type: ignore[attr-defined]
-    v_new = 0.9 * v - 0.1 * w
-    w_new = w + 0.9 * v_new - 0.1 * w if nesterov else w + v_new
+    sgd_step(m, params, velocity, None, None, 0.1, 0.9, nesterov)  # type: ignore[attr-defined]
+    v_new = 0.9 * v + w  # the gradient is w; torch's buffer: v <- mu*v + g
+    w_new = w - 0.1 * (w + 0.9 * v_new) if nesterov else w - 0.1 * v_new
     np.testing.assert_allclose(velocity["w"], v_new, rtol=1e-15)
     np.testing.assert_allclose(params["w"], w_new, rtol=1e-15)
 
@@ -148,7 +149,7 @@ def test_a_non_finite_loss_stops_the_step_and_keeps_the_parameters() -> None:
     m = llvm("param w : [2] = constant(1)\nloss sum(log(w))")
     params, velocity = {"w": np.array([1.0, 0.0])}, {"w": np.zeros(2)}
     with pytest.raises(FloatingPointError, match="loss is -inf"):
-        m.train_step(params, velocity, None, None, 0.1)  # type: ignore[attr-defined]
+        sgd_step(m, params, velocity, None, None, 0.1)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(params["w"], [1.0, 0.0])
     np.testing.assert_array_equal(velocity["w"], [0.0, 0.0])
 
@@ -177,7 +178,7 @@ def test_parameters_of_the_wrong_kind_are_refused_before_any_native_call() -> No
     with pytest.raises(
         TypeError, match=r"params\['W1'\] has dtype float64, but this module computes in float32"
     ):
-        m.train_step(wrong, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+        sgd_step(m, wrong, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"X has shape \(4, 3\), expected \(B, 2\)"):
         m.loss(params, np.zeros((4, 3)), XOR_Y)  # type: ignore[attr-defined]
     # Reading is lenient: float64 parameters are converted, as NumPy would.
@@ -191,17 +192,17 @@ def test_a_read_only_parameter_is_refused_for_training_even_after_reading() -> N
     params["W1"].flags.writeable = False
     m.predict(params, XOR_X)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"params\['W1'\] is read-only: training updates it in place"):
-        m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+        sgd_step(m, params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
 
 
 def test_an_array_replaced_in_the_dict_between_steps_is_the_one_trained() -> None:
     m = llvm(ROOT / "examples" / "xor.dlc")
     params = m.init_params(0)  # type: ignore[attr-defined]
     velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+    sgd_step(m, params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
     old, params["W1"] = params["W1"], params["W1"].copy()
     kept = old.copy()
-    m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+    sgd_step(m, params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(old, kept)  # the replaced array is left alone
     assert not np.array_equal(params["W1"], kept)
     # The same arrays under swapped names are a different binding too.
@@ -227,10 +228,10 @@ def test_scratch_is_allocated_once_for_a_batch_size() -> None:
     m = llvm(ROOT / "examples" / "xor.dlc")
     params = m.init_params(0)  # type: ignore[attr-defined]
     velocity = {k: np.zeros_like(v) for k, v in params.items()}
-    m.train_step(params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
+    sgd_step(m, params, velocity, XOR_X, XOR_Y, 0.1)  # type: ignore[attr-defined]
     scratch = m._native().scratch  # type: ignore[attr-defined]
     for _ in range(20):
-        m.train_step(params, velocity, XOR_X[:3], XOR_Y[:3], 0.1)  # type: ignore[attr-defined]
+        sgd_step(m, params, velocity, XOR_X[:3], XOR_Y[:3], 0.1)  # type: ignore[attr-defined]
     m.train(params, np.tile(XOR_X, (8, 1)), np.tile(XOR_Y, (8, 1)), epochs=3, batch_size=4)  # type: ignore[attr-defined]
     assert m._native().scratch is scratch  # type: ignore[attr-defined]
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from dlc.compiler import compile_model
+from tests.sgd import sgd_state, sgd_step
 
 from .conftest import ROOT
 from .hostile_calls import MODELS
@@ -78,7 +79,7 @@ def raises_alike(call, error: type[Exception], match: str) -> None:  # type: ign
         lambda m, p, v, X, Y: m.predict(p, None),
         lambda m, p, v, X, Y: m.loss(p, X, None),
         lambda m, p, v, X, Y: m.value_and_grad(p, X, None),
-        lambda m, p, v, X, Y: m.train_step(p, v, X, None, 0.1),
+        lambda m, p, v, X, Y: sgd_step(m, p, v, X, None, 0.1),
         lambda m, p, v, X, Y: m.train(p, X, None),
         lambda m, p, v, X, Y: m.train(p, None, Y),
         lambda m, p, v, X, Y: m.train(p),
@@ -100,7 +101,7 @@ def test_an_empty_batch_is_a_value_error_even_as_the_first_call(entry: str) -> N
     for backend in BACKENDS:
         m = compile_model(CLASSIFIER, backend=backend)
         p, v = state(m)
-        args = {"train_step": (p, v, X[:0], Y[:0], 0.1), "train": (p, X[:0], Y[:0])}.get(
+        args = {"train_step": (p, sgd_state(v), X[:0], Y[:0]), "train": (p, X[:0], Y[:0])}.get(
             entry, (p, X[:0], Y[:0])
         )
         with pytest.raises(ValueError, match=r"X has no rows: the loss is a mean over the examples"):
@@ -187,15 +188,15 @@ def test_a_step_trains_the_arrays_it_is_given_whatever_came_between(backend: str
     want_p, want_v = state(reference, 0)
     other, other_want = m.init_params(1), reference.init_params(1)
     for between in ("predict", "train", "nothing"):
-        m.train_step(p, v, X, Y, 0.1, 0.9)
-        reference.train_step(want_p, want_v, X, Y, 0.1, 0.9)
+        sgd_step(m, p, v, X, Y, 0.1, 0.9)
+        sgd_step(reference, want_p, want_v, X, Y, 0.1, 0.9)
         if between == "predict":
             m.predict(other, X)
         elif between == "train":
             m.train(other, X, Y, epochs=1)
             reference.train(other_want, X, Y, epochs=1)
-    m.train_step(p, v, X, Y, 0.1, 0.9)
-    reference.train_step(want_p, want_v, X, Y, 0.1, 0.9)
+    sgd_step(m, p, v, X, Y, 0.1, 0.9)
+    sgd_step(reference, want_p, want_v, X, Y, 0.1, 0.9)
     for got, want in ((p, want_p), (v, want_v), (other, other_want)):
         for k in got:
             np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14)
@@ -229,12 +230,12 @@ def test_arrays_reshaped_in_place_after_a_call_are_refused(backend: str) -> None
     with pytest.raises(ValueError, match=r"X has shape \(32, 2\), expected \(B, 4\)"):
         m.predict(p, X)
     X.shape = (16, 4)
-    m.train_step(p, v, X, Y, 0.1)
+    sgd_step(m, p, v, X, Y, 0.1)
     p["W1"].shape = (4, 8)
     with pytest.raises(ValueError, match=r"params\['W1'\] has shape \(4, 8\), expected \(8, 4\)"):
         m.predict(p, X)
     with pytest.raises(ValueError, match=r"params\['W1'\] has shape \(4, 8\), expected \(8, 4\)"):
-        m.train_step(p, v, X, Y, 0.1)
+        sgd_step(m, p, v, X, Y, 0.1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -243,7 +244,7 @@ def test_an_array_given_a_new_buffer_in_place_is_read_at_its_new_address(backend
     m = compile_model(CLASSIFIER, backend=backend)
     X, Y = data()
     p, v = state(m)
-    m.train_step(p, v, X, Y, 0.1)
+    sgd_step(m, p, v, X, Y, 0.1)
     w = p["W1"]
     old = w.ctypes.data
     w.__setstate__(np.zeros((64, 4)).__reduce__()[2])  # a larger buffer, elsewhere
@@ -261,17 +262,17 @@ def test_an_array_given_a_new_buffer_in_place_is_read_at_its_new_address(backend
 def test_aliased_training_arrays_are_refused() -> None:
     X, Y = data()
     raises_alike(
-        lambda m: m.train_step(*([m.init_params(0)] * 2), X, Y, 0.1),
+        lambda m: sgd_step(m, *([m.init_params(0)] * 2), X, Y, 0.1),
         ValueError,
-        r"params\['W1'\] and velocity\['W1'\] are the same array",
+        r"params\['W1'\] and state\['velocity'\]\['W1'\] are the same array",
     )
 
     def overlapping(m: ModuleType) -> None:
         p, v = state(m)
         v["b2"] = p["W2"].reshape(-1)[:3]
-        m.train_step(p, v, X, Y, 0.1)
+        sgd_step(m, p, v, X, Y, 0.1)
 
-    raises_alike(overlapping, ValueError, r"params\['W2'\] and velocity\['b2'\] share memory")
+    raises_alike(overlapping, ValueError, r"params\['W2'\] and state\['velocity'\]\['b2'\] share memory")
 
 
 # ------------------------------------------------------------------ kinds and dtypes
@@ -301,13 +302,13 @@ def test_both_backends_refuse_the_same_kinds_with_the_same_words() -> None:
         lambda m: m.train(m.init_params(0), X, Y, callback=5), TypeError, "callback must be a function"
     )
     raises_alike(
-        lambda m: m.train_step(m.init_params(0), {k: v.T for k, v in m.init_params(0).items()}, X, Y, 0.1),
+        lambda m: sgd_step(m, m.init_params(0), {k: v.T for k, v in m.init_params(0).items()}, X, Y, 0.1),
         ValueError,
-        r"velocity\['W1'\] has shape \(4, 8\), expected \(8, 4\)",
+        r"state\['velocity'\]\['W1'\] has shape \(4, 8\), expected \(8, 4\)",
     )
     raises_alike(
-        lambda m: m.train_step(
-            {**m.init_params(0), "W1": np.asfortranarray(np.zeros((8, 4)))}, state(m)[1], X, Y, 0.1
+        lambda m: sgd_step(
+            m, {**m.init_params(0), "W1": np.asfortranarray(np.zeros((8, 4)))}, state(m)[1], X, Y, 0.1
         ),
         ValueError,
         r"params\['W1'\] is not C-contiguous",
@@ -394,7 +395,7 @@ def test_where_array_objects_do_not_hold_their_data_pointer_slots_point_into_cel
 
     def run(m: ModuleType) -> list[float]:
         p, v = state(m)
-        return [m.loss(p, X, Y), m.train_step(p, v, X, Y, 0.1, 0.9), *m.train(p, X, Y, epochs=2)["loss"]]
+        return [m.loss(p, X, Y), sgd_step(m, p, v, X, Y, 0.1, 0.9), *m.train(p, X, Y, epochs=2)["loss"]]
 
     for holds in (True, False):
         m = compile_model(CLASSIFIER, backend="llvm")

@@ -21,6 +21,7 @@ from dlc.frontend import load_source
 from dlc.grad import differentiate
 from dlc.gradcheck import sample_data
 from dlc.graph.graph import Graph
+from tests.sgd import sgd_step
 
 from .conftest import EXAMPLES, ROOT
 from .test_grad import MODELS
@@ -147,10 +148,10 @@ def test_momentum_is_the_corrected_form(nesterov: bool) -> None:
     v = np.array([0.5, 0.25])
     params, velocity = {"w": w.copy()}, {"w": v.copy()}
     lr, mu = 0.1, 0.9
-    m.train_step(params, velocity, None, None, lr, mu, nesterov)
+    sgd_step(m, params, velocity, None, None, lr, mu, nesterov)
     g = w
-    v_new = mu * v - lr * g  # v <- mu*v - eta*g
-    w_new = w + mu * v_new - lr * g if nesterov else w + v_new
+    v_new = mu * v + g  # torch.optim.SGD's momentum buffer (after the first step): v <- mu*v + g
+    w_new = w - lr * (g + mu * v_new) if nesterov else w - lr * v_new
     np.testing.assert_allclose(velocity["w"], v_new, rtol=1e-15)
     np.testing.assert_allclose(params["w"], w_new, rtol=1e-15)
 
@@ -162,7 +163,7 @@ def test_a_gradient_that_is_the_parameter_is_returned_as_a_copy() -> None:
     params = {"w": np.array([1.0, -2.0])}
     _, grads = m.value_and_grad(params, None, None)
     assert grads["w"] is not params["w"]
-    m.train_step(params, {"w": np.zeros(2)}, None, None, 0.1)
+    sgd_step(m, params, {"w": np.zeros(2)}, None, None, 0.1)
     np.testing.assert_array_equal(grads["w"], [1.0, -2.0])
 
 
@@ -178,7 +179,7 @@ def test_a_non_finite_loss_stops_the_step_and_keeps_the_parameters() -> None:
     params = {"w": np.array([1.0, 0.0])}
     velocity = {"w": np.zeros(2)}
     with pytest.raises(FloatingPointError, match="loss is -inf"):
-        m.train_step(params, velocity, None, None, 0.1)
+        sgd_step(m, params, velocity, None, None, 0.1)
     np.testing.assert_array_equal(params["w"], [1.0, 0.0])
 
 

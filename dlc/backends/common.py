@@ -14,36 +14,60 @@ import math
 import re
 import textwrap
 from types import ModuleType
+from typing import Any, ClassVar
+
+import sympy
+from sympy.printing.numpy import NumPyPrinter
 
 from dlc.grad import Program
+from dlc.grad import notation as nt
 from dlc.grad.formulas import Derivation
+from dlc.graph.optimizer import EPOCH, STEP, Optimizer, T, setting, shown
 
 
 def docstring(
-    name: str, backend: str, dtype: str, derivation: Derivation, model_file: str, note: str = ""
-) -> str:
-    """The module docstring: what it is, array layout, the momentum rule and the formulas."""
+    name: str, backend: str, dtype: str, derivation: Derivation, model_file: str, note: str = "",
+    optimizer: Optimizer | None = None,
+) -> str:  # fmt: skip
+    """The module docstring: what it is, array layout, the optimizer's update and the formulas."""
     formulas = textwrap.indent(derivation.text(), "    ")
     # A file name may hold anything, quotes included: only plain characters reach the text.
     model_file = re.sub(r"[^A-Za-z0-9_.-]", "_", model_file)
+    update = textwrap.indent("\n".join(update_lines(optimizer)), "    ") if optimizer else ""
+    call = _plain(optimizer.call) if optimizer else ""
     return f'''"""Model {name}, compiled by dlc: {backend} backend, {dtype}.
 
-Forward pass, gradients and a mini-batch SGD training loop with momentum,
-from {model_file}. Arrays are batch-major: X is [B, *INPUT_SHAPE] and Y is
-[B, *TARGET_SHAPE]; parameters keep their declared [out, in] orientation.
+Forward pass, gradients and a mini-batch training loop, from {model_file}.
+Arrays are batch-major: X is [B, *INPUT_SHAPE] and Y is [B, *TARGET_SHAPE];
+parameters keep their declared [out, in] orientation.
 {note}
-Momentum, with mu the momentum and eta the learning rate:
+The optimizer: {call}
+Each step does, for every element w of every parameter, with g its
+gradient (t counts steps, 1 at the first):
 
-    heavy-ball:  v <- mu*v - eta*g;  w <- w + v
-    Nesterov:    v <- mu*v - eta*g;  w <- w + mu*v - eta*g   (as Keras' SGD)
-
-The velocity accumulates steps against the gradient, hence the minus sign
-(written with a plus, it would push the weights uphill).
+{update}
 
 Derived formulas:
 
 {formulas}
 """'''
+
+
+def _plain(text: str) -> str:
+    """Model-file text as it may appear in a docstring: no control characters, quotes or backslashes."""
+    return re.sub(r"[\x00-\x1f\x7f\\\"']", "_", text)
+
+
+def update_lines(optimizer: Optimizer) -> list[str]:
+    """The update rule as formulas a person reads, one per line."""
+    rename = {s: sympy.Symbol(shown(s), real=True) for _, f in optimizer.updates for s in f.free_symbols}
+    rename |= {s: sympy.Symbol(shown(s), real=True) for _, f in optimizer.scalars for s in f.free_symbols}
+    out = [f"{k} = {nt.text(v)}" for k, v in optimizer.settings if v.free_symbols]
+    if optimizer.clip_norm is not None:
+        out.append(f"g = g * min(1, {optimizer.clip_norm!r} / (norm of all gradients + 1e-6))")
+    out += [f"{shown(s)} = {nt.text(f.xreplace(rename))}" for s, f in optimizer.scalars]
+    out += [f"{shown(s)} <- {nt.text(f.xreplace(rename))}" for s, f in optimizer.updates]
+    return [_plain(line) for line in out]
 
 
 def constants(program: Program, derivation: Derivation, dtype: str) -> list[str]:
@@ -55,9 +79,19 @@ def constants(program: Program, derivation: Derivation, dtype: str) -> list[str]
     lines.append(f"TARGET_SHAPE = {graph.target.shape if graph.target is not None else None!r}")
     t = graph.train
     lines.append(
-        f"TRAINING = {{'lr': {t.lr!r}, 'momentum': {t.momentum!r}, 'nesterov': {t.nesterov!r}, "
-        f"'batch_size': {t.batch_size!r}, 'epochs': {t.epochs!r}, 'seed': {t.seed!r}}}"
+        f"TRAINING = {{'batch_size': {t.batch_size!r}, 'epochs': {t.epochs!r}, 'seed': {t.seed!r}, "
+        f"'patience': {t.patience!r}}}"
     )
+    optimizer = training_optimizer(program)
+    lines.append(f"OPTIMIZER = {optimizer.call!r}")
+    lines.append(f"STATES = {optimizer.states!r}")
+    lines.append(
+        "SETTINGS = {"
+        + ", ".join(f"{k!r}: {float(v) if not v.free_symbols else None!r}" for k, v in optimizer.settings)
+        + "}  # None: a formula of epoch and step (see _scalars)"
+    )
+    lines.append(f"CLIP_NORM = {optimizer.clip_norm!r}")
+    lines.append(f"UPDATE = {update_lines(optimizer)!r}")
     lines.append("FORMULAS = {")
     lines += [f"    {k!r}: {eq.text()!r}," for k, eq in derivation.gradients.items()]
     lines.append("}")
@@ -139,4 +173,85 @@ def carried_source(modules: list[ModuleType]) -> tuple[str, str]:
 
 
 #: The last line of every generated module: its argument checks (see dlc/backends/guard.py).
-CHECKS = "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPE, TARGET_SHAPE)"
+CHECKS = (
+    "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPE, TARGET_SHAPE, STATES, SETTINGS)\n"
+    "_ROWS = StepRows(_scalars)"
+)
+
+
+def training_optimizer(program: Program) -> Optimizer:
+    """The optimizer the model trains with (the front end always chooses one)."""
+    optimizer = program.graph.train.optimizer
+    if optimizer is None:
+        raise ValueError("the model's training settings name no optimizer")
+    return optimizer
+
+
+class ScalarPrinter(NumPyPrinter):
+    """NumPy code for the optimizer's per-step numbers, over arrays of steps (``np.`` names)."""
+
+    _module = "np"
+    _kf: ClassVar[dict[str, str]] = {k: "np." + v.split(".", 1)[1] for k, v in NumPyPrinter._kf.items()}
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+
+    def _print_Float(self, expr: Any) -> str:  # noqa: N802 - SymPy's dispatch name
+        return repr(float(expr))
+
+    def _print_Integer(self, expr: Any) -> str:  # noqa: N802
+        return repr(float(expr))
+
+    def _print_Rational(self, expr: Any) -> str:  # noqa: N802
+        return repr(float(expr))
+
+    def _print_Pi(self, expr: Any) -> str:  # noqa: N802
+        return "np.pi"
+
+    def _fold(self, name: str, args: tuple[Any, ...]) -> str:
+        text = self._print(args[0])
+        for a in args[1:]:
+            text = f"np.{name}({text}, {self._print(a)})"
+        return text
+
+    def _print_Min(self, expr: Any) -> str:  # noqa: N802
+        return self._fold("minimum", expr.args)
+
+    def _print_Max(self, expr: Any) -> str:  # noqa: N802
+        return self._fold("maximum", expr.args)
+
+    def _print_sigmoid(self, expr: Any) -> str:
+        return f"(1/(1 + np.exp(-({self._print(expr.args[0])}))))"
+
+    def _print_softplus(self, expr: Any) -> str:
+        return f"np.logaddexp(0, {self._print(expr.args[0])})"
+
+    def _print_Function(self, expr: Any) -> str:  # noqa: N802
+        raise NotImplementedError(f"no NumPy code for the function {type(expr).__name__}")
+
+
+def scalars_function(optimizer: Optimizer) -> str:
+    """``_scalars(given, epoch, step)``: the optimizer's numbers, a row per step.
+
+    ``given`` holds a float (or None: the model's value) per setting, ``step`` the steps
+    taken before each step of the table (float64); the columns are the numbers the update
+    reads (:meth:`~dlc.graph.optimizer.Optimizer.used_scalars`), float64.
+    """
+    printer = ScalarPrinter()
+    names: dict[sympy.Basic, sympy.Basic] = {T: sympy.Symbol("t"), EPOCH: sympy.Symbol("epoch"),
+                                             STEP: sympy.Symbol("step")}  # fmt: skip
+    lines = ["t = step + 1.0", "epoch = float(epoch)"]
+    for i, (k, value) in enumerate(optimizer.settings):
+        names[setting(k)] = sympy.Symbol(f"s{i}")
+        formula = printer.doprint(value.xreplace(names))
+        lines.append(f"s{i} = given[{i}] if given[{i}] is not None else {formula}  # {k}")
+    for i, (symbol, value) in enumerate(optimizer.scalars):
+        lines.append(f"c{i} = {printer.doprint(value.xreplace(names))}  # {shown(symbol)}")
+        names[symbol] = sympy.Symbol(f"c{i}")
+    used = optimizer.used_scalars()
+    lines.append(f"table = np.empty((len(step), {max(len(used), 1)}))")
+    lines += [f"table[:, {j}] = {names[u]}" for j, u in enumerate(used)]
+    lines.append("return table")
+    body = textwrap.indent("\n".join(lines), "    ")
+    doc = "The optimizer's numbers for steps that come after ``step`` steps: a row per step."
+    return f'def _scalars(given, epoch, step):\n    """{doc}"""\n{body}'

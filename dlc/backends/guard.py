@@ -32,12 +32,15 @@ _NONES = itertools.repeat(None)
 class Checks:
     """The argument checks of one module: its dtype, parameter shapes and per-example shapes."""
 
-    def __init__(self, dtype, param_shapes, input_shape, target_shape):
+    def __init__(self, dtype, param_shapes, input_shape, target_shape, states=(), settings=()):
         self.dtype = np.dtype(dtype)
         self.names = list(param_shapes)
         self.shapes = [tuple(param_shapes[k]) for k in self.names]
-        self.labels = [f"params[{k!r}]" for k in self.names] + [f"velocity[{k!r}]" for k in self.names]
-        self.shapes2 = self.shapes * 2
+        self.states = list(states)  # the optimizer's per-parameter state, by name
+        self.settings = list(settings)  # the optimizer's settings, by name
+        self.labels = [f"params[{k!r}]" for k in self.names]
+        self.labels += [f"state[{s!r}][{k!r}]" for s in self.states for k in self.names]
+        self.all_shapes = self.shapes * (1 + len(self.states))
         self.input = None if input_shape is None else tuple(input_shape)
         self.target = None if target_shape is None else tuple(target_shape)
 
@@ -62,16 +65,36 @@ class Checks:
         self._in_place_all(given, self.shapes, [f"{what}[{k!r}]" for k in self.names])
         return given
 
-    def state(self, params, velocity):
-        """Parameters and velocities to update in place: checked, and no two sharing memory."""
+    def fresh_state(self, params):
+        """The optimizer's state at the start: zeros like each parameter, and no steps taken."""
+        p = self.params(params)
+        return {"step": 0, **{s: {k: np.zeros_like(a) for k, a in zip(self.names, p, strict=True)}
+                              for s in self.states}}  # fmt: skip
+
+    def state(self, params, state):
+        """Parameters and optimizer state to update in place: (params, state arrays, steps taken).
+
+        The arrays are checked and no two may share memory; the state's arrays come
+        state by state, each in the parameters' order.
+        """
         p = self._lookup(params, "params")
-        v = self._lookup(velocity, "velocity")
-        both = p + v
-        self._in_place_all(both, self.shapes2, self.labels)
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict (as init_state() returns), not {type(state).__name__}")
+        missing = [k for k in ("step", *self.states) if k not in state]
+        if missing:
+            raise ValueError(
+                f"state has no {', '.join(map(repr, missing))}: it holds 'step' and the optimizer's "
+                f"{', '.join(map(repr, self.states)) or 'nothing else'} (start from init_state())"
+            )
+        step = _count(state["step"], "state['step']", 0)
+        arrays = list(p)
+        for s in self.states:
+            arrays += self._lookup(state[s], f"state[{s!r}]")
+        self._in_place_all(arrays, self.all_shapes, self.labels)
         # distinct arrays that own their memory cannot overlap; others are looked at closely
-        if len(set(map(id, both))) != len(both) or not all(map(operator.is_, map(_BASE, both), _NONES)):
-            _disjoint(both, self.labels)
-        return p, v
+        if len(set(map(id, arrays))) != len(arrays) or not all(map(operator.is_, map(_BASE, arrays), _NONES)):
+            _disjoint(arrays, self.labels)
+        return p, arrays[len(p) :], step
 
     def _in_place_all(self, arrays, shapes, labels):
         dtype, ndarray = self.dtype, np.ndarray
@@ -81,18 +104,16 @@ class Checks:
                 i = next(i for i, b in enumerate(arrays) if b is a)
                 self._in_place(a, shape, labels[i])
 
-    def unchanged(self, p, v, X, Y, rows):
+    def unchanged(self, p, s, X, Y, rows):
         """Raise if arrays checked earlier in this call were changed in place since (by a callback).
 
         For native code between the calls of one training run: a callback
         can reshape an array, or give it a new buffer, between two epochs.
         """
-        n = len(self.names)
-        for i, a in enumerate(p + v):
-            shape = self.shapes[i % n]
+        for i, a in enumerate(p + s):
+            shape = self.all_shapes[i]
             if not (a.dtype is self.dtype and a.shape == shape and a.flags.carray):
-                what = "params" if i < n else "velocity"
-                self._in_place(a, shape, f"{what}[{self.names[i % n]!r}]")
+                self._in_place(a, shape, self.labels[i])
         for a, shape, name in ((X, self.input, "X"), (Y, self.target, "Y")):
             if a is not None and not (
                 a.dtype is self.dtype and a.shape == (rows, *shape) and a.flags.c_contiguous
@@ -195,32 +216,39 @@ class Checks:
 
     # ------------------------------------------------------------ settings
 
-    def training(self, params, X, Y, velocity, callback, on_step, defaults, **given):
-        """The arguments of train(), checked: (X, Y, rows, velocity, settings).
+    def training(self, params, X, Y, state, callback, on_step, defaults, given, **counts):
+        """The arguments of train(), checked: (X, Y, rows, state, counts, settings).
 
-        ``given`` holds epochs, batch_size, lr, momentum, nesterov, seed and
-        start_epoch; where one is None, ``defaults`` (the model's TRAINING)
-        gives it. A missing velocity starts at zeros.
+        ``counts`` holds epochs, batch_size, seed and start_epoch; where one is
+        None, ``defaults`` (the model's TRAINING) gives it. ``given``: the
+        optimizer's settings the call overrides. A missing state starts fresh.
         """
         for f, name in ((callback, "callback"), (on_step, "on_step")):
             if f is not None and not callable(f):
                 raise TypeError(f"{name} must be a function or None, not {type(f).__name__}")
-        s = {k: defaults.get(k, 0) if v is None else v for k, v in given.items()}
+        s = {k: defaults.get(k, 0) if v is None else v for k, v in counts.items()}
         for name, least in (("epochs", 0), ("batch_size", 1), ("seed", 0), ("start_epoch", 0)):
             s[name] = _count(s[name], name, least)
-        s["lr"], s["momentum"] = _real(s["lr"], "lr"), _real(s["momentum"], "momentum")
-        s["nesterov"] = bool(s["nesterov"])
+        chosen = self.chosen(given)
         X, Y, rows = self.examples(X, Y)
-        if velocity is None:
-            velocity = {k: np.zeros_like(a) for k, a in zip(self.names, self.writable(params), strict=True)}
-        self.state(params, velocity)
-        return X, Y, rows, velocity, s
+        if state is None:
+            self.writable(params)
+            state = self.fresh_state(params)
+        self.state(params, state)
+        return X, Y, rows, state, s, chosen
 
-    def rates(self, lr, momentum):
-        """A training step's learning rate and momentum, as floats."""
-        if type(lr) is float and type(momentum) is float:
-            return lr, momentum
-        return _real(lr, "lr"), _real(momentum, "momentum")
+    def chosen(self, given):
+        """The optimizer settings a call gives (by name; None keeps the model's), as floats in order."""
+        unknown = [k for k in given if k not in self.settings]
+        if unknown:
+            raise TypeError(
+                f"unexpected argument {unknown[0]!r}: the optimizer's settings are "
+                f"{', '.join(self.settings) or 'none'}"
+            )
+        return tuple(None if given.get(k) is None else _real(given[k], k) for k in self.settings)
+
+    def epoch(self, epoch):
+        return _count(epoch, "epoch", 0)
 
 
 def _numbers(a, what):
@@ -261,6 +289,9 @@ def _count(value, name, least):
 
 
 def _real(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not isinstance(value, numbers.Real):  # booleans are 1 and 0 (nesterov = True)
         raise TypeError(f"{name} must be a real number, not {value!r}")
-    return float(value)
+    number = float(value)
+    if number != number or abs(number) == float("inf"):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return number

@@ -10,6 +10,7 @@ elementwise fusion.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +47,18 @@ class Model:
     source: str
 
 
-def load_source(source: str, path: str = "<model>") -> Model:
+def load_source(source: str, path: str = "<model>", optimizer: str | None = None) -> Model:
     """Check a model given as text and build its graph.
 
     Raises:
         DlcError: with ``path`` and ``source`` recorded, for any mistake in the model.
+
+    ``optimizer``: an optimizer call that replaces the train block's (``adam(lr = 3e-4)``).
     """
     source = source.removeprefix("\ufeff")  # a byte-order mark some editors write
     try:
         with deep_recursion():
-            graph, warnings = _build(source, default_name(path))
+            graph, warnings = _build(source, default_name(path), optimizer)
     except DlcError as err:
         raise err.in_file(path, source) from None
     return Model(graph, tuple(w.in_file(path, source) for w in warnings), path, source)
@@ -95,9 +98,10 @@ def load(path: str | Path) -> Model:
     return load_source(source, name)
 
 
-def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
+def _build(source: str, default_name: str, optimizer: str | None = None) -> tuple[Graph, list[DlcError]]:
     module = parse(source)
     decls = declare(module)
+    chosen = _optimizer_call(optimizer) if optimizer is not None else (None, None, None)
     lowering = Lowering(decls)
     assert decls.loss is not None  # declare() guarantees it
     output = _output(decls, lowering)
@@ -126,11 +130,37 @@ def _build(source: str, default_name: str) -> tuple[Graph, list[DlcError]]:
         params=tuple(params),  # type: ignore[arg-type]
         output=output,
         loss=loss,
-        train=train_config(decls.train),
+        train=train_config(decls.train, decls.optimizers, decls.functions, *chosen),
         names=lowering.names,
         activations=_activations(decls, {key[0] for key in lowering.expanded}),
     )
     return fuse(graph), warnings
+
+
+def _optimizer_call(text: str) -> tuple[ast.Expr, str, Callable[[DlcError], DlcError]]:
+    """An optimizer call given apart from the model file (``--optimizer 'adam(lr = 3e-4)'``)."""
+    label = "--optimizer"
+
+    def placed(err: DlcError) -> DlcError:
+        span, message = err.span, err.message
+        if span is not None:  # the text is line 2 of what was parsed
+            end = len(text) + 1
+            if span.line == 2:
+                span = Span(1, span.column, 1, span.end_column if span.end_line == 2 else end)
+            elif span.line > 2:  # the closing brace added after it: the text stopped early
+                span, message = Span(1, end, 1, end + 1), message.replace("unexpected '}'", "unexpected end")
+            else:
+                span = Span(1, 1, 1, 2)
+        return DlcError(message, span, hint=err.hint).in_file(label, text)
+
+    if "\n" in text or "\r" in text:
+        raise DlcError("the optimizer is one line of text, as in the model file").in_file(label, text)
+    try:
+        block = parse("train { optimizer =\n" + text + "\n}").statements[0]
+    except DlcError as err:
+        raise placed(err) from None
+    assert isinstance(block, ast.TrainBlock)
+    return block.settings[0].value, text.strip(), placed
 
 
 def _output(decls: Declarations, lowering: Lowering) -> nodes.Node | None:

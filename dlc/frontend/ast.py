@@ -186,6 +186,23 @@ class TrainBlock:
     span: Span
 
 
+@dataclass(frozen=True)
+class StateDecl:
+    """``state m``: per-parameter state of an optimizer, zeros at the start."""
+
+    name: Ident
+
+
+@dataclass(frozen=True)
+class OptimizerDef:
+    """``optimizer name(setting = default, ...) { state ...; name = formula ... }``."""
+
+    name: Ident
+    settings: tuple[Setting, ...]
+    lines: tuple[StateDecl | Setting, ...]
+    span: Span
+
+
 Statement = (
     ModelDecl
     | InputDecl
@@ -197,6 +214,7 @@ Statement = (
     | OutputStmt
     | LossStmt
     | TrainBlock
+    | OptimizerDef
 )
 
 

@@ -34,6 +34,7 @@ class Declarations:
         return [d for d in self.names.values() if isinstance(d, ast.ParamDecl)]
 
     functions: dict[str, ast.FnDef] = field(default_factory=dict)  # the FnDefs among names
+    optimizers: dict[str, ast.OptimizerDef] = field(default_factory=dict)  # the file's own, by name
 
     def suggest(self, name: str, extra: Iterable[str] = ()) -> str | None:
         """A "did you mean ...?" hint for a misspelt name, or None."""
@@ -76,6 +77,9 @@ def declare(module: ast.Module) -> Declarations:
             setattr(decls, attr, stmt)
         if isinstance(stmt, (ast.ModelDecl, ast.OutputStmt, ast.LossStmt, ast.TrainBlock)):
             continue
+        if isinstance(stmt, ast.OptimizerDef):
+            _define_optimizer(decls, stmt)
+            continue
         _define(decls, stmt)
     if decls.loss is None:
         raise DlcError(
@@ -113,6 +117,24 @@ def _define(decls: Declarations, stmt: Definition) -> None:
     decls.names[name.text] = stmt
     if isinstance(stmt, ast.FnDef):
         decls.functions[name.text] = stmt
+
+
+def _define_optimizer(decls: Declarations, stmt: ast.OptimizerDef) -> None:
+    previous = decls.optimizers.get(stmt.name.text)
+    if previous is not None:
+        raise DlcError(
+            f"optimizer '{stmt.name.text}' is defined twice",
+            stmt.name.span,
+            notes=(Note("the first definition is here", previous.name.span),),
+        )
+    seen: dict[str, ast.Ident] = {}
+    for setting in stmt.settings:
+        if setting.name.text in seen:
+            raise DlcError(
+                f"setting '{setting.name.text}' appears twice in '{stmt.name.text}'", setting.name.span
+            )
+        seen[setting.name.text] = setting.name
+    decls.optimizers[stmt.name.text] = stmt
 
 
 def subexpressions(expr: ast.Expr) -> Iterator[ast.Expr]:

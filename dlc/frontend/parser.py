@@ -22,7 +22,7 @@ MAX_DEPTH = 256
 MAX_SOURCE_BYTES = 1 << 20
 MAX_NAME_LENGTH = 64
 MAX_ARRAY_RANK = 8
-KEYWORDS = ("model", "input", "target", "param", "const", "output", "loss", "train")
+KEYWORDS = ("model", "input", "target", "param", "const", "output", "loss", "train", "optimizer")
 
 
 def parse(source: str) -> ast.Module:
@@ -110,7 +110,7 @@ def _unexpected_token(exc: UnexpectedToken, source: str) -> DlcError:
     elif len(expected) > 8:
         hint = (
             "a statement starts with model, input, target, param, const, output, loss, train, "
-            "or a definition 'name = ...'"
+            "optimizer, or a definition 'name = ...'"
         )
     message = what
     if expected and len(expected) <= 8:
@@ -140,6 +140,12 @@ def _nested(depth: int, span: Span) -> int:
     if depth > MAX_DEPTH:
         raise DlcError(f"expression is nested more than {MAX_DEPTH} levels deep", span)
     return depth
+
+
+def _word(token: Token, word: str, hint: str) -> None:
+    """Words that the grammar reads as names where only ``word`` fits."""
+    if str(token) != word:
+        raise DlcError(f"unexpected name '{token}'; expected '{word}'", _span(token), hint=hint)
 
 
 def _present(items: Any) -> list[Any]:
@@ -271,6 +277,21 @@ class AstBuilder(Transformer[Token, Any]):
     def train_block(self, children: list[Any]) -> ast.TrainBlock:
         keyword, *settings, rbrace = children
         return ast.TrainBlock(tuple(settings), _span(keyword).to(_span(rbrace)))
+
+    def optimizer_def(self, children: list[Any]) -> ast.OptimizerDef:
+        word, name, *rest = children
+        rbrace = rest.pop()
+        i = rest.index(next(c for c in rest if isinstance(c, Token) and c.type == "RPAR"))
+        settings, lines = _present(rest[:i]), rest[i + 1 :]
+        return ast.OptimizerDef(_ident(name), tuple(settings), tuple(lines), _span(word).to(_span(rbrace)))
+
+    def hyper(self, children: list[Any]) -> ast.Setting:
+        return ast.Setting(_ident(children[0]), children[1])
+
+    def state_decl(self, children: list[Any]) -> ast.StateDecl:
+        word, name = children
+        _word(word, "state", "optimizer lines are 'state name' or 'name = formula'")
+        return ast.StateDecl(_ident(name))
 
     def start(self, children: list[Any]) -> ast.Module:
         return ast.Module(tuple(children), Span(1, 1, 1, 1))

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
-from dlc.errors import DlcError, Note
+from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
+from dlc.frontend.optimizers import choose
 from dlc.graph.graph import TrainConfig
 
-_WHOLE = {"batch_size": 1, "epochs": 0, "seed": 0}  # setting -> smallest allowed value
+_WHOLE = {"batch_size": 1, "epochs": 0, "seed": 0, "patience": 1}  # setting -> smallest allowed value
 _SGD = ("lr", "momentum", "nesterov")
+_KNOWN = ["optimizer", *_WHOLE, "data", "clip_norm"]
 
 
-def train_config(block: ast.TrainBlock | None) -> TrainConfig:
-    """Read the settings of a train block; defaults fill what it leaves out."""
+def train_config(
+    block: ast.TrainBlock | None,
+    optimizers: dict[str, ast.OptimizerDef] | None = None,
+    functions: dict[str, ast.FnDef] | None = None,
+    chosen: ast.Expr | None = None,
+    chosen_text: str | None = None,
+    origin: Callable[[DlcError], DlcError] | None = None,
+) -> TrainConfig:
+    """Read the settings of a train block; defaults fill what it leaves out.
+
+    ``optimizers``/``functions``: the model file's own definitions; ``chosen``: an optimizer
+    call that replaces the block's (from the command line, as ``chosen_text``).
+    """
     config = TrainConfig()
-    if block is None:
-        return config
     seen: dict[str, ast.Setting] = {}
-    for setting in block.settings:
+    for setting in block.settings if block is not None else ():
         key = setting.name.text
         if key in seen:
             raise DlcError(
@@ -29,54 +40,30 @@ def train_config(block: ast.TrainBlock | None) -> TrainConfig:
                 notes=(Note("first given here", seen[key].name.span),),
             )
         seen[key] = setting
-        if key == "optimizer":
-            config = replace(config, **_optimizer(setting.value))
-        elif key in _WHOLE:
+        if key in _WHOLE:
             config = replace(config, **{key: _whole(setting.value, key, _WHOLE[key])})  # type: ignore[arg-type]
         elif key == "data":
             config = replace(config, data=_dataset(setting.value))
-        else:
-            known = ["optimizer", *_WHOLE, "data"]
-            close = difflib.get_close_matches(key, known + list(_SGD), n=1)
-            hint = f"did you mean {close[0]}?" if close else f"settings are: {', '.join(known)}"
+        elif key not in ("optimizer", "clip_norm"):
+            close = difflib.get_close_matches(key, _KNOWN + list(_SGD), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"settings are: {', '.join(_KNOWN)}"
             if key in _SGD:
                 hint = f"write it inside the optimizer: optimizer = sgd({key} = ...)"
             raise DlcError(f"unknown training setting '{key}'", setting.name.span, hint=hint)
-    return config
+    clip = (
+        _real(seen["clip_norm"].value, "clip_norm", low=0.0, low_open=True) if "clip_norm" in seen else None
+    )
+    call: ast.Expr = ast.Name(ast.Ident("sgd", block.span if block else _NOWHERE))
+    text = None
+    if chosen is not None:
+        call, text = chosen, chosen_text
+    elif "optimizer" in seen:
+        call = seen["optimizer"].value
+    optimizer = choose(call, optimizers or {}, functions or {}, clip, text, origin if chosen else None)
+    return replace(config, optimizer=optimizer)
 
 
-def _optimizer(value: ast.Expr) -> dict[str, Any]:
-    keywords: tuple[ast.Keyword, ...] = ()
-    if isinstance(value, ast.Name):
-        name = value.ident
-    elif isinstance(value, ast.Call):
-        name, keywords = value.func, value.keywords
-        if value.args:
-            raise DlcError(
-                "give the optimizer's settings by name",
-                value.args[0].span,
-                hint="for example sgd(lr = 0.1, momentum = 0.9)",
-            )
-    else:
-        raise DlcError("expected an optimizer such as sgd(lr = 0.1)", value.span)
-    if name.text != "sgd":
-        raise DlcError(f"unknown optimizer '{name.text}'", name.span, hint="dlc trains with sgd")
-    out: dict[str, Any] = {}
-    for kw in keywords:
-        key = kw.ident.text
-        if key in out:
-            raise DlcError(f"argument '{key}' is given twice", kw.ident.span)
-        if key == "lr":
-            out[key] = _real(kw.value, "lr", low=0.0, low_open=True)
-        elif key == "momentum":
-            out[key] = _real(kw.value, "momentum", low=0.0, high=1.0)
-        elif key == "nesterov":
-            out[key] = _boolean(kw.value)
-        else:
-            raise DlcError(
-                f"sgd has no setting '{key}'", kw.ident.span, hint="sgd takes lr, momentum, nesterov"
-            )
-    return out
+_NOWHERE = Span(1, 1, 1, 2)
 
 
 def _number(value: ast.Expr) -> tuple[float, str]:
@@ -112,9 +99,3 @@ def _dataset(value: ast.Expr) -> str:
     if not isinstance(value, ast.Name):
         raise DlcError("expected the name of a built-in dataset", value.span, hint="for example: data = xor")
     return value.ident.text
-
-
-def _boolean(value: ast.Expr) -> bool:
-    if isinstance(value, ast.Name) and value.ident.text in ("true", "false"):
-        return value.ident.text == "true"
-    raise DlcError("expected true or false", value.span)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import sympy
 
 from dlc.graph.nodes import Elementwise, Input, Node, Param, broadcast
+from dlc.graph.optimizer import Optimizer
 from dlc.graph.scalar import as_real, element_symbol, float_roots, substitute_real
 
 N = TypeVar("N", bound=Node)
@@ -23,14 +24,12 @@ N = TypeVar("N", bound=Node)
 class TrainConfig:
     """The model file's training section, with defaults for what it leaves out."""
 
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
+    optimizer: Optimizer | None = None  # the front end always chooses one (sgd by default)
     batch_size: int = 32
     epochs: int = 10
     seed: int = 0
     data: str | None = None  # a built-in dataset to train on when none is given
+    patience: int | None = None  # epochs without a better validation loss before training stops
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,10 @@ def format_graph(graph: Graph) -> str:
     lines.append(f"  loss   {names[graph.loss]}")
     t = graph.train
     lines.append(
-        f"train {t.optimizer}(lr={t.lr:g}, momentum={t.momentum:g}, nesterov={str(t.nesterov).lower()}), "
+        f"train {t.optimizer.call if t.optimizer else 'sgd'}, "
         f"batch_size={t.batch_size}, epochs={t.epochs}, seed={t.seed}"
         + (f", data={t.data}" if t.data else "")
+        + (f", clip_norm={t.optimizer.clip_norm:g}" if t.optimizer and t.optimizer.clip_norm else "")
+        + (f", patience={t.patience}" if t.patience is not None else "")
     )
     return "\n".join(lines)

@@ -1,6 +1,8 @@
-"""Checkpoints: parameters, velocity and the epoch reached, in one .npz without pickles.
+"""Checkpoints: parameters, the optimizer's state and the epoch reached, in one .npz without pickles.
 
-Keys are ``param/<name>``, ``velocity/<name>``, ``epoch`` (the epochs completed,
+Keys are ``param/<name>``, ``state/<state>/<name>`` (each state of the
+optimizer, per parameter), ``step`` (the optimizer's steps taken),
+``optimizer`` (the call that chose it), ``epoch`` (the epochs completed,
 a whole number from 0 to 2^31), ``model`` (its name) and ``fingerprint``: a
 SHA-256 of what the model computes (:func:`fingerprint`). Loading checks the
 fingerprint, so that a checkpoint of another model whose parameters happen
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +35,10 @@ MAX_EPOCH = 2**31
 @dataclass
 class Checkpoint:
     params: dict[str, np.ndarray]
-    velocity: dict[str, np.ndarray]
+    state: dict[str, Any]  # the optimizer's: {"step": steps taken, <state>: {<param>: array}}
     epoch: int  # epochs completed
     note: str | None = None  # a caveat found while loading it
+    optimizer: str = ""  # the call that chose the optimizer, e.g. "adam(lr = 0.001)"
 
 
 def fingerprint(graph: Graph) -> str:
@@ -64,7 +68,11 @@ def fingerprint(graph: Graph) -> str:
 def save(path: str | Path, checkpoint: Checkpoint, model: str, identity: str) -> None:
     """Write a checkpoint atomically; ``identity`` is the model's :func:`fingerprint`."""
     arrays = {f"param/{k}": v for k, v in checkpoint.params.items()}
-    arrays |= {f"velocity/{k}": v for k, v in checkpoint.velocity.items()}
+    for name, values in checkpoint.state.items():
+        if name != "step":
+            arrays |= {f"state/{name}/{k}": v for k, v in values.items()}
+    arrays["step"] = np.array(checkpoint.state.get("step", 0), dtype=np.int64)
+    arrays["optimizer"] = np.array(checkpoint.optimizer)
     arrays["epoch"] = np.array(checkpoint.epoch, dtype=np.int64)
     arrays["model"] = np.array(model)
     arrays["fingerprint"] = np.array(identity)
@@ -80,21 +88,43 @@ def load(path: str | Path, graph: Graph, dtype: str) -> Checkpoint:
             for another model, or its parameters or epoch are not what the model needs.
     """
     names = [p.name for p in graph.params]
-    wanted = {"epoch", "model", "fingerprint", *names}
-    wanted |= {f"{section}/{n}" for section in ("param", "velocity") for n in names}
+    optimizer = graph.train.optimizer
+    states = optimizer.states if optimizer is not None else ()
+    wanted = {"epoch", "model", "fingerprint", "step", "optimizer", *names}
+    wanted |= {f"param/{n}" for n in names} | {f"state/{s}/{n}" for s in states for n in names}
     archive = read_npz(str(path), wanted, "the checkpoint")
     arrays = archive.arrays
     params = _section(arrays, "param/") or {k: v for k, v in arrays.items() if "/" not in k}
-    velocity = _section(arrays, "velocity/")
     _check(path, graph, params, "parameter", archive.held)
-    if velocity:
-        _check(path, graph, velocity, "velocity", archive.held)
-    else:
-        velocity = {k: np.zeros_like(v) for k, v in params.items()}
     note = _identity(path, graph, arrays)
     epoch = _epoch(path, arrays["epoch"]) if "epoch" in arrays else 0
     cast = {n: np.array(params[n], dtype=dtype) for n in names}
-    return Checkpoint(cast, {n: np.array(velocity[n], dtype=dtype) for n in names}, epoch, note)
+    state, fresh = _state(path, graph, arrays, archive.held, dtype)
+    if fresh and epoch:
+        call = optimizer.call if optimizer else "the optimizer"
+        fresh = f"{path} holds no state of {call} ({fresh}): it starts from zeros"
+        note = f"{note}; {fresh}" if note else fresh
+    return Checkpoint(cast, state, epoch, note, str(arrays.get("optimizer", "")))
+
+
+def _state(
+    path: str | Path, graph: Graph, arrays: dict[str, np.ndarray], held: tuple[str, ...], dtype: str
+) -> tuple[dict[str, Any], str | None]:
+    """The optimizer's state in the file, or fresh zeros and why the file's is not taken."""
+    optimizer = graph.train.optimizer
+    states = optimizer.states if optimizer is not None else ()
+    zeros = {s: {p.name: np.zeros(p.shape, dtype=dtype) for p in graph.params} for s in states}
+    if "step" not in arrays:
+        return {"step": 0, **zeros}, "it has no step count"
+    stored = str(arrays.get("optimizer", ""))
+    if optimizer is not None and stored != optimizer.call:
+        return {"step": 0, **zeros}, f"it was saved training with {stored or 'another optimizer'}"
+    state: dict[str, Any] = {"step": _whole(path, arrays["step"], "step")}
+    for s in states:
+        found = _section(arrays, f"state/{s}/")
+        _check(path, graph, found, f"state '{s}' of", held)
+        state[s] = {p.name: np.array(found[p.name], dtype=dtype) for p in graph.params}
+    return state, None
 
 
 def _identity(path: str | Path, graph: Graph, arrays: dict[str, np.ndarray]) -> str | None:
@@ -117,10 +147,15 @@ def _identity(path: str | Path, graph: Graph, arrays: dict[str, np.ndarray]) -> 
 
 def _epoch(path: str | Path, stored: np.ndarray) -> int:
     """The stored epoch: one whole number from 0 to 2^31."""
+    return _whole(path, stored, "epoch", MAX_EPOCH)
+
+
+def _whole(path: str | Path, stored: np.ndarray, what: str, most: int = 2**62) -> int:
     value = stored.item() if stored.shape == () and stored.dtype.kind in "iuf" else None
-    if value is None or not float(value).is_integer() or not 0 <= value <= MAX_EPOCH:
+    if value is None or not float(value).is_integer() or not 0 <= value <= most:
         shown = str(stored.tolist())[:40] if stored.size < 100 else f"an array of shape {list(stored.shape)}"
-        raise DlcError(f"{path}: its epoch must be one whole number from 0 to 2^31, not {shown}")
+        bound = "2^31" if most == MAX_EPOCH else "2^62"
+        raise DlcError(f"{path}: its {what} must be one whole number from 0 to {bound}, not {shown}")
     return int(value)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from dlc.compiler import check_memory, compile_source, load_module, out_of_memory
 from dlc.errors import DlcError
-from dlc.frontend import Model
+from dlc.frontend import Model, load_source
 from dlc.graph.graph import Graph, TrainConfig
 from dlc.train import checkpoint, history
 from dlc.train.data import BUILTIN_PREFIX, Dataset, load_data
@@ -32,10 +32,10 @@ from dlc.train.threads import training_threads
 
 #: Whole-number settings go up to 2^31, on the command line as in a model file.
 MAX_WHOLE = 2**31
-#: Arrays the size of the parameters that training holds at once: the parameters, their
-#: velocity and gradient, the step's scaled gradient, the start of the epoch and the last
-#: whole epoch (two each).
-TRAINING_COPIES = 8
+#: Arrays the size of the parameters that training holds at once: the parameters, two of
+#: optimizer state and the gradient, the update's temporaries, the start of the epoch and
+#: the last whole epoch (three each), and the best epoch's with early stopping.
+TRAINING_COPIES = 12
 #: Values of one slice of the data when computing metrics (bytes of the forward pass).
 EVAL_BYTES = 32 << 20
 
@@ -54,6 +54,7 @@ class Options:
     data: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
+    optimizer: str | None = None  # an optimizer call that replaces the model's, "adam(lr = 3e-4)"
     lr: float | None = None
     momentum: float | None = None
     nesterov: bool | None = None
@@ -81,6 +82,7 @@ class Result:
     diverged: str | None = None
     interrupted: bool = False
     blas_threads: int | None = None  # BLAS threads the run used (dlc.train.threads)
+    stopped_early: int | None = None  # the epoch whose parameters early stopping kept
     note: str | None = None  # about the checkpoint resumed from
 
 
@@ -103,18 +105,34 @@ def _real(value: Any, flag: str, ok: bool, bounds: str) -> None:
 
 def settings(graph: Graph, options: Options) -> TrainConfig:
     """The model's training section with the options' overrides, checked."""
-    overrides = {
-        k: getattr(options, k) for k in ("epochs", "batch_size", "lr", "momentum", "nesterov", "seed")
-    }
+    overrides = {k: getattr(options, k) for k in ("epochs", "batch_size", "seed")}
     t = replace(graph.train, **{k: v for k, v in overrides.items() if v is not None})
     _whole(t.epochs, "--epochs", 0)
     _whole(t.batch_size, "--batch-size", 1)
     _whole(t.seed, "--seed", 0)
     _whole(options.checkpoint_every, "--checkpoint-every", 0)
-    _real(t.lr, "--lr", t.lr > 0, "greater than 0")
-    _real(t.momentum, "--momentum", 0 <= t.momentum < 1, "at least 0 and less than 1")
     _real(options.val_split, "--val-split", 0 <= options.val_split < 1, "at least 0 and less than 1")
+    optimizer_overrides(t, options)
     return t
+
+
+def optimizer_overrides(config: TrainConfig, options: Options) -> dict[str, float]:
+    """--lr, --momentum and --nesterov, as settings of the model's optimizer."""
+    asked = {"lr": options.lr, "momentum": options.momentum, "nesterov": options.nesterov}
+    given: dict[str, float] = {k: float(v) for k, v in asked.items() if v is not None}
+    optimizer = config.optimizer
+    names = optimizer.setting_names if optimizer is not None else ()
+    for k in given:
+        if k not in names:
+            raise DlcError(
+                f"--{k}: the optimizer {optimizer.name if optimizer else ''} has no setting '{k}'",
+                hint=f"its settings are {', '.join(names)}; give them with --optimizer",
+            )
+    if "lr" in given:
+        _real(given["lr"], "--lr", given["lr"] > 0, "greater than 0")
+    if "momentum" in given:
+        _real(given["momentum"], "--momentum", 0 <= given["momentum"] < 1, "at least 0 and less than 1")
+    return given
 
 
 def train(model: Model, options: Options, observer: Observer | None = None) -> Result:
@@ -124,8 +142,15 @@ def train(model: Model, options: Options, observer: Observer | None = None) -> R
         DlcError: for bad options, data or checkpoints, outputs that cannot be
             written (checked before training), or too little memory.
     """
+    if options.optimizer is not None:
+        model = load_source(model.source, model.path, optimizer=options.optimizer)
     graph = model.graph
     config = settings(graph, options)
+    if config.patience is not None and options.val_split == 0:
+        raise DlcError(
+            "early stopping (patience) watches the validation loss, and there is no validation set",
+            hint="hold out some examples with --val-split 0.2",
+        )
     files = _files(model, options)
     data = _data(graph, options, config)
     train_set, val_set = _split(data, options.val_split, config.seed)
@@ -134,9 +159,9 @@ def train(model: Model, options: Options, observer: Observer | None = None) -> R
     try:
         start = checkpoint.load(options.resume, graph, options.dtype) if options.resume else None
         params = start.params if start else module.init_params(config.seed)
-        velocity = start.velocity if start else {k: np.zeros_like(v) for k, v in params.items()}
+        state = start.state if start else module.init_state(params)
         run = _Run(module, graph, config, options, observer, train_set, val_set, files)
-        return run.go(params, velocity, start)
+        return run.go(params, state, start)
     except MemoryError:
         raise out_of_memory(graph, options.dtype, "training") from None
 
@@ -203,12 +228,14 @@ class _Run:
         )
         self.rows = eval_rows(graph)
 
-    def go(self, params: dict[str, np.ndarray], velocity: dict[str, np.ndarray],
+    def go(self, params: dict[str, np.ndarray], state: dict[str, Any],
            start: checkpoint.Checkpoint | None) -> Result:  # fmt: skip
-        self.params, self.velocity = params, velocity
+        self.params, self.state = params, state
         first = start.epoch if start else 0
         self.result.first, self.result.note = first, start.note if start else None
-        self.good = checkpoint.Checkpoint(_copy(params), _copy(velocity), first)
+        self.good = self._snapshot(first)
+        self.best: tuple[float, checkpoint.Checkpoint] | None = None  # early stopping's
+        self.waited = 0
         self._begin_history(first)
         n = 1 if self.X is None else len(self.X)
         if self.observer:
@@ -231,9 +258,9 @@ class _Run:
                 self.result.blas_threads = threads
                 self.module.train(
                     self.params, self.X, self.Y, epochs=self.config.epochs, batch_size=self.config.batch_size,
-                    lr=self.config.lr, momentum=self.config.momentum, nesterov=self.config.nesterov,
-                    seed=self.config.seed, velocity=self.velocity, start_epoch=first,
+                    seed=self.config.seed, state=self.state, start_epoch=first,
                     callback=self._epoch_done, on_step=self.observer.step if self.observer else None,
+                    **optimizer_overrides(self.config, self.options),
                 )  # fmt: skip
         except FloatingPointError as exc:
             self.result.diverged = str(exc)
@@ -256,7 +283,7 @@ class _Run:
             record.val_loss = mean_loss(self.module, self.params, vx, vy, self.rows)
             record.val_accuracy = accuracy(self.graph, self.module, self.params, vx, vy, self.rows)
         self.result.history.append(record)
-        self.good = checkpoint.Checkpoint(_copy(self.params), _copy(self.velocity), epoch + 1)
+        self.good = self._snapshot(epoch + 1)
         if self.files is not None:
             self.files.append(record)
             every = self.options.checkpoint_every
@@ -264,7 +291,31 @@ class _Run:
                 self.files.commit(self.good)
         if self.observer:
             self.observer.epoch(record)
-        return True
+        return self._patient(record)
+
+    def _snapshot(self, epoch: int) -> checkpoint.Checkpoint:
+        state = {k: v if k == "step" else _copy(v) for k, v in self.state.items()}
+        call = self.config.optimizer.call if self.config.optimizer else ""
+        return checkpoint.Checkpoint(_copy(self.params), state, epoch, optimizer=call)
+
+    def _patient(self, record: Epoch) -> bool:
+        """Early stopping: False once the validation loss has not improved for ``patience`` epochs."""
+        patience = self.config.patience
+        if patience is None or record.val_loss is None:
+            return True
+        if self.best is None or record.val_loss < self.best[0]:
+            self.best, self.waited = (record.val_loss, self.good), 0
+            return True
+        self.waited += 1
+        if self.waited < patience:
+            return True
+        best = self.best[1]  # the best epoch's parameters are what training keeps
+        for k, v in best.params.items():
+            self.params[k][...] = v
+        self.state.update({k: v if k == "step" else _copy(v) for k, v in best.state.items()})
+        self.good = best
+        self.result.stopped_early = best.epoch
+        return False
 
     def _finish(self, first: int) -> None:
         """Parameters at the end; after a failure or an interrupt, the last whole epoch's, if any."""
@@ -272,7 +323,7 @@ class _Run:
             return
         state: checkpoint.Checkpoint | None = self.good
         if self.result.diverged is None and not self.result.interrupted:
-            state = checkpoint.Checkpoint(self.params, self.velocity, self.good.epoch)
+            state = self.good if self.result.stopped_early is not None else self._snapshot(self.good.epoch)
         elif self.good.epoch == first:
             state = None  # no epoch of this run finished: nothing new to keep
         saved = self.files.finish(state, diverged=self.result.diverged is not None)

@@ -3,7 +3,7 @@
     for s in FIRST_STEP .. LAST_STEP - 1:
         rows = ORDER[s*bs : min((s+1)*bs, N)]
         gather X_ALL[rows], Y_ALL[rows] into the batch homes
-        loss = step(batch)                   # forward, backward, update
+        loss = step(batch, TABLE[s])         # forward, backward, update
         STEP_LOSSES[s] = loss                # if asked for
         if loss is not finite: FAILED_STEP = s; stop
         total += loss * len(rows)
@@ -39,6 +39,7 @@ def define_epoch(entries: Entries, core: ir.Function) -> None:
     order, losses = f.slot_ptr(Slots.ORDER), f.slot_ptr(Slots.STEP_LOSSES)
     first, last = f.slot_int(Slots.FIRST_STEP), f.slot_int(Slots.LAST_STEP)
     x_all, y_all = f.slot_ptr(Slots.X_ALL), f.slot_ptr(Slots.Y_ALL)
+    table, width = f.slot_ptr(Slots.TABLE), f.slot_int(Slots.WIDTH)
     xb = _home(f, native.x_home)
     yb = _home(f, native.y_home)
     total = k.variable("total", ir.Constant(F64, 0.0))
@@ -51,7 +52,8 @@ def define_epoch(entries: Entries, core: ir.Function) -> None:
         for home_ptr, source, node in ((xb, x_all, entries.graph.input), (yb, y_all, entries.graph.target)):
             if node is not None:
                 _gather(f, home_ptr, source, order, start, rows, math.prod(node.shape))
-        loss = b.call(core, [f.ctx, xb, yb, rows])
+        row = b.gep(table, [b.mul(step, width)], inbounds=True, source_etype=F64)
+        loss = b.call(core, [f.ctx, xb, yb, rows, row])
         with b.if_then(b.icmp_unsigned("!=", losses, ir.Constant(PTR, None))):
             b.store(loss, b.gep(losses, [step], inbounds=True, source_etype=F64))
         finite = b.fcmp_ordered(

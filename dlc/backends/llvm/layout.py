@@ -67,7 +67,7 @@ class Arena:
                 self.place(node, math.prod(node.shape), node.batched)
 
 
-#: Slots of arrays (parameters, velocities, the batch's X and Y) hold an address this many bytes
+#: Slots of arrays (parameters, optimizer state, the batch's X and Y) hold an address this many bytes
 #: before the array's data pointer: in CPython, NumPy's array object itself (its data pointer
 #: follows the object header). The runtime checks this where it runs, and otherwise points the
 #: slot at a cell of its own that holds the data pointer.
@@ -82,9 +82,9 @@ class Slots:
     BATCH = 2  # B: examples in this batch
     X = 3  # refers to the batch's inputs, [B, *INPUT_SHAPE] (see DATA_FIELD)
     Y = 4  # refers to the batch's targets
-    LR = 5  # float64
-    MOMENTUM = 6  # float64
-    NESTEROV = 7  # 0 or 1
+    ROW = 5  # train_step: the optimizer's numbers for the step, float64 (see _scalars)
+    TABLE = 6  # epoch: those numbers for each step of the epoch, a row per step
+    WIDTH = 7  # how many numbers a row holds
     GEMM = 8  # address of a BLAS gemm (Fortran interface), or 0 for generated loops
     N = 9  # epoch: number of examples
     ORDER = 10  # epoch: int64 permutation of the examples
@@ -96,21 +96,23 @@ class Slots:
     X_ALL = 16  # epoch: all inputs, [N, *INPUT_SHAPE]
     Y_ALL = 17
     BLAS_MIN = 18  # products of at least this many multiply-adds go to BLAS (when GEMM is set)
-    PARAMS = 19  # then one slot per parameter, one per velocity, one per tangent (see DATA_FIELD)
+    PARAMS = 19  # then a slot per parameter, per parameter and state, per tangent (see DATA_FIELD)
 
-    def __init__(self, n_params: int) -> None:
+    def __init__(self, n_params: int, n_states: int = 0) -> None:
         self.n_params = n_params
+        self.n_states = n_states
 
     def param(self, i: int) -> int:
         return self.PARAMS + i
 
-    def velocity(self, i: int) -> int:
-        return self.PARAMS + self.n_params + i
+    def state(self, j: int, i: int) -> int:
+        """The optimizer's state j of parameter i."""
+        return self.PARAMS + (1 + j) * self.n_params + i
 
     def tangent(self, i: int) -> int:
         """The direction v of a Hessian-vector product, for parameter i."""
-        return self.PARAMS + 2 * self.n_params + i
+        return self.PARAMS + (1 + self.n_states) * self.n_params + i
 
     @property
     def count(self) -> int:
-        return self.PARAMS + 3 * self.n_params
+        return self.PARAMS + (2 + self.n_states) * self.n_params

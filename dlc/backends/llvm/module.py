@@ -10,7 +10,7 @@ SciPy's BLAS where installed), never dlc.
 
 from __future__ import annotations
 
-from dlc.backends import common, guard
+from dlc.backends import common, guard, loop
 from dlc.backends.llvm import cache, runtime
 from dlc.backends.llvm.layout import DATA_FIELD, Home, Slots
 from dlc.backends.llvm.program import NativeProgram
@@ -21,21 +21,23 @@ from dlc.grad.formulas import Derivation
 NOTE = """
 The steps run as native code: LLVM_IR, at the end of this module, is
 compiled for this CPU on first use (and cached, see Native). One call of
-train_step does forward pass, backward pass and momentum update; train()
-makes one native call per epoch.
+train_step does forward pass, backward pass and the optimizer's update;
+train() makes one native call per epoch.
 """
 
 
 def write_module(program: Program, derivation: Derivation, dtype: str, model_file: str) -> str:
     """The module's source text: deterministic, readable, importing NumPy and llvmlite."""
     native = NativeProgram(program, dtype)
-    imports, machinery = common.carried_source([guard, cache, runtime])
+    imports, machinery = common.carried_source([guard, loop, cache, runtime])
+    optimizer = common.training_optimizer(program)
     parts = [
-        common.docstring(program.graph.name, "LLVM", dtype, derivation, model_file, NOTE),
+        common.docstring(program.graph.name, "LLVM", dtype, derivation, model_file, NOTE, optimizer),
         imports,
         "\n".join(common.constants(program, derivation, dtype)),
         common.init_function(program),
         API,
+        common.scalars_function(optimizer),
         f"LAYOUT = {_layout(native, program)!r}",
         _ir_literal(native.text()),
         machinery,
@@ -63,6 +65,8 @@ def _layout(native: NativeProgram, program: Program) -> dict[str, object]:
         "hvp": {k: _home(h) for k, h in native.hvp_homes.items()},
         "slots": dict(sorted(slots.items(), key=lambda kv: kv[1])),
         "slot_count": native.slots.count,
+        "states": len(native.optimizer.states),
+        "scalars": max(len(native.optimizer.used_scalars()), 1),
         "blas_min_flops": GEMM_MIN_FLOPS,
         "data_field": DATA_FIELD,
     }
@@ -113,48 +117,61 @@ def hvp(params, X, Y, v):
     return _native().hvp(params, v, X, Y, rows)
 
 
-def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
-    """One SGD step with momentum on the batch (X, Y); updates params and velocity in place.
+def init_state(params):
+    """The optimizer's state at the start: {"step": 0, and per state a dict of zeros like params}."""
+    return _CHECK.fresh_state(params)
+
+
+def train_step(params, state, X, Y, *, epoch=0, **settings):
+    """One step of the optimizer on the batch (X, Y); updates params and state in place.
 
     Forward pass, backward pass and update are one native call. Returns the
-    batch's loss before the step. Raises FloatingPointError, and changes
-    nothing, if that loss is not finite. Parameters and velocities must be
-    C-contiguous arrays of DTYPE (as init_params gives).
+    batch's loss before the step. Settings of the optimizer given here
+    (lr=0.1, ...) replace the model's for this step; epoch is what a schedule
+    reads. Raises FloatingPointError, and changes nothing, if that loss is not
+    finite. Parameters and state must be C-contiguous arrays of DTYPE (as
+    init_params and init_state give).
     """
-    p, v = _CHECK.state(params, velocity)
+    p, s, taken = _CHECK.state(params, state)
     X, Y, rows = _CHECK.examples(X, Y)
-    lr, momentum = _CHECK.rates(lr, momentum)
-    return _native().train_step(p, v, X, Y, rows, lr, momentum, nesterov)
+    row = _ROWS.row(_CHECK.chosen(settings), _CHECK.epoch(epoch), taken)
+    value = _native().train_step(p, s, X, Y, rows, row)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value}")
+    state["step"] = taken + 1
+    return value
 
 
-def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, momentum=None,
-          nesterov=None, seed=None, shuffle=True, callback=None, velocity=None, start_epoch=0,
-          on_step=None):
-    """Mini-batch SGD with momentum; the model's training section gives the defaults.
+def train(params, X=None, Y=None, *, epochs=None, batch_size=None, seed=None, shuffle=True,
+          callback=None, state=None, start_epoch=0, on_step=None, **settings):
+    """Mini-batch training with the model's optimizer; the model's training section gives the defaults.
 
     Each epoch shuffles the examples (with a generator seeded by (seed, epoch),
-    so that a run resumed at an epoch with its velocity continues exactly),
+    so that a run resumed at an epoch with its state continues exactly),
     then for each batch runs the network, scores the loss, computes the
-    gradient and steps against it: the whole epoch is one native call.
-    Epochs run from start_epoch to epochs. on_step(epoch, step, steps, loss)
-    is called for every step (then an epoch takes a few native calls) and
-    callback(epoch, mean_loss) after every epoch; a callback returning False
-    stops training. Returns the history: {"loss": [mean loss per epoch]}.
-    The arrays in params and velocity are looked up at the start of each
-    epoch, and updated in place.
+    gradient and takes a step of the optimizer: the whole epoch is one
+    native call. Epochs run from start_epoch to epochs; settings of the
+    optimizer given here (lr=0.1, ...) replace the model's.
+    on_step(epoch, step, steps, loss) is called for every step (then an
+    epoch takes a few native calls) and callback(epoch, mean_loss) after
+    every epoch; a callback returning False stops training. Returns the
+    history: {"loss": [mean loss per epoch]}. The arrays in params and state
+    (init_state(params), or fresh zeros if None) are looked up at the start
+    of each epoch, and updated in place.
 
-    If the loss or a parameter stops being finite, params and velocity are
-    put back as they were at the start of that epoch (the last good values)
-    and FloatingPointError says where it happened.
+    If the loss or a parameter stops being finite, params and state are put
+    back as they were at the start of that epoch (the last good values) and
+    FloatingPointError says where it happened.
     """
-    X, Y, rows, velocity, settings = _CHECK.training(
-        params, X, Y, velocity, callback, on_step, TRAINING, epochs=epochs, batch_size=batch_size,
-        lr=lr, momentum=momentum, nesterov=nesterov, seed=seed, start_epoch=start_epoch,
+    return checked_train(
+        _epoch, _CHECK, _scalars, _culprit, TRAINING, params, X, Y, state, shuffle, callback, on_step,
+        settings, epochs=epochs, batch_size=batch_size, seed=seed, start_epoch=start_epoch,
     )
-    native = _native()
-    return _train(
-        native, _CHECK, params, X, Y, rows, velocity, settings, shuffle, callback, on_step, _culprit
-    )
+
+
+def _epoch(*work):
+    """Steps of an epoch, natively (see Native.epoch)."""
+    return _native().epoch(*work)
 
 
 def _culprit(params, X, Y):

@@ -5,9 +5,9 @@ Entry points (each takes the context block, see :class:`~dlc.backends.llvm.layou
 - ``predict``: the output into its home;
 - ``loss`` and ``value_and_grad``: return the loss (value_and_grad leaves
   every gradient in its home);
-- ``train_step``: forward, backward and the momentum update of every
-  parameter in place; returns the loss, and changes nothing if it is not
-  finite;
+- ``train_step``: forward, backward and the optimizer's update of every
+  parameter and its state in place; returns the loss, and changes nothing
+  if it is not finite;
 - ``train_epoch``: the steps ``FIRST_STEP .. LAST_STEP - 1`` of an epoch,
   each gathering its mini-batch through the permutation ``ORDER``; returns
   the sum of loss times batch length.
@@ -23,6 +23,7 @@ import re
 import numpy as np
 from llvmlite import ir
 
+from dlc.backends.common import training_optimizer
 from dlc.backends.llvm.kernels import I64, Extent, Kernel, View, map_elements
 from dlc.backends.llvm.layout import DATA_FIELD, Arena, Home, Slots, is_computed, is_number
 from dlc.backends.llvm.ops import PTR, define_kernel, pointer_inputs, temp_size
@@ -54,7 +55,8 @@ class NativeProgram:
         self.ty = F64 if dtype == "float64" else ir.FloatType()
         # No model name in the IR: models that differ only in names share compiled code in the cache.
         self.module = ir.Module(name="dlc")
-        self.slots = Slots(len(graph.params))
+        self.optimizer = training_optimizer(program)
+        self.slots = Slots(len(graph.params), len(self.optimizer.states))
         self.arena = Arena()
         nodes = program.nodes()
         self.arena.place_all(nodes)
@@ -75,7 +77,7 @@ class NativeProgram:
         self.x_home = self._input_home("x", graph.input)
         self.y_home = self._input_home("y", graph.target)
         self.constants: dict[Node, ir.GlobalVariable] = {}
-        self.update = define_update(self.module, self.ty)
+        self.update = define_update(self.module, self.ty, self.optimizer)
         Entries(self).define()
 
     def _name_kernels(self, nodes: list[Node]) -> None:
@@ -288,11 +290,14 @@ class Entries:
         return value if value.type == F64 else f.b.fpext(value, F64)
 
     def _step_core(self) -> ir.Function:
-        """loss = step(ctx, X, Y, B): forward, and if the loss is finite, backward and update."""
-        fnty = ir.FunctionType(F64, [PTR, PTR, PTR, I64])
+        """loss = step(ctx, X, Y, B, row): forward, and if the loss is finite, backward and update.
+
+        ``row``: the optimizer's numbers for this step (float64).
+        """
+        fnty = ir.FunctionType(F64, [PTR, PTR, PTR, I64, PTR])
         fn = ir.Function(self.module, fnty, "step")
         fn.linkage = "internal"
-        ctx, x, y, batch = fn.args
+        ctx, x, y, batch, row = fn.args
         f = Frame(self.native, fn, ctx)
         f.arrays[Slots.X], f.arrays[Slots.Y], f.batch = x, y, batch  # the batch comes as arguments
         f.k.batch = batch
@@ -306,28 +311,46 @@ class Entries:
         )
         with f.b.if_then(finite):
             f.compute(everything, done)
-            self._update(f)
+            self._update(f, row)
         f.b.ret(value)
         return fn
 
-    def _update(self, f: Frame) -> None:
-        lr, mu = (f.b.fptrunc(f.slot_f64(s), self.native.ty) if self.native.ty != F64 else f.slot_f64(s)
-                  for s in (Slots.LR, Slots.MOMENTUM))  # fmt: skip
-        nesterov = f.slot_int(Slots.NESTEROV)
-        for i, p in enumerate(self.graph.params):
-            grad = self.program.grads[p.name]
-            f.copy_result(grad, self.native.grad_homes[p.name])
-            g = f.at(self.native.grad_homes[p.name])
-            w, v = f.pointer(p), f.array(self.native.slots.velocity(i))
-            size = ir.Constant(I64, max(math.prod(p.shape), 1))
-            f.b.call(self.native.update, [w, v, g, size, lr, mu, nesterov])
+    def _update(self, f: Frame, row: ir.Value) -> None:
+        native = self.native
+        homes = []
+        for p in self.graph.params:
+            f.copy_result(self.program.grads[p.name], native.grad_homes[p.name])
+            homes.append((p, f.at(native.grad_homes[p.name]), ir.Constant(I64, max(math.prod(p.shape), 1))))
+        scale = self._clip_scale(f, homes)
+        for i, (p, g, size) in enumerate(homes):
+            states = [f.array(native.slots.state(j, i)) for j in range(len(native.optimizer.states))]
+            f.b.call(native.update, [f.pointer(p), g, *states, size, row, scale])
+
+    def _clip_scale(self, f: Frame, homes: list[tuple[Param, ir.Value, ir.Value]]) -> ir.Value:
+        """What the gradients are scaled by: min(1, clip / (their global norm + 1e-6)), or 1."""
+        clip = self.native.optimizer.clip_norm
+        ty, b, k = self.native.ty, f.b, f.k
+        if clip is None:
+            return ir.Constant(ty, 1.0)
+        total = k.variable("norm2", ir.Constant(F64, 0.0))
+        for _, g, size in homes:  # summed in float64, as torch sums float32 norms in float32 per tensor
+            view = View(g, (1,))
+            with k.loop(size, "c") as c:
+                x = k.load(view, [c])
+                x = x if ty == F64 else b.fpext(x, F64)
+                b.store(b.fadd(b.load(total, typ=F64), b.fmul(x, x)), total)
+        norm = b.call(intrinsic(k, "sqrt", ty=F64), [b.load(total, typ=F64)])
+        coef = b.fdiv(ir.Constant(F64, clip), b.fadd(norm, ir.Constant(F64, 1e-6)))
+        one = ir.Constant(F64, 1.0)
+        scale = b.select(b.fcmp_ordered("<", coef, one), coef, one)
+        return scale if ty == F64 else b.fptrunc(scale, ty)
 
     def _train_step(self, core: ir.Function) -> None:
         f = self.entry("train_step", F64)
         graph = self.graph
         x = f.array(Slots.X) if graph.input is not None else ir.Constant(PTR, None)
         y = f.array(Slots.Y) if graph.target is not None else ir.Constant(PTR, None)
-        f.b.ret(f.b.call(core, [f.ctx, x, y, f.batch]))
+        f.b.ret(f.b.call(core, [f.ctx, x, y, f.batch, f.slot_ptr(Slots.ROW)]))
 
     def _train_epoch(self, core: ir.Function) -> None:
         from dlc.backends.llvm.epoch import define_epoch

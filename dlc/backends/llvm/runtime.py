@@ -18,7 +18,6 @@ import hashlib
 import math
 import sys
 import threading
-import time
 
 import numpy as np
 
@@ -56,7 +55,8 @@ class Native:
         self.ctx[self.slot["BLAS_MIN"]] = layout["blas_min_flops"]
         self.ctx_ptr = self.ctx.ctypes.data
         self.first_param = self.slot["PARAMS"]
-        self.first_velocity = self.first_param + len(self.names)
+        self.first_state = self.first_param + len(self.names)
+        self.first_tangent = self.first_state + len(self.names) * layout["states"]
         self.x_slot, self.batch_slot = self.slot["X"], self.slot["BATCH"]
         assert self.slot["Y"] == self.x_slot + 1
 
@@ -87,17 +87,17 @@ class Native:
         full = ((batch,) if batched else ()) + tuple(shape)
         return self.scratch[start : start + math.prod(full)].reshape(full)
 
-    def enter(self, params, velocity, X, Y, rows):
+    def enter(self, params, states, X, Y, rows):
         """Refer the slots to this call's arrays, and make room for ``rows`` examples.
 
         Every slot of an array that the call's entry point reads is written
-        here, from arrays checked in the same call (velocities only for
-        training; an epoch writes its own slots); the native code reads each
+        here, from arrays checked in the same call (the optimizer's state only
+        for training; an epoch writes its own slots); the native code reads each
         array's data pointer when it runs.
         """
         self.refer(self.first_param, params)
-        if velocity is not None:
-            self.refer(self.first_velocity, velocity)
+        if states is not None:
+            self.refer(self.first_state, states)
         self.refer(self.x_slot, (X, Y))
         if rows > self.cap or self.scratch is None:
             self.reserve(max(rows, 1))
@@ -113,11 +113,6 @@ class Native:
         for i, a in enumerate(arrays, first):
             cells[i] = 0 if a is None else a.ctypes.data
             ctx[i] = 0 if a is None else self.cells_at + 8 * i - offset
-
-    def set_rates(self, lr, momentum, nesterov):
-        self.ctx_f[self.slot["LR"]] = lr
-        self.ctx_f[self.slot["MOMENTUM"]] = momentum
-        self.ctx[self.slot["NESTEROV"]] = 1 if nesterov else 0
 
     # ------------------------------------------------------------ calls
 
@@ -152,24 +147,39 @@ class Native:
         shapes = self.layout["shapes"]
         with self.lock:
             self.enter(params, None, X, Y, rows)
-            self.refer(self.first_velocity + len(self.names), tangents)
+            self.refer(self.first_tangent, tangents)
             self.functions["hvp"](self.ctx_ptr)
             return {k: self.home(w, shapes[k], False, 0).copy() for k, w in self.layout["hvp"].items()}
 
-    def train_step(self, params, velocity, X, Y, rows, lr, momentum, nesterov):
+    def train_step(self, params, states, X, Y, rows, row):
+        """One step; ``row``: the optimizer's numbers for it (float64, as _scalars gives)."""
+        row = self._table(row[None, :], 1)[0]
         with self.lock:
-            self.enter(params, velocity, X, Y, rows)
-            self.set_rates(lr, momentum, nesterov)
+            self.enter(params, states, X, Y, rows)
+            self.ctx[self.slot["ROW"]] = row.ctypes.data
             value = self.functions["train_step"](self.ctx_ptr)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the loss is {value}")
+            self.ctx[self.slot["ROW"]] = 0
         return value
 
-    def epoch(self, params, velocity, X, Y, rates, order, batch_size, first, last, losses):
+    def _table(self, table, steps):
+        width = self.layout["scalars"]
+        if not (
+            type(table) is np.ndarray
+            and table.dtype == np.float64
+            and table.shape == (steps, width)
+            and table.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"the optimizer's numbers must be a C-contiguous float64 array of shape {(steps, width)}"
+            )
+        return table
+
+    def epoch(self, params, states, X, Y, order, batch_size, first, last, losses, table):
         """Steps ``first .. last - 1`` of an epoch natively: (sum of loss x rows, failed step or -1).
 
         ``order`` (int64) is a permutation of X's rows, ``losses`` (float64, or None) has a
-        place for each step of the epoch; both are the training loop's own.
+        place for each step of the epoch, ``table`` a row of the optimizer's numbers for each;
+        all three are the training loop's own.
         """
         n = len(order)
         if n != (len(X) if X is not None else len(Y) if Y is not None else 1):
@@ -187,10 +197,10 @@ class Native:
             losses.dtype == np.float64 and losses.flags.c_contiguous and len(losses) >= last
         ):
             raise ValueError("the steps' losses need a C-contiguous float64 array with a place for each step")
+        self._table(table, steps)
         s = self.slot
         with self.lock:
-            self.enter(params, velocity, None, None, min(batch_size, max(n, 1)))
-            self.set_rates(*rates)
+            self.enter(params, states, None, None, min(batch_size, max(n, 1)))
             ctx = self.ctx
             ctx[s["N"]] = n
             ctx[s["ORDER"]] = order.ctypes.data
@@ -200,7 +210,11 @@ class Native:
             ctx[s["STEP_LOSSES"]] = 0 if losses is None else losses.ctypes.data
             ctx[s["X_ALL"]] = 0 if X is None else X.ctypes.data
             ctx[s["Y_ALL"]] = 0 if Y is None else Y.ctypes.data
+            ctx[s["TABLE"]] = table.ctypes.data
+            ctx[s["WIDTH"]] = self.layout["scalars"]
             total = self.functions["train_epoch"](self.ctx_ptr)
+            for name in ("ORDER", "STEP_LOSSES", "X_ALL", "Y_ALL", "TABLE"):
+                ctx[s[name]] = 0
             return total, int(ctx[s["FAILED_STEP"]])
 
 
@@ -291,89 +305,3 @@ def _gemm_address(dtype):
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
     return get_pointer(capsule, get_name(capsule)) or 0
-
-
-# --------------------------------------------------------- training
-
-
-def _train(native, check, params, X, Y, n, velocity, s, shuffle, callback, on_step, culprit):
-    """The mini-batch SGD loop of ``train()``, its arguments checked; each epoch is one native call
-    (or a few, to report steps)."""
-    batch_size = min(s["batch_size"], n)  # a larger batch size takes all examples in one step
-    steps = -(-n // batch_size)
-    rates = (s["lr"], s["momentum"], s["nesterov"])
-    history = {"loss": []}
-    chunk = Chunks()
-    losses = np.zeros(steps, dtype=np.float64)  # each step's loss, written by the native epoch
-    for epoch in range(s["start_epoch"], s["epochs"]):
-        # checked each epoch: a callback may have put other arrays in the dicts
-        p, v = check.state(params, velocity)
-        order = np.random.default_rng([s["seed"], epoch]).permutation(n) if shuffle else np.arange(n)
-        order = order.astype(np.int64)
-        saved = ([w.copy() for w in p], [u.copy() for u in v])
-        state = (p, v, X, Y, rates)
-        total, failed = _run_epoch(native, check, state, order, batch_size, losses, epoch, on_step, chunk)
-        if failed >= 0:
-            _restore(p + v, saved[0] + saved[1])
-            rows = order[failed * batch_size : (failed + 1) * batch_size]
-            xb = None if X is None else X[rows]
-            yb = None if Y is None else Y[rows]
-            raise FloatingPointError(
-                f"epoch {epoch}, step {failed}: the loss is {total}{culprit(params, xb, yb)}; "
-                f"parameters restored to the start of epoch {epoch}"
-            )
-        broken = [k for k, w in zip(check.names, p, strict=True) if not np.all(np.isfinite(w))]
-        if broken:  # a gradient was not finite although the loss was
-            _restore(p + v, saved[0] + saved[1])
-            raise FloatingPointError(
-                f"epoch {epoch}: parameter {broken[0]} stopped being finite{culprit(params, X, Y)}; "
-                f"parameters restored to the start of epoch {epoch}"
-            )
-        history["loss"].append(total / n)
-        if callback is not None and callback(epoch, history["loss"][-1]) is False:
-            break
-    return history
-
-
-class Chunks:
-    """How many steps to run per native call when every step must be reported: about 50 ms' worth."""
-
-    def __init__(self):
-        self.size = 1
-
-    def adapt(self, seconds):
-        if seconds < 0.025:
-            self.size *= 2
-        elif seconds > 0.1 and self.size > 1:
-            self.size //= 2
-
-
-def _run_epoch(native, check, state, order, batch_size, losses, epoch, on_step, chunk):
-    """One epoch; returns (sum of loss x rows, -1), or (the failed step's loss, its index).
-
-    With ``on_step``, the epoch is a few native calls with on_step's calls between them:
-    the arrays are checked again before each.
-    """
-    steps = len(losses)
-    if on_step is None:
-        total, failed = native.epoch(*state, order, batch_size, 0, steps, losses)
-        return (float(losses[failed]), failed) if failed >= 0 else (total, failed)
-    total, first = 0.0, 0
-    while first < steps:
-        last = min(steps, first + chunk.size)
-        check.unchanged(state[0], state[1], state[2], state[3], len(order))
-        began = time.perf_counter()
-        part, failed = native.epoch(*state, order, batch_size, first, last, losses)
-        chunk.adapt(time.perf_counter() - began)
-        if failed >= 0:
-            return float(losses[failed]), failed
-        total += part
-        for step in range(first, last):
-            on_step(epoch, step, steps, float(losses[step]))
-        first = last
-    return total, -1
-
-
-def _restore(arrays, saved):
-    for now, before in zip(arrays, saved, strict=True):
-        now[...] = before

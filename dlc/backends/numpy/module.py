@@ -18,21 +18,25 @@ import textwrap
 
 import sympy
 
-from dlc.backends import common, guard
+from dlc.backends import common, guard, loop
 from dlc.backends.numpy import inplace, ops
 from dlc.backends.numpy.memory import Memory
-from dlc.backends.numpy.printer import helper_source
+from dlc.backends.numpy.printer import helper_source, print_body
 from dlc.grad import Program
 from dlc.grad import notation as nt
 from dlc.grad.formulas import Derivation, Notation, forward_names
 from dlc.graph.graph import topological_order
 from dlc.graph.nodes import BatchSize, Constant, Elementwise, Input, Loss, Node, Param, Softmax, Tangent
-from dlc.graph.scalar import EPS
+from dlc.graph.optimizer import G, Optimizer, W, shown, version
+from dlc.graph.scalar import EPS, element_symbol
 
 #: Names the module itself defines or its functions use.
 RESERVED = {
     "np", "DTYPE", "PARAM_SHAPES", "OWN_GRADS", "INPUT_SHAPE", "TARGET_SHAPE", "TRAINING", "FORMULAS", "EPS",
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
+    "init_state", "state", "STATES", "SETTINGS", "OPTIMIZER", "CLIP_NORM", "UPDATE", "_scalars", "_update",
+    "_epoch", "UPDATE_CHUNK", "train_loop", "checked_train", "Chunks", "StepRows", "_ROWS", "_run_epoch",
+    "time", "settings",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
     "hvp", "tangents", "itertools", "NO_HVP",
@@ -203,6 +207,9 @@ class Writer:
 
 
 FORMULA_PREFIX = "gradient of the loss with respect to "
+#: The optimizer's update of a larger parameter runs over slices of this many elements, so
+#: that its temporaries stay small (32 KiB to 64 KiB each) whatever the parameter's size.
+UPDATE_CHUNK = 1 << 13
 
 
 def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
@@ -263,10 +270,11 @@ def write_module(
             + ", ".join(f"{k!r}: {_as_param(w.variable(v), shapes[k], v)}" for k, v in products.items())
             + "}"
         )
+    optimizer = common.training_optimizer(program)
     helpers = set(w.ctx.helpers)
-    imports, checks = common.carried_source([guard])
+    imports, checks = common.carried_source([guard, loop])
     parts = [
-        common.docstring(graph.name, "NumPy", dtype, derivation, model_file),
+        common.docstring(graph.name, "NumPy", dtype, derivation, model_file, optimizer=optimizer),
         "import math\n" + imports,
         _constants(program, derivation, dtype, w, helpers, [k for k, v in program.grads.items() if v in own]),
         helper_source(helpers),
@@ -280,7 +288,8 @@ def write_module(
         ),
         _function("_value_and_grad(params, X, Y, B)", "value_and_grad() of checked arguments.", vag),
         _function("hvp(params, X, Y, v)", common.API_DOCS["hvp"], hvp),
-        TRAIN_TEMPLATE,
+        TRAIN_TEMPLATE + step_functions(program),
+        CULPRIT,
         checks,
         common.CHECKS,
     ]
@@ -309,11 +318,7 @@ def _constants(
     program: Program, derivation: Derivation, dtype: str, w: Writer, helpers: set[str], own: list[str]
 ) -> str:
     lines = common.constants(program, derivation, dtype)
-    lines.append(
-        "# Gradients that value_and_grad returns in arrays of their own (no view, nothing shared):\n"
-        "# train_step scales these in place rather than allocating lr * g."
-    )
-    lines.append(f"OWN_GRADS = {{{', '.join(map(repr, own))}}}" if own else "OWN_GRADS = set()")
+    lines.append(f"UPDATE_CHUNK = {UPDATE_CHUNK}  # elements of a parameter the optimizer updates at once")
     if helpers & {"clip01", "inside01", "bce"}:
         lines.append(f"EPS = {float(EPS)!r}")
     for node, name in w.constants.items():
@@ -321,108 +326,74 @@ def _constants(
     return "\n".join(lines)
 
 
-TRAIN_TEMPLATE = '''def train_step(params, velocity, X, Y, lr, momentum=0.0, nesterov=False):
-    """One SGD step with momentum on the batch (X, Y); updates params and velocity in place.
+TRAIN_TEMPLATE = '''def init_state(params):
+    """The optimizer's state at the start: {"step": 0, and per state a dict of zeros like params}."""
+    return _CHECK.fresh_state(params)
 
-    Returns the batch's loss before the step. Raises FloatingPointError, and
-    changes nothing, if that loss is not finite. (A gradient that is not
-    finite while the loss is shows in the next step's loss; train() then puts
-    back the parameters of the epoch's start.) Parameters and velocities must
-    be C-contiguous arrays of DTYPE (as init_params gives).
+
+def train_step(params, state, X, Y, *, epoch=0, **settings):
+    """One step of the optimizer on the batch (X, Y); updates params and state in place.
+
+    Returns the batch's loss before the step. Settings of the optimizer given
+    here (lr=0.1, ...) replace the model's for this step; epoch is what a
+    schedule reads. Raises FloatingPointError, and changes nothing, if that
+    loss is not finite. Parameters and state must be C-contiguous arrays of
+    DTYPE (as init_params and init_state give).
     """
-    p, v = _CHECK.state(params, velocity)
+    p, s, taken = _CHECK.state(params, state)
     X, Y, B = _CHECK.examples(X, Y)
-    lr, momentum = _CHECK.rates(lr, momentum)
-    return _step(dict(zip(_CHECK.names, p)), dict(zip(_CHECK.names, v)), X, Y, B, lr, momentum, nesterov)
-
-
-def _step(params, velocity, X, Y, B, lr, momentum, nesterov):
-    """train_step() of checked arguments."""
-    value, grads = _value_and_grad(params, X, Y, B)
+    row = _ROWS.row(_CHECK.chosen(settings), _CHECK.epoch(epoch), taken)
+    value = _step(p, s, X, Y, B, row)
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}")
-    for name, g in grads.items():
-        v, w = velocity[name], params[name]
-        if name in OWN_GRADS:
-            g *= lr  # g <- eta*g, in the array value_and_grad made for it
-        else:
-            g = lr * g
-        v *= momentum
-        v -= g  # v <- mu*v - eta*g
-        if nesterov:
-            w += momentum * v - g  # w <- w + mu*v - eta*g
-        else:
-            w += v  # w <- w + v
+    state["step"] = taken + 1
     return value
 
 
-def train(params, X=None, Y=None, *, epochs=None, batch_size=None, lr=None, momentum=None,
-          nesterov=None, seed=None, shuffle=True, callback=None, velocity=None, start_epoch=0,
-          on_step=None):
-    """Mini-batch SGD with momentum; the model's training section gives the defaults.
+def train(params, X=None, Y=None, *, epochs=None, batch_size=None, seed=None, shuffle=True,
+          callback=None, state=None, start_epoch=0, on_step=None, **settings):
+    """Mini-batch training with the model's optimizer; the model's training section gives the defaults.
 
     Each epoch shuffles the examples (with a generator seeded by (seed, epoch),
-    so that a run resumed at an epoch with its velocity continues exactly),
+    so that a run resumed at an epoch with its state continues exactly),
     then for each batch runs the network, scores the loss, computes the
-    gradient and steps against it. Epochs run from start_epoch to epochs.
-    on_step(epoch, step, steps, loss) is called after every step and
-    callback(epoch, mean_loss) after every epoch; a callback returning False
-    stops training. Returns the history: {"loss": [mean loss per epoch]}.
-    The arrays in params and velocity are looked up at the start of each
-    epoch, and updated in place.
+    gradient and takes a step of the optimizer. Epochs run from start_epoch
+    to epochs; settings of the optimizer given here (lr=0.1, ...) replace
+    the model's. on_step(epoch, step, steps, loss) is called after every
+    step and callback(epoch, mean_loss) after every epoch; a callback
+    returning False stops training. Returns the history: {"loss": [mean
+    loss per epoch]}. The arrays in params and state (init_state(params),
+    or fresh zeros if None) are looked up at the start of each epoch, and
+    updated in place.
 
-    If the loss or a parameter stops being finite, params and velocity are
-    put back as they were at the start of that epoch (the last good values)
-    and FloatingPointError says where it happened.
+    If the loss or a parameter stops being finite, params and state are put
+    back as they were at the start of that epoch (the last good values) and
+    FloatingPointError says where it happened.
     """
-    X, Y, n, velocity, s = _CHECK.training(
-        params, X, Y, velocity, callback, on_step, TRAINING, epochs=epochs, batch_size=batch_size,
-        lr=lr, momentum=momentum, nesterov=nesterov, seed=seed, start_epoch=start_epoch,
+    return checked_train(
+        _epoch, _CHECK, _scalars, _culprit, TRAINING, params, X, Y, state, shuffle, callback, on_step,
+        settings, epochs=epochs, batch_size=batch_size, seed=seed, start_epoch=start_epoch,
     )
-    batch_size = min(s["batch_size"], n)  # a larger batch size takes all examples in one step
-    steps = -(-n // batch_size)
-    history = {"loss": []}
-    for epoch in range(s["start_epoch"], s["epochs"]):
-        # checked each epoch: a callback may have put other arrays in the dicts
-        p, v = _CHECK.state(params, velocity)
-        bound = (dict(zip(_CHECK.names, p)), dict(zip(_CHECK.names, v)))
-        order = np.random.default_rng([s["seed"], epoch]).permutation(n) if shuffle else np.arange(n)
-        saved = [a.copy() for a in p + v]
-        total = 0.0
-        for step, start in enumerate(range(0, n, batch_size)):
-            batch = order[start:start + batch_size]
-            xb = None if X is None else X[batch]
-            yb = None if Y is None else Y[batch]
-            try:
-                value = _step(*bound, xb, yb, len(batch), s["lr"], s["momentum"], s["nesterov"])
-            except FloatingPointError as error:
-                _restore(p + v, saved)
-                raise FloatingPointError(
-                    f"epoch {epoch}, step {step}: {error}{_culprit(params, xb, yb)}; "
-                    f"parameters restored to the start of epoch {epoch}"
-                ) from None
-            total += value * len(batch)
-            if on_step is not None:
-                on_step(epoch, step, steps, value)
-        broken = [k for k, w in zip(_CHECK.names, p) if not np.all(np.isfinite(w))]
-        if broken:  # a gradient was not finite although the loss was
-            _restore(p + v, saved)
-            raise FloatingPointError(
-                f"epoch {epoch}: parameter {broken[0]} stopped being finite{_culprit(params, X, Y)}; "
-                f"parameters restored to the start of epoch {epoch}"
-            )
-        history["loss"].append(total / n)
-        if callback is not None and callback(epoch, history["loss"][-1]) is False:
-            break
-    return history
 
 
-def _restore(arrays, saved):
-    for now, before in zip(arrays, saved):
-        now[...] = before
+def _epoch(p, s, X, Y, order, batch_size, first, last, losses, table):
+    """Steps first .. last - 1 of an epoch: (sum of loss x rows, -1), or (the loss, the failed step)."""
+    total = 0.0
+    for step in range(first, last):
+        rows = order[step * batch_size : (step + 1) * batch_size]
+        xb = None if X is None else X[rows]
+        yb = None if Y is None else Y[rows]
+        value = _step(p, s, xb, yb, len(rows), table[step])
+        losses[step] = value
+        if not math.isfinite(value):
+            return value, step
+        total += value * len(rows)
+    return total, -1
 
 
-def _culprit(params, X, Y):
+'''
+
+CULPRIT = '''def _culprit(params, X, Y):
     """Which parameter's gradient is not finite at these parameters, if one is."""
     with np.errstate(all="ignore"):
         _, grads = value_and_grad(params, X, Y)
@@ -430,3 +401,77 @@ def _culprit(params, X, Y):
         if not np.all(np.isfinite(g)):
             return f" (the gradient for {k} is not finite)"
     return ""'''
+
+
+def step_functions(program: Program) -> str:
+    """``_step`` (a training step of checked arguments), ``_update`` (one parameter's) and ``_scalars``."""
+    optimizer = common.training_optimizer(program)
+    n_states = len(optimizer.states)
+    used = optimizer.used_scalars()
+    arrays = ", ".join(["w", "g", *(f"s{j}" for j in range(n_states))])
+    numbers = ", ".join(f"c{j}" for j in range(len(used)))
+    clip = optimizer.clip_norm
+    lines = [
+        "value, grads = _value_and_grad(dict(zip(_CHECK.names, p)), X, Y, B)",
+        "if not math.isfinite(value):",
+        "    return value",
+    ]
+    gradient = "grads[name]"
+    if clip is not None:  # as torch.nn.utils.clip_grad_norm_
+        lines += [
+            "norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))",
+            f"scale = min(1.0, {clip!r} / (norm + 1e-6))",
+        ]
+        gradient = "grads[name] * scale"
+    if used:
+        lines.append(f"{numbers}{',' if len(used) == 1 else ''} = row.tolist()")
+    states = "".join(f", s[{j} * n + i]" for j in range(n_states))
+    lines += [
+        "n = len(p)",
+        "for i, name in enumerate(_CHECK.names):",
+        f"    _update(p[i], {gradient}{states}{', ' if used else ''}{numbers})",
+        "return value",
+    ]
+    step = _function(
+        "_step(p, s, X, Y, B, row)",
+        "A training step of checked arguments: the loss before it; nothing changes if it is not finite.",
+        lines,
+    )
+    signature = f"{arrays}{', ' if used else ''}{numbers}"
+    flat = ", ".join(
+        f"{a}.reshape(-1)[i : i + UPDATE_CHUNK]" for a in ["w", "g", *(f"s{j}" for j in range(n_states))]
+    )
+    chunked = [
+        "if w.size > UPDATE_CHUNK:  # a slice at a time: temporaries stay small",
+        "    for i in range(0, w.size, UPDATE_CHUNK):",
+        f"        _update({flat}{', ' if used else ''}{numbers})",
+        "    return",
+    ]
+    update = _function(
+        f"_update({signature})",
+        "One parameter's update, in place (w and each state s<j>); c<j> are the step's numbers.",
+        chunked + update_body(optimizer),
+    )
+    return "\n\n\n".join([step, update, common.scalars_function(optimizer)])
+
+
+def update_body(optimizer: Optimizer) -> list[str]:
+    """The optimizer's elementwise statements as NumPy statements, writing w and states in place."""
+    names: dict[sympy.Basic, str] = {W: "w", G: "g"}
+    names |= {version(s, 0): f"s{j}" for j, s in enumerate(optimizer.states)}
+    names |= {u: f"c{j}" for j, u in enumerate(optimizer.used_scalars())}
+    places = {"w": "w", **{s: f"s{j}" for j, s in enumerate(optimizer.states)}}
+    lines: list[str] = []
+    for k, (symbol, formula) in enumerate(optimizer.updates):
+        order = sorted(formula.free_symbols, key=lambda x: names[x])
+        body = formula.xreplace({x: element_symbol(i) for i, x in enumerate(order)})
+        before, expr, _ = print_body(body, [names[x] for x in order], f"e{k}")
+        lines += before
+        if shown(symbol) in places:
+            target = places[shown(symbol)]
+            lines.append(f"{target}[...] = {expr}  # {shown(symbol)}")
+        else:
+            target = f"u{k}"
+            lines.append(f"{target} = {expr}  # {shown(symbol)}")
+        names[symbol] = target
+    return lines
