@@ -321,3 +321,29 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path: Path) -> None:
     assert np.isfinite(m.loss(kept.params, data.X, data.Y))
     with pytest.raises(DlcError, match="no validation set"):
         train(model, Options(epochs=3, save=tmp_path / "q.npz"))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_hostile_optimizer_arguments_are_refused_whatever_numpy_raises(backend: str) -> None:
+    m = compile_model(ROOT / "examples/xor.dlc", backend=backend, optimizer="adam")
+    X, Y = _data("examples/xor.dlc")
+    p = m.init_params(0)
+    with np.errstate(all="raise"):
+        # beta ** t underflows to 0 after many steps: the right number, not an error
+        assert np.isfinite(m.train_step(p, {**m.init_state(p), "step": 10**30}, X, Y))
+        with pytest.raises(ValueError, match="not finite at step 0"):
+            m.train_step(p, m.init_state(p), X, Y, beta1=1.0)
+        before = {k: v.copy() for k, v in p.items()}
+        with pytest.raises(FloatingPointError, match="restored to the start of epoch 0"):
+            m.train(p, X, Y, epochs=1, beta2=1.0)  # sqrt(v) / 0 in every element
+        assert all(np.array_equal(before[k], p[k]) for k in p)
+    for bad, error in (({"step": -1}, ValueError), ({"step": 1.5}, TypeError), ({"m": {}}, ValueError)):
+        with pytest.raises(error, match=r"state\["):
+            m.train_step(p, {**m.init_state(p), **bad}, X, Y)
+    s = m.init_state(p)
+    with pytest.raises(ValueError, match=r"state\['m'\]\['W1'\] and state\['v'\]\['W1'\] are the same array"):
+        m.train_step(p, {**s, "v": s["m"]}, X, Y)
+    with pytest.raises(ValueError, match="epoch must be at least 0"):
+        m.train_step(p, s, X, Y, epoch=-1)
+    with pytest.raises(TypeError, match="state must be a dict"):
+        m.train(p, X, Y, state="x", epochs=1)

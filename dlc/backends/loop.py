@@ -41,7 +41,7 @@ def train_loop(run, check, scalars, params, X, Y, n, state, s, chosen, shuffle, 
         p, arrays, taken = check.state(params, state)
         order = np.random.default_rng([s["seed"], epoch]).permutation(n) if shuffle else np.arange(n)
         order = order.astype(np.int64)
-        table = scalars(chosen, epoch, taken + np.arange(steps, dtype=np.float64))
+        table = step_numbers(scalars, chosen, epoch, taken, steps)
         saved = [a.copy() for a in p + arrays]
         work = (p, arrays, X, Y, order, batch_size)
         total, failed = _run_epoch(run, check, work, losses, table, epoch, on_step, chunk)
@@ -68,6 +68,22 @@ def train_loop(run, check, scalars, params, X, Y, n, state, s, chosen, shuffle, 
     return history
 
 
+def step_numbers(scalars, given, epoch, first, steps):
+    """The optimizer's numbers for ``steps`` steps from step ``first`` on; an error if one is not finite.
+
+    Whatever NumPy's error settings: an underflow (beta ** t for a large t) is the right zero.
+    """
+    with np.errstate(all="ignore"):
+        table = scalars(given, epoch, first + np.arange(steps, dtype=np.float64))
+    if not np.all(np.isfinite(table)):
+        bad = int(np.argmax(~np.all(np.isfinite(table), axis=1)))
+        raise ValueError(
+            f"the optimizer's settings give a number that is not finite at step {first + bad} "
+            f"(epoch {epoch}): look at settings that divide, such as 1 - beta ** t with beta = 1"
+        )
+    return table
+
+
 class StepRows:
     """The optimizer's numbers for single steps (train_step), computed 64 steps at a time.
 
@@ -86,7 +102,7 @@ class StepRows:
     def row(self, given, epoch, step):
         key, first, table = self.kept
         if key != (given, epoch) or not first <= step < first + len(table):
-            first, table = step, self.scalars(given, epoch, step + np.arange(self.AHEAD, dtype=np.float64))
+            first, table = step, step_numbers(self.scalars, given, epoch, step, self.AHEAD)
             self.kept = ((given, epoch), first, table)
         return table[step - first]
 

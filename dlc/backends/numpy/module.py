@@ -36,7 +36,7 @@ RESERVED = {
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "init_state", "state", "STATES", "SETTINGS", "OPTIMIZER", "CLIP_NORM", "UPDATE", "_scalars", "_update",
     "_epoch", "UPDATE_CHUNK", "train_loop", "checked_train", "Chunks", "StepRows", "_ROWS", "_run_epoch",
-    "time", "settings",
+    "time", "settings", "step_numbers",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
     "hvp", "tangents", "itertools", "NO_HVP",
@@ -428,8 +428,9 @@ def step_functions(program: Program) -> str:
     states = "".join(f", s[{j} * n + i]" for j in range(n_states))
     lines += [
         "n = len(p)",
-        "for i, name in enumerate(_CHECK.names):",
-        f"    _update(p[i], {gradient}{states}{', ' if used else ''}{numbers})",
+        "with np.errstate(all='ignore'):  # as native code: a step to infinity shows in the next loss",
+        "    for i, name in enumerate(_CHECK.names):",
+        f"        _update(p[i], {gradient}{states}{', ' if used else ''}{numbers})",
         "return value",
     ]
     step = _function(
