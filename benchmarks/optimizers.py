@@ -55,8 +55,14 @@ def flops(dims: tuple[int, ...], rows: int) -> int:
 
 
 def timed(contenders: dict[str, Callable[[], object]], rounds: int, seconds: float) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one median per undisturbed round, interleaved."""
-    out: dict[str, list[float]] = {k: [] for k in contenders}
+    """Seconds per call of each contender, one median per round, interleaved.
+
+    Rounds during which other processes kept more than a third of a core busy
+    are left out where others are not; a contender with only disturbed rounds
+    keeps them, and its name in the result ends in " (busy)".
+    """
+    quiet: dict[str, list[float]] = {k: [] for k in contenders}
+    busy: dict[str, list[float]] = {k: [] for k in contenders}
     names = list(contenders)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -70,11 +76,10 @@ def timed(contenders: dict[str, Callable[[], object]], rounds: int, seconds: flo
                 f()
                 samples.append(time.perf_counter() - t0)
             other = load.stop()
-            if other is None or other <= BUSY:
-                out[name].append(float(np.median(samples)))
-            else:
-                print(f"  * round {r} of {name}: other load {other:.2f} cores, left out")
-    return out
+            (quiet if other is None or other <= BUSY else busy)[name].append(float(np.median(samples)))
+    if any(not quiet[k] for k in names):
+        print(f"  * disturbed by other load: {', '.join(k for k in names if not quiet[k])} (rerun when quiet)")
+    return {k: quiet[k] or busy[k] for k in names}
 
 
 def _us(samples: list[float]) -> str:

@@ -88,10 +88,14 @@ BAD_EXPRS = (
     "1 / 0", "log(0)", "sqrt(-1)", "0 ** -1", "1e308 * 10", "exp(1000)", "2 ** 2 ** 2 ** 2",
     "(-8) ** (1/3)", "log(-1)", "0/0",
 )
+OTHER_OPTIMIZERS = (
+    "adam", "adam(lr = 0.01)", "adamw(lr = 0.003, weight_decay = 0.1)", "rmsprop(lr = 0.001, momentum = 0.5)",
+    "adagrad(lr = 0.1)", "adam(lr = 0.01 * warmup(step, 10))", "sgd(lr = 0.1 * step_decay(epoch, 2, 0.5))",
+)
 BAD_SETTINGS = (
     "lr = 0.1", "epochs = 1e3", "seed = -1", "batch_size = 0", "optimizer = adam", "optimizer = sgd(0.1)",
     "momentum = 1", "epochs = 99999999999", "data = nope", "epochs = 2", "optimizer = sgd(lr = -1)",
-    "optimizer = sgd(momentum = 1)",
+    "optimizer = sgd(momentum = 1)", "optimizer = adam(beta1 = 1)", "optimizer = adam(lr = step)",
 )
 SETTINGS = (
     ("batch_size", ("1", "4", "32", "0001")), ("epochs", ("0", "1", "5", "100")),
@@ -841,7 +845,9 @@ class ModelGen:
             sgd.append(f"momentum = {r.choice(('0', '0.9', '.5', '0.99'))}")
         if r.random() < 0.5:
             sgd.append(f"nesterov = {r.choice(('true', 'false'))}")
-        if sgd or r.random() < 0.5:
+        if r.random() < 0.3:  # the other built-in optimizers, and a schedule
+            settings.append(f"optimizer = {r.choice(OTHER_OPTIMIZERS)}")
+        elif sgd or r.random() < 0.5:
             settings.append(f"optimizer = sgd({', '.join(sgd)})" if sgd else "optimizer = sgd")
         for key, values in SETTINGS:
             if r.random() < 0.5:
