@@ -68,7 +68,9 @@ class Lowering:
             self.depth -= 1
 
     def number(self, e: ast.Number, scope: Scope) -> nodes.Node:
-        return self.builder.add(g.literal(sympy.Rational(e.text)))
+        # The float64 nearest to the literal (the parser checked it is in range), as an exact rational
+        # of its shortest decimal form: 0.1 is 1/10, and 40 digits cost no more than 17.
+        return self.builder.add(g.literal(sympy.Rational(repr(float(e.text)))))
 
     def name(self, e: ast.Name, scope: Scope) -> nodes.Node:
         if e.ident.text in scope:
