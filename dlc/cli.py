@@ -397,6 +397,14 @@ def _run(argv: Sequence[str] | None) -> int:
     except MemoryError:
         _say("dlc: error: out of memory")
         return EXIT_BAD_INPUT
+    except RecursionError:
+        # A pass dlc relies on (SymPy's, or Python's own parser on a generated module) recursed
+        # past its limit; dlc's own passes are iterative or bounded, so the input is the cause.
+        _say(
+            "dlc: error: the model is too large to compile: an expression in it (or derived from it) "
+            "nests too deeply\nhint: split long sums, products or chains of functions into named values"
+        )
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _say("dlc: interrupted")
         return EXIT_INTERRUPTED

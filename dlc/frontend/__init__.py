@@ -106,7 +106,7 @@ def _build(source: str, default_name: str, optimizer: str | None = None) -> tupl
     assert decls.loss is not None  # declare() guarantees it
     output = _output(decls, lowering)
     loss_expr = decls.loss.expr
-    loss = lowering.expr(loss_expr, {})
+    loss = lowering.lower(loss_expr)
     if loss.shape:
         raise DlcError(
             f"the loss must be one number per example, not shape [{', '.join(map(str, loss.shape))}]",
@@ -167,7 +167,7 @@ def _output(decls: Declarations, lowering: Lowering) -> nodes.Node | None:
     """The output statement's node; it must not read the target, which predict is not given."""
     if decls.output is None:
         return None
-    output = lowering.expr(decls.output.expr, {})
+    output = lowering.lower(decls.output.expr)
     if decls.target is not None:
         target = decls.target.name.text
         if lowering.values.get(target) in topological_order([output]):
@@ -195,7 +195,7 @@ def _activations(
             p.text: lowering.builder.add(g.tangent(p.text, ())) for p in fn.params
         }
         try:
-            body = lowering.expr(fn.body, scope)
+            body = lowering.lower(fn.body, scope)
         except DlcError:
             continue  # not a scalar function (it needs vectors, or has a matrix product)
         node = fuse_nodes((body,))[body]

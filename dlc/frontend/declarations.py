@@ -156,6 +156,52 @@ def calls_in(expr: ast.Expr) -> Iterator[ast.Call]:
     return (e for e in subexpressions(expr) if isinstance(e, ast.Call))
 
 
+def used_values(decls: Declarations, expr: ast.Expr, local: frozenset[str] = frozenset()) -> list[str]:
+    """The named values ``expr`` uses, directly or through functions and other named values.
+
+    Each comes after the named values it uses, so lowering them in this order
+    lowers every body with its own names already done: a chain of a thousand
+    named layers is a loop, not a recursion a thousand deep. At a cycle the
+    order stops, and lowering meets the cycle and names it. Iterative, and linear in
+    the size of the bodies visited (each function's body is scanned once).
+    """
+    order: list[str] = []
+    done: dict[str, bool] = {}  # False while the name is on the current path
+    scanned: set[str] = set()
+    stack = [("", _names_in(decls, expr, local, scanned))]
+    while stack:
+        name, names = stack[-1]
+        used = next(names, None)
+        if used is None:
+            stack.pop()
+            if name:
+                done[name] = True
+                order.append(name)
+            continue
+        decl = decls.names.get(used)
+        if done.get(used) is False:
+            return order  # a cycle: lowering meets it from the start, and names it as written
+        if used not in done and isinstance(decl, ast.LetDef):
+            done[used] = False
+            stack.append((used, _names_in(decls, decl.body, frozenset(), scanned)))
+    return order
+
+
+def _names_in(decls: Declarations, body: ast.Expr, local: frozenset[str], scanned: set[str]) -> Iterator[str]:
+    """The global names ``body`` reads, with those of the functions it calls not ``scanned`` before."""
+    work = [(body, local)]
+    while work:
+        expr, bound = work.pop()
+        for e in subexpressions(expr):
+            if isinstance(e, ast.Name) and e.ident.text not in bound:
+                yield e.ident.text
+            elif isinstance(e, ast.Call) and e.func.text not in bound and e.func.text not in scanned:
+                fn = decls.functions.get(e.func.text)
+                if fn is not None:
+                    scanned.add(e.func.text)
+                    work.append((fn.body, frozenset(p.text for p in fn.params)))
+
+
 def _check_references(decls: Declarations, stmt: ast.Statement) -> None:
     """Every name and call in a definition must resolve, whether or not it is ever used."""
     if isinstance(stmt, ast.FnDef):

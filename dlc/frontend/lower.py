@@ -17,7 +17,7 @@ import sympy
 from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
 from dlc.frontend.builtins import BUILTINS, Builtin
-from dlc.frontend.declarations import Declarations, bind
+from dlc.frontend.declarations import Declarations, bind, used_values
 from dlc.graph import nodes
 from dlc.graph import ops as g
 from dlc.graph.graph import Builder
@@ -55,6 +55,19 @@ class Lowering:
 
     # ------------------------------------------------------------ expressions
 
+    def lower(self, e: ast.Expr, scope: Scope | None = None) -> nodes.Node:
+        """A top-level expression's node, the named values it uses lowered first, in order.
+
+        So each named value's body is lowered on its own, its names already
+        done: only the nesting written within one body (and through the
+        functions it calls) counts towards :data:`MAX_NESTING`, not a chain of names.
+        """
+        scope = scope or {}
+        for name in used_values(self.decls, e, frozenset(scope)):
+            if name not in self.values:
+                self.values[name] = self.define(self.decls.names[name])
+        return self.expr(e, scope)
+
     def expr(self, e: ast.Expr, scope: Scope) -> nodes.Node:
         self.depth += 1
         try:
@@ -68,7 +81,9 @@ class Lowering:
             self.depth -= 1
 
     def number(self, e: ast.Number, scope: Scope) -> nodes.Node:
-        return self.builder.add(g.literal(sympy.Rational(e.text)))
+        # The float64 nearest to the literal (the parser checked it is in range), as an exact rational
+        # of its shortest decimal form: 0.1 is 1/10, and 40 digits cost no more than 17.
+        return self.builder.add(g.literal(sympy.Rational(repr(float(e.text)))))
 
     def name(self, e: ast.Name, scope: Scope) -> nodes.Node:
         if e.ident.text in scope:

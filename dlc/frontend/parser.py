@@ -148,6 +148,27 @@ def _word(token: Token, word: str, hint: str) -> None:
         raise DlcError(f"unexpected name '{token}'; expected '{word}'", _span(token), hint=hint)
 
 
+def _float(token: Token, span: Span) -> float:
+    """A number literal's float64 value; beyond float64's range either way it is an error.
+
+    Every number is a float64 at run time, so a literal means the float nearest
+    to it; Python's ``float`` finds that in time linear in the digits, where
+    exact arithmetic on ``1e-999999`` or a 4,000-digit integer would not end soon.
+    """
+    value = float(token)
+    shown = token if len(token) <= 24 else f"{token[:20]}..."
+    if not math.isfinite(value):
+        raise DlcError(f"number '{shown}' is too large (beyond float64's 1.8e308)", span)
+    mantissa = token.lower().partition("e")[0]
+    if value == 0 and mantissa.strip("0.") != "":
+        raise DlcError(
+            f"number '{shown}' is too small: it is not 0, but float64 would round it to 0",
+            span,
+            hint="float64 numbers that are not 0 are at least about 5e-324; write 0 if 0 is meant",
+        )
+    return value
+
+
 def _present(items: Any) -> list[Any]:
     return [item for item in items if item is not None]
 
@@ -160,8 +181,7 @@ class AstBuilder(Transformer[Token, Any]):
     def number(self, children: list[Token]) -> ast.Number:
         (token,) = children
         span = _span(token)
-        if not math.isfinite(float(token)):
-            raise DlcError(f"number '{token}' is too large", span)
+        _float(token, span)
         return ast.Number(str(token), span)
 
     def name(self, children: list[Token]) -> ast.Name:
@@ -216,9 +236,7 @@ class AstBuilder(Transformer[Token, Any]):
     def signed_number(self, children: list[Any]) -> ast.Array:
         minus, token = children
         span = _span(token) if minus is None else _span(minus).to(_span(token))
-        value = float(token)
-        if not math.isfinite(value):
-            raise DlcError(f"number '{token}' is too large", span)
+        value = _float(token, span)
         return ast.Array(-value if minus is not None else value, span)
 
     def array(self, children: list[Any]) -> ast.Array:

@@ -3,7 +3,8 @@
 A producer is merged into its consumer when both are elementwise, the
 consumer is its only user, and both have the same shape (so no value is
 computed more often than before), unless the merged body would nest deeper
-than :data:`MAX_BODY_DEPTH`. The fused node's body is one SymPy
+than :data:`MAX_BODY_DEPTH`, be larger than :data:`MAX_BODY_SIZE` or read more than
+:data:`MAX_BODY_INPUTS` inputs. The fused node's body is one SymPy
 expression, which later passes differentiate with ``sympy.diff`` and the
 backends print as one loop.
 """
@@ -21,6 +22,19 @@ from dlc.graph.scalar import element_symbol, substitute_real
 #: A fused body stays at most this deep, so that printed code stays readable and
 #: within what compilers (Python's parser among them) accept.
 MAX_BODY_DEPTH = 24
+#: ... and at most this large, counted as a tree (a subexpression used twice counts
+#: twice, as printing and differentiating it cost twice): fusing a chain of n
+#: elementwise values then costs O(n) bodies of bounded size, not one body of O(n)
+#: (or, with shared terms, O(2^n)) that every later pass walks again per merge.
+MAX_BODY_SIZE = 400
+#: ... and reads at most this many inputs: differentiating a body of k inputs takes k
+#: partial derivatives of a body of size O(k), so k is what makes the reverse sweep
+#: (and the printers after it) quadratic in a long sum or product of distinct values.
+MAX_BODY_INPUTS = 32
+#: ... and its exact numbers stay this small (numerator and denominator bits):
+#: ``a = 1.5 * a + w`` a thousand times folds to thousands of digits otherwise.
+#: A float64 written as a decimal rational takes up to ~1,100 (1e-310 is 1/10**310).
+MAX_NUMBER_BITS = 2_400
 
 
 def expression_depth(expr: sympy.Expr) -> int:
@@ -120,4 +134,19 @@ def _merge(node: Elementwise, new: dict[Node, Node], take: set[int]) -> Elementw
             mapping[element_symbol(i)] = element_symbol(len(inputs))
             inputs.append(producer)
     expr = substitute_real(node.expr, mapping)
-    return None if expr is None else Elementwise(tuple(inputs), node.shape, node.batched, expr)
+    if expr is None or (take and (len(inputs) > MAX_BODY_INPUTS or _too_large(expr))):
+        return None
+    return Elementwise(tuple(inputs), node.shape, node.batched, expr)
+
+
+def _too_large(expr: sympy.Expr) -> bool:
+    """Whether a merged body is past :data:`MAX_BODY_SIZE` or holds a number past :data:`MAX_NUMBER_BITS`.
+
+    Stops counting at the limit, so a check costs O(MAX_BODY_SIZE) however large the body.
+    """
+    for count, e in enumerate(sympy.preorder_traversal(expr), 1):
+        if count > MAX_BODY_SIZE:
+            return True
+        if isinstance(e, sympy.Rational) and e.p.bit_length() + e.q.bit_length() > MAX_NUMBER_BITS:
+            return True
+    return False

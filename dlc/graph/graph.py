@@ -15,7 +15,7 @@ import sympy
 
 from dlc.graph.nodes import Elementwise, Input, Node, Param, broadcast
 from dlc.graph.optimizer import Optimizer
-from dlc.graph.scalar import as_real, element_symbol, float_roots, substitute_real
+from dlc.graph.scalar import as_real, element_symbol, float_roots, stable_forms, substitute_real
 
 N = TypeVar("N", bound=Node)
 
@@ -126,12 +126,14 @@ def _is_identity(node: Elementwise) -> bool:
 
 
 def canonical_elementwise(node: Elementwise) -> Elementwise:
-    """Inline numeric inputs, merge repeated inputs, drop inputs the body ignores.
+    """Inline numeric inputs, merge repeated inputs, drop inputs the body ignores; stable forms.
 
     An ignored input is kept when dropping it would change the node's shape,
     since it still says how far the value broadcasts.
     """
-    expr: sympy.Expr = node.expr
+    expr: sympy.Expr = stable_forms(node.expr)
+    if expr is not node.expr:
+        node = Elementwise(node.inputs, node.shape, node.batched, expr)
     inlined = {
         element_symbol(i): inp.expr
         for i, inp in enumerate(node.inputs)

@@ -122,6 +122,29 @@ class softplus(Function):  # noqa: N801
         return sympy.log(1 + sympy.exp(self.args[0]))._eval_evalf(prec)
 
 
+def stable_forms(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with ``log(1 + exp(a))`` written ``softplus(a)``, as the backends compute it stably.
+
+    As written, exp(a) overflows past a = 709 (88 in float32): the value is
+    inf, and the derivative exp(a) / (1 + exp(a)) is inf / inf = nan, where
+    softplus(a) is about a and its derivative sigmoid(a) about 1; for a
+    below -37, 1 + exp(a) rounds to 1 and the value to 0, where softplus
+    keeps exp(a). The same rewrite as bce of sigmoid(z) into bce_with_logits.
+    """
+    if not expr.has(sympy.log):
+        return expr
+    found = _softplus_argument
+    return expr.replace(lambda e: found(e) is not None, lambda e: softplus(found(e)))
+
+
+def _softplus_argument(e: sympy.Basic) -> sympy.Expr | None:
+    """``a`` if ``e`` is log(1 + exp(a)), else None."""
+    if not (isinstance(e, sympy.log) and isinstance(e.args[0], sympy.Add) and len(e.args[0].args) == 2):
+        return None
+    one, other = sorted(e.args[0].args, key=lambda t: t != 1)
+    return other.args[0] if one == 1 and isinstance(other, sympy.exp) else None
+
+
 def element_symbol(index: int) -> sympy.Symbol:
     """The symbol that stands for one element of an elementwise node's ``index``-th input."""
     return sympy.Symbol(f"x{index}", real=True)

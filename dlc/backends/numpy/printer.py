@@ -68,6 +68,26 @@ class BodyPrinter(NumPyPrinter):
         small = abs(expr.p) < 2**53 and expr.q < 2**53
         return f"({expr.p}/{expr.q})" if small else _float(expr)
 
+    # Python parses ``a + b + c`` as ((a + b) + c): a sum of a few thousand terms nests too
+    # deeply for its parser (RecursionError at import). A long sum or product is printed as
+    # a balanced tree of brackets instead, nesting log2(n) deep; the same operations, but
+    # added in another order (a rounding difference only).
+    def _print_Add(self, expr: Any, order: Any = None) -> str:  # noqa: N802
+        if len(expr.args) <= MAX_FLAT_TERMS:
+            return str(super()._print_Add(expr, order))
+        return self._balanced(expr, " + ")
+
+    def _print_Mul(self, expr: Any) -> str:  # noqa: N802
+        if len(expr.args) <= MAX_FLAT_TERMS:
+            return str(super()._print_Mul(expr))
+        return self._balanced(expr, "*")
+
+    def _balanced(self, expr: Any, op: str) -> str:
+        """``expr``'s terms (in SymPy's fixed order) in two halves, each printed in brackets."""
+        args, half = expr.args, len(expr.args) // 2
+        left, right = (type(expr)(*part, evaluate=False) for part in (args[:half], args[half:]))
+        return f"({self._print(left)}){op}({self._print(right)})"
+
     def _print_Pow(self, expr: Any, rational: bool = False) -> str:  # noqa: N802 - SymPy's dispatch name
         if expr.exp == -1:
             return f"1/{self.parenthesize(expr.base, 50)}"
@@ -75,6 +95,10 @@ class BodyPrinter(NumPyPrinter):
 
     def _print_Function(self, expr: Any) -> str:  # noqa: N802 - SymPy's dispatch name
         raise NotImplementedError(f"the NumPy backend cannot print the function {type(expr).__name__}")
+
+
+#: A sum or product of more terms is printed as a balanced tree of brackets.
+MAX_FLAT_TERMS = 64
 
 
 def _float(value: Any) -> str:
