@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import sympy
 
-from benchmarks.compile_time import parameter_product, parameter_tree, swell_functions
+from benchmarks.compile_time import concat_copies, parameter_product, parameter_tree, swell_functions
 from dlc.errors import DlcError
 from dlc.frontend import load_source
 from dlc.frontend.lower import MAX_EXPANDED
@@ -104,3 +104,36 @@ def test_a_long_sum_prints_in_its_stored_order(monkeypatch: pytest.MonkeyPatch) 
     assert printed.count("+") == len(terms) - 1 and printed.endswith("- b")
     assert not any(n > 64 for n in ordered), "SymPy's O(n^2) print order was used for a long sum"
     assert text(sympy.Symbol("b") - sympy.Symbol("a")) == "b - a"
+
+
+def test_a_long_concat_is_a_tree_of_short_ones() -> None:
+    from dlc.compiler import compile_source, load_module
+    from dlc.frontend.builtins import MAX_CONCAT
+    from dlc.graph.graph import topological_order
+    from dlc.graph.nodes import Concat
+
+    n = 200
+    params = "".join(f"param p{i} : [1] = constant({i})\n" for i in range(n))
+    source = params + "loss sum(concat(" + ", ".join(f"p{i}" for i in range(n)) + ") ** 2)\n"
+    model = load_source(source, "concat.dlc")
+    concats = [x for x in topological_order([model.graph.loss]) if isinstance(x, Concat)]
+    assert max(len(x.inputs) for x in concats) <= MAX_CONCAT < n
+    module = load_module(compile_source(model), "long_concat")
+    loss, grads = module.value_and_grad(module.init_params(0), None, None)
+    assert loss == sum(i * i for i in range(n))
+    assert grads["p17"][0] == 34
+    # n copies of one tensor: the groups are equal nodes, shared.
+    copies = load_source(concat_copies(4000), "copies.dlc").graph
+    assert len(topological_order([copies.loss])) < 20
+
+
+def test_a_value_used_many_times_sums_its_cotangents_in_a_tree() -> None:
+    from dlc.grad.backprop import MAX_SUMMED
+    from dlc.graph.nodes import Elementwise
+
+    n = 300
+    terms = ", ".join(f"w * {i + 1}" for i in range(n))
+    graph = load_source(f"param w : [2] = ones\nloss sum(concat({terms}))\n", "uses.dlc").graph
+    program = differentiate(graph)
+    widest = max(len(x.inputs) for x in program.nodes() if isinstance(x, Elementwise))
+    assert widest <= MAX_SUMMED < n
