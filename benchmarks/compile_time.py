@@ -16,7 +16,9 @@ an ordinary compile:
 - llvm-ir: the LLVM module's text, formulas excluded (with ``--llvm``)
 - llvm-jit: LLVM compiling that IR to machine code, and the first call (with ``--llvm``)
 
-A case that dlc refuses shows the error instead of times; a case past the
+With ``--llvm`` the model is compiled for both backends, each from the start,
+so grad, gfuse and formulas are the sum of the two compiles. A case that dlc
+refuses shows the error instead of times; a case past the
 budget is not run at larger sizes. Tests count what these cases build
 (``tests/test_compile_growth.py``); times belong here.
 """
