@@ -81,7 +81,7 @@ def named_chain(n: int) -> str:
 
 #: name -> (model from a size, sizes, quick sizes)
 CASES: dict[str, tuple[Callable[[int], str], tuple[int, ...], tuple[int, ...]]] = {
-    "g_i(u) = g_{i-1}(sin u) + g_{i-1}(cos u), levels": (swell_functions, (6, 8, 10, 12), (4, 6)),
+    "g_i(u) = g_{i-1}(sin u) + g_{i-1}(cos u), levels": (swell_functions, (6, 8, 10, 11, 12), (4, 6)),
     "N parameters summed through a tree": (parameter_tree, (500, 2_000, 8_000), (100, 400)),
     "a product of N parameters": (parameter_product, (50, 100, 200), (20, 50)),
     "sum(concat(w, ..., w)), N copies": (concat_copies, (1_000, 4_000, 10_000), (200, 800)),

@@ -28,8 +28,9 @@ MAX_NESTING = 300
 #: Function calls may expand to at most this many operations in all. Each call is expanded
 #: where it is called, so a few lines can stand for exponentially many operations
 #: (g_i(u) = g_{i-1}(sin(u)) + g_{i-1}(cos(u)) doubles them per level); every later
-#: phase is linear in the operations, at a few milliseconds each.
-MAX_EXPANDED = 20_000
+#: phase is linear in the operations, at a few milliseconds each (benchmarks/compile_time.py:
+#: 4,094 operations, g10, take 7 s with the NumPy backend, 17 s with both; g12's 16,382 took 73 s).
+MAX_EXPANDED = 10_000
 
 _INITS = {"zeros": 0, "ones": 0, "constant": 1, "normal": 1, "uniform": 1, "glorot": 0, "he": 0}
 
