@@ -179,17 +179,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the small sizes only")
     parser.add_argument("--llvm", action="store_true", help="also the LLVM backend (IR and JIT)")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds past which a case stops")
+    parser.add_argument("--write", metavar="FILE.md", help="also write the table to this file")
     args = parser.parse_args()
     os.environ.setdefault("DLC_CACHE_DIR", tempfile.mkdtemp(prefix="dlc-bench-"))
     shown = [p for p in PHASES if args.llvm or not p.startswith("llvm")]
-    print("| case | N | " + " | ".join(shown) + " | total |")
-    print("| --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: |")
+    lines = ["| case | N | " + " | ".join(shown) + " | total |"]
+    lines.append("| --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: |")
+    print("\n".join(lines), flush=True)
     for name, size, outcome, seconds in measure(args.quick, args.llvm, args.budget):
         if outcome != "ok":
-            print(f"| {name} | {size:,} | {outcome} |")
-            continue
-        cells = " | ".join(f"{seconds[p]:.2f}" for p in shown)
-        print(f"| {name} | {size:,} | {cells} | {sum(seconds.values()):.2f} |", flush=True)
+            lines.append(f"| {name} | {size:,} | {outcome} |")
+        else:
+            cells = " | ".join(f"{seconds[p]:.2f}" for p in shown)
+            lines.append(f"| {name} | {size:,} | {cells} | {sum(seconds.values()):.2f} |")
+        print(lines[-1], flush=True)
+    if args.write:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        head = [
+            "# dlc compile-time benchmark",
+            "",
+            f"Written by `python -m benchmarks.compile_time` on {when} ({os.cpu_count()} logical cores). "
+            "Do not edit by hand. Seconds per phase; the phases are described in the script's docstring.",
+            "",
+        ]
+        with open(args.write, "w", encoding="utf-8") as out:
+            out.write("\n".join([*head, *lines]) + "\n")
 
 
 if __name__ == "__main__":
