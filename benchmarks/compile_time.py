@@ -16,7 +16,9 @@ an ordinary compile:
 - llvm-ir: the LLVM module's text, formulas excluded (with ``--llvm``)
 - llvm-jit: LLVM compiling that IR to machine code, and the first call (with ``--llvm``)
 
-A case that dlc refuses shows the error instead of times; a case past the
+With ``--llvm`` the model is compiled for both backends, each from the start,
+so grad, gfuse and formulas are the sum of the two compiles. A case that dlc
+refuses shows the error instead of times; a case past the
 budget is not run at larger sizes. Tests count what these cases build
 (``tests/test_compile_growth.py``); times belong here.
 """
@@ -79,7 +81,7 @@ def named_chain(n: int) -> str:
 
 #: name -> (model from a size, sizes, quick sizes)
 CASES: dict[str, tuple[Callable[[int], str], tuple[int, ...], tuple[int, ...]]] = {
-    "g_i(u) = g_{i-1}(sin u) + g_{i-1}(cos u), levels": (swell_functions, (6, 8, 10, 12), (4, 6)),
+    "g_i(u) = g_{i-1}(sin u) + g_{i-1}(cos u), levels": (swell_functions, (6, 8, 10, 11, 12), (4, 6)),
     "N parameters summed through a tree": (parameter_tree, (500, 2_000, 8_000), (100, 400)),
     "a product of N parameters": (parameter_product, (50, 100, 200), (20, 50)),
     "sum(concat(w, ..., w)), N copies": (concat_copies, (1_000, 4_000, 10_000), (200, 800)),
@@ -177,17 +179,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the small sizes only")
     parser.add_argument("--llvm", action="store_true", help="also the LLVM backend (IR and JIT)")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds past which a case stops")
+    parser.add_argument("--write", metavar="FILE.md", help="also write the table to this file")
     args = parser.parse_args()
     os.environ.setdefault("DLC_CACHE_DIR", tempfile.mkdtemp(prefix="dlc-bench-"))
     shown = [p for p in PHASES if args.llvm or not p.startswith("llvm")]
-    print("| case | N | " + " | ".join(shown) + " | total |")
-    print("| --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: |")
+    lines = ["| case | N | " + " | ".join(shown) + " | total |"]
+    lines.append("| --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: |")
+    print("\n".join(lines), flush=True)
     for name, size, outcome, seconds in measure(args.quick, args.llvm, args.budget):
         if outcome != "ok":
-            print(f"| {name} | {size:,} | {outcome} |")
-            continue
-        cells = " | ".join(f"{seconds[p]:.2f}" for p in shown)
-        print(f"| {name} | {size:,} | {cells} | {sum(seconds.values()):.2f} |", flush=True)
+            lines.append(f"| {name} | {size:,} | {outcome} |")
+        else:
+            cells = " | ".join(f"{seconds[p]:.2f}" for p in shown)
+            lines.append(f"| {name} | {size:,} | {cells} | {sum(seconds.values()):.2f} |")
+        print(lines[-1], flush=True)
+    if args.write:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        head = [
+            "# dlc compile-time benchmark",
+            "",
+            f"Written by `python -m benchmarks.compile_time` on {when} ({os.cpu_count()} logical cores). "
+            "Do not edit by hand. Seconds per phase; the phases are described in the script's docstring.",
+            "",
+        ]
+        with open(args.write, "w", encoding="utf-8") as out:
+            out.write("\n".join([*head, *lines]) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import epoch, firststep, goals, limits, scaling
+from benchmarks import compile_time, epoch, firststep, goals, limits, scaling
 from benchmarks.measure import CHECK_RTOL, Timing, available_peers, cross_check
 from benchmarks.peers import Dlc, DlcLlvm
 from benchmarks.report import c_tol
@@ -124,3 +124,11 @@ def test_the_limits_benchmark_runs_every_case() -> None:
     rows = limits.measure(20)
     assert [row[0] for row in rows] == list(limits.CASES)
     assert all(row[1] == "ok" or row[1].startswith("error: ") for row in rows)
+
+
+@pytest.mark.parametrize("case", list(compile_time.CASES))
+def test_the_compile_time_benchmark_times_every_phase(case: str) -> None:
+    make = compile_time.CASES[case][0]
+    seconds = compile_time.compile_once(make(3), llvm=True)
+    assert set(seconds) == set(compile_time.PHASES)
+    assert all(s >= 0 for s in seconds.values()) and seconds["llvm-jit"] > 0

@@ -64,9 +64,19 @@ def _bce(c: Call) -> nodes.Node:
     return c.make(g.loss, "bce", p, c.tensor("target"))
 
 
+#: A concat of more tensors is built as a tree of concats of at most this many each: a
+#: backend writes one kernel per concat, and LLVM's optimiser is slower than linear in
+#: the size of one (sum(concat(w, ..., w)) of 4,000 copies: 90 s, against 5 s as a tree).
+MAX_CONCAT = 32
+
+
 def _concat(c: Call) -> nodes.Node:
-    axis = c.integer("axis")
-    return c.make(g.concat, tuple(c.tensors()), 0 if axis is None else axis)
+    axis = 0 if (given := c.integer("axis")) is None else given
+    xs = tuple(c.tensors())
+    while len(xs) > MAX_CONCAT:
+        groups = [xs[k : k + MAX_CONCAT] for k in range(0, len(xs), MAX_CONCAT)]
+        xs = tuple(group[0] if len(group) == 1 else c.make(g.concat, group, axis) for group in groups)
+    return c.make(g.concat, xs, axis)
 
 
 BUILTINS: dict[str, Builtin] = {

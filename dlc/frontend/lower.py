@@ -25,6 +25,12 @@ from dlc.graph.scalar import element_symbol, not_real
 
 #: Expressions, counted through expanded function bodies, may nest this deep.
 MAX_NESTING = 300
+#: Function calls may expand to at most this many operations in all. Each call is expanded
+#: where it is called, so a few lines can stand for exponentially many operations
+#: (g_i(u) = g_{i-1}(sin(u)) + g_{i-1}(cos(u)) doubles them per level); every later
+#: phase is linear in the operations, at a few milliseconds each (benchmarks/compile_time.py:
+#: 4,094 operations, g10, take 7 s with the NumPy backend, 17 s with both; g12's 16,382 took 73 s).
+MAX_EXPANDED = 10_000
 
 _INITS = {"zeros": 0, "ones": 0, "constant": 1, "normal": 1, "uniform": 1, "glorot": 0, "he": 0}
 
@@ -52,6 +58,9 @@ class Lowering:
         self.pending: list[str] = []
         self.expanded: dict[tuple[str, tuple[nodes.Node, ...]], nodes.Node] = {}
         self.depth = 0
+        self.expanding = 0  # calls of user functions being expanded, one inside another
+        self.grown = 0  # operations made by earlier (outermost) expansions
+        self.grown_from = 0  # the builder's size when the current outermost expansion began
 
     # ------------------------------------------------------------ expressions
 
@@ -203,11 +212,30 @@ class Lowering:
         args = tuple(self.expr(bound[n], scope) for n in names)
         key = (fn.name.text, args)
         if key not in self.expanded:
+            self.check_growth(call)
+            if not self.expanding:
+                self.grown_from = len(self.builder)
+            self.expanding += 1
             try:
                 self.expanded[key] = self.expr(fn.body, dict(zip(names, args, strict=True)))
             except DlcError as err:
                 raise err.with_note(Note(f"in this call of {fn.name.text}", call.span)) from None
+            finally:
+                self.expanding -= 1
+            if not self.expanding:
+                self.grown += len(self.builder) - self.grown_from
         return self.expanded[key]
+
+    def check_growth(self, call: ast.Call) -> None:
+        """Refuse, before it takes minutes, a model whose function calls expand past :data:`MAX_EXPANDED`."""
+        grown = self.grown + (len(self.builder) - self.grown_from if self.expanding else 0)
+        if grown > MAX_EXPANDED:
+            raise DlcError(
+                f"function calls expand to more than {MAX_EXPANDED:,} operations",
+                call.span,
+                hint="each call of a function is expanded where it is called; a function that calls "
+                "another twice doubles the operations at each level: give repeated values a name",
+            )
 
 
 _DISPATCH: dict[type, Callable[[Lowering, Any, Scope], nodes.Node]] = {

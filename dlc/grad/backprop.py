@@ -74,10 +74,18 @@ def _on_a_path(order: list[Node], targets: set[Node]) -> set[Node]:
     return needed
 
 
+#: Cotangents are summed this many at a time: a value used thousands of times would
+#: otherwise get one elementwise node of thousands of inputs, which a backend turns
+#: into one loop body (LLVM's optimiser is slower than linear in its size).
+MAX_SUMMED = 32
+
+
 def _total(parts: list[Node], builder: Builder) -> Node:
-    if len(parts) == 1:
-        return parts[0]
-    return ew(builder, lambda *xs: sympy.Add(*xs), *parts)
+    """The sum of the cotangents ``parts``, as a tree of sums of at most :data:`MAX_SUMMED` each."""
+    while len(parts) > 1:
+        groups = [parts[k : k + MAX_SUMMED] for k in range(0, len(parts), MAX_SUMMED)]
+        parts = [g[0] if len(g) == 1 else ew(builder, lambda *xs: sympy.Add(*xs), *g) for g in groups]
+    return parts[0]
 
 
 def _zeros(like: Node, builder: Builder) -> Node:

@@ -83,6 +83,18 @@ def _tensor_factors(expr: sympy.Expr) -> tuple[sympy.Expr, list[sympy.Expr]]:
     return coeff, rest
 
 
+#: A sum of more terms keeps SymPy's stored order of its terms: ordering them for print
+#: compares each term's degree in every symbol of the sum, O(n^2) for n terms.
+MAX_ORDERED_TERMS = 64
+
+
+def _ordered_terms(printer: Any, base: Any, expr: sympy.Expr, order: Any) -> list[sympy.Expr]:
+    """The terms of a sum in print order (positive first), as ``base``'s printer orders them, if few."""
+    if len(expr.args) > MAX_ORDERED_TERMS:
+        return _positive_first(list(expr.args))
+    return _positive_first(base._as_ordered_terms(printer, expr, order))
+
+
 def _positive_first(terms: list[sympy.Expr]) -> list[sympy.Expr]:
     """softmax(z) - y rather than -y + softmax(z)."""
     return sorted(terms, key=lambda t: bool(t.could_extract_minus_sign()))
@@ -92,7 +104,7 @@ class TextPrinter(StrPrinter):
     """Unicode one-line notation: z₁ = W₁ x, δ₂ = (W₂ᵀ δ₃) ⊙ (1 - h₂²)."""
 
     def _as_ordered_terms(self, expr: sympy.Expr, order: Any = None) -> list[sympy.Expr]:
-        return _positive_first(super()._as_ordered_terms(expr, order))
+        return _ordered_terms(self, StrPrinter, expr, order)
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         base, index = _split_name(expr.name)
@@ -165,7 +177,7 @@ class MathPrinter(LatexPrinter):
     """LaTeX notation: ``\\delta_{2} = \\left(W_{2}^{T} \\delta_{3}\\right) \\odot ...``."""
 
     def _as_ordered_terms(self, expr: sympy.Expr, order: Any = None) -> list[sympy.Expr]:
-        return _positive_first(super()._as_ordered_terms(expr, order))
+        return _ordered_terms(self, LatexPrinter, expr, order)
 
     def _print_Symbol(self, expr: sympy.Symbol, style: str = "plain") -> str:
         base, index = _split_name(expr.name)

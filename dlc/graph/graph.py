@@ -107,6 +107,10 @@ class Builder:
     def __init__(self) -> None:
         self._memo: dict[tuple[Any, ...], Node] = {}
 
+    def __len__(self) -> int:
+        """How many distinct nodes this builder has made."""
+        return len(self._memo)
+
     def add(self, node: N) -> N:
         if isinstance(node, Elementwise):
             node = canonical_elementwise(node)  # type: ignore[assignment]

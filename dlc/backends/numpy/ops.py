@@ -91,7 +91,8 @@ def leaves(node: Elementwise, ctx: Context) -> list[tuple[Node, str, tuple[int, 
 def used_inputs(node: Node) -> list[Node]:
     """The inputs a node's value depends on (an elementwise body may ignore some)."""
     if isinstance(node, Elementwise):
-        return [x for i, x in enumerate(node.inputs) if element_symbol(i) in node.expr.free_symbols]
+        free = node.expr.free_symbols  # once: SymPy computes it anew at each call, in O(size)
+        return [x for i, x in enumerate(node.inputs) if element_symbol(i) in free]
     return list(node.inputs)
 
 
