@@ -38,6 +38,7 @@ class Checks:
         self.shapes = [tuple(param_shapes[k]) for k in self.names]
         self.states = list(states)  # the optimizer's per-parameter state, by name
         self.settings = list(settings)  # the optimizer's settings, by name
+        self.none_chosen = (None,) * len(self.settings)
         self.labels = [f"params[{k!r}]" for k in self.names]
         self.labels += [f"state[{s!r}][{k!r}]" for s in self.states for k in self.names]
         self.all_shapes = self.shapes * (1 + len(self.states))
@@ -239,6 +240,8 @@ class Checks:
 
     def chosen(self, given):
         """The optimizer settings a call gives (by name; None keeps the model's), as floats in order."""
+        if not given:
+            return self.none_chosen
         unknown = [k for k in given if k not in self.settings]
         if unknown:
             raise TypeError(

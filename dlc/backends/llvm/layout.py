@@ -82,7 +82,7 @@ class Slots:
     BATCH = 2  # B: examples in this batch
     X = 3  # refers to the batch's inputs, [B, *INPUT_SHAPE] (see DATA_FIELD)
     Y = 4  # refers to the batch's targets
-    ROW = 5  # train_step: the optimizer's numbers for the step, float64 (see _scalars)
+    ROW = 5  # train_step: refers to the optimizer's numbers for the step, float64 (see DATA_FIELD)
     TABLE = 6  # epoch: those numbers for each step of the epoch, a row per step
     WIDTH = 7  # how many numbers a row holds
     GEMM = 8  # address of a BLAS gemm (Fortran interface), or 0 for generated loops

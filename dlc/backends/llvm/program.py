@@ -350,7 +350,7 @@ class Entries:
         graph = self.graph
         x = f.array(Slots.X) if graph.input is not None else ir.Constant(PTR, None)
         y = f.array(Slots.Y) if graph.target is not None else ir.Constant(PTR, None)
-        f.b.ret(f.b.call(core, [f.ctx, x, y, f.batch, f.slot_ptr(Slots.ROW)]))
+        f.b.ret(f.b.call(core, [f.ctx, x, y, f.batch, f.array(Slots.ROW)]))
 
     def _train_epoch(self, core: ir.Function) -> None:
         from dlc.backends.llvm.epoch import define_epoch

@@ -153,13 +153,16 @@ class Native:
 
     def train_step(self, params, states, X, Y, rows, row):
         """One step; ``row``: the optimizer's numbers for it (float64, as _scalars gives)."""
-        row = self._table(row[None, :], 1)[0]
+        if not (type(row) is np.ndarray and row.dtype == np.float64 and row.shape == (self.layout["scalars"],)
+                and row.flags.c_contiguous):  # fmt: skip
+            width = self.layout["scalars"]
+            raise ValueError(
+                f"the optimizer's numbers for a step must be a C-contiguous float64 array of {width}"
+            )
         with self.lock:
             self.enter(params, states, X, Y, rows)
-            self.ctx[self.slot["ROW"]] = row.ctypes.data
-            value = self.functions["train_step"](self.ctx_ptr)
-            self.ctx[self.slot["ROW"]] = 0
-        return value
+            self.refer(self.slot["ROW"], (row,))
+            return self.functions["train_step"](self.ctx_ptr)
 
     def _table(self, table, steps):
         width = self.layout["scalars"]
