@@ -68,7 +68,7 @@ def test_points_learn_the_coordinate_change(
 def test_spiral_is_uncrumpled(capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str) -> None:
     run = train(capsys, tmp_path, "spiral", backend)
     assert run["train_accuracy"] >= 0.98
-    assert run["seconds"] < 30  # "well under a minute" (about a second here)
+    # how long it takes ("about a second") is for benchmarks/, not an assertion here
 
 
 @pytest.mark.slow
