@@ -37,7 +37,10 @@ SEEN: collections.Counter[str] = collections.Counter()  # known bugs met, for th
 
 
 def fuzz_settings(n: int) -> settings:
-    """``n`` examples per test, whatever the profile says: the suite's inputs add up to a few thousand."""
+    """``n`` examples per test, whatever the profile says: the suite's inputs add up to about a thousand.
+
+    Longer campaigns are ``python -m fuzz.run --count N`` (and ``fuzz.backends``), outside the suite.
+    """
     return settings(
         max_examples=n,
         deadline=None,
@@ -86,19 +89,19 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------- generated models
 
 
-@fuzz_settings(500)
+@fuzz_settings(250)
 @given(rng=randoms)
 def test_generated_models(rng: random.Random) -> None:
     judge_text(fuzz.generate_model(rng))
 
 
-@fuzz_settings(400)
+@fuzz_settings(200)
 @given(rng=randoms, wrong=st.sampled_from([0.02, 0.05, 0.1, 0.3]))
 def test_near_valid_models(rng: random.Random, wrong: float) -> None:
     judge_text(fuzz.generate_model(rng, wrong=wrong))
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(rng=randoms)
 def test_mutated_generated_models(rng: random.Random) -> None:
     judge_text(fuzz.mutate_text(rng, fuzz.generate_model(rng)))
@@ -143,13 +146,13 @@ def test_generator_makes_models_that_compile() -> None:
 # --------------------------------------------------------------- mutations of real models
 
 
-@fuzz_settings(500)
+@fuzz_settings(250)
 @given(rng=randoms, seed=st.sampled_from(SEEDS))
 def test_mutated_examples(rng: random.Random, seed: tuple[str, str]) -> None:
     judge_text(fuzz.mutate_text(rng, seed[1]))
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(rng=randoms, seed=st.sampled_from(SEEDS))
 def test_byte_mutations_through_compile(rng: random.Random, seed: tuple[str, str], folder: Path) -> None:
     judge_bytes(fuzz.mutate_bytes(rng, seed[1].encode("utf-8")), folder)
@@ -158,7 +161,7 @@ def test_byte_mutations_through_compile(rng: random.Random, seed: tuple[str, str
 EXAMPLES = sorted((ROOT / "examples").glob("*.dlc"))
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(data=st.data())
 def test_random_byte_edits_of_examples(data: st.DataObject, folder: Path) -> None:
     """Like tests/test_mutation.py's random edits, but bytes, and through compile and run."""
@@ -204,13 +207,13 @@ def _lark_strategy() -> st.SearchStrategy[str]:
     return from_lark(grammar, explicit=explicit)
 
 
-@fuzz_settings(60)
+@fuzz_settings(30)
 @given(data=st.data())
 def test_sentences_of_the_grammar(data: st.DataObject) -> None:
     judge_text(data.draw(_lark_strategy()))
 
 
-@fuzz_settings(200)
+@fuzz_settings(100)
 @given(rng=randoms)
 def test_random_walks_of_the_grammar(rng: random.Random) -> None:
     judge_text(fuzz.lark_sentence(rng))
