@@ -78,7 +78,8 @@ def timed(contenders: dict[str, Callable[[], object]], rounds: int, seconds: flo
             other = load.stop()
             (quiet if other is None or other <= BUSY else busy)[name].append(float(np.median(samples)))
     if any(not quiet[k] for k in names):
-        print(f"  * disturbed by other load: {', '.join(k for k in names if not quiet[k])} (rerun when quiet)")
+        disturbed = ", ".join(k for k in names if not quiet[k])
+        print(f"  * disturbed by other load: {disturbed} (rerun when quiet)")
     return {k: quiet[k] or busy[k] for k in names}
 
 

@@ -13,9 +13,25 @@ rows, -1), or (anything, the failed step), having put each step's loss in
 """
 
 # LOOP STARTS
+import math
 import time
 
 import numpy as np
+
+
+def checked_step(step, check, rows, params, state, X, Y, epoch, settings):
+    """``train_step()``: its arguments checked, one ``step(p, s, X, Y, B, row)``, the step counted.
+
+    Raises FloatingPointError, and changes nothing, if the loss before the step is not finite.
+    """
+    p, s, taken = check.state(params, state)
+    X, Y, B = check.examples(X, Y)
+    row = rows.row(check.chosen(settings), check.epoch(epoch), taken)
+    value = step(p, s, X, Y, B, row)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss is {value}")
+    state["step"] = taken + 1
+    return value
 
 
 def checked_train(run, check, scalars, culprit, defaults, params, X, Y, state, shuffle, callback, on_step,

@@ -34,7 +34,8 @@ MAX_EXPANDED = 10_000
 
 _INITS = {"zeros": 0, "ones": 0, "constant": 1, "normal": 1, "uniform": 1, "glorot": 0, "he": 0}
 
-_ARITH: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
+#: The scalar meaning of each binary operator but ``@`` (optimizer formulas use it too).
+ARITH: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
     "*": lambda a, b: a * b,
@@ -103,7 +104,7 @@ class Lowering:
         left, right = self.expr(e.left, scope), self.expr(e.right, scope)
         if e.op == "@":
             return self.make(e.op_span, g.matmul, left, right)
-        return self.elementwise(e.op_span, _ARITH[e.op], (left, right), e.op)
+        return self.elementwise(e.op_span, ARITH[e.op], (left, right), e.op)
 
     def neg(self, e: ast.Neg, scope: Scope) -> nodes.Node:
         operand = self.expr(e.operand, scope)

@@ -21,6 +21,7 @@ import sympy
 
 from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
+from dlc.frontend.lower import ARITH
 from dlc.graph import optimizer as opt
 from dlc.graph.scalar import sigmoid, softplus
 
@@ -88,8 +89,7 @@ class Formulas:
             left, right = self.expr(e.left, scope, later), self.expr(e.right, scope, later)
             if e.op == "@":
                 raise DlcError(f"{self.what} is elementwise: '@' has no meaning here", e.op_span)
-            ops = {"+": sympy.Add, "-": lambda a, b: a - b, "*": sympy.Mul, "/": lambda a, b: a / b}
-            return ops[e.op](left, right) if e.op in ops else left**right
+            return ARITH[e.op](left, right)
         return self._call(e, scope, later)
 
     def _name(self, ident: ast.Ident, scope: dict[str, sympy.Expr], later: dict[str, Span]) -> sympy.Expr:

@@ -132,14 +132,7 @@ def train_step(params, state, X, Y, *, epoch=0, **settings):
     finite. Parameters and state must be C-contiguous arrays of DTYPE (as
     init_params and init_state give).
     """
-    p, s, taken = _CHECK.state(params, state)
-    X, Y, rows = _CHECK.examples(X, Y)
-    row = _ROWS.row(_CHECK.chosen(settings), _CHECK.epoch(epoch), taken)
-    value = _native().train_step(p, s, X, Y, rows, row)
-    if not math.isfinite(value):
-        raise FloatingPointError(f"the loss is {value}")
-    state["step"] = taken + 1
-    return value
+    return checked_step(_step, _CHECK, _ROWS, params, state, X, Y, epoch, settings)
 
 
 def train(params, X=None, Y=None, *, epochs=None, batch_size=None, seed=None, shuffle=True,
@@ -167,6 +160,11 @@ def train(params, X=None, Y=None, *, epochs=None, batch_size=None, seed=None, sh
         _epoch, _CHECK, _scalars, _culprit, TRAINING, params, X, Y, state, shuffle, callback, on_step,
         settings, epochs=epochs, batch_size=batch_size, seed=seed, start_epoch=start_epoch,
     )
+
+
+def _step(*work):
+    """A training step of checked arguments, natively (see Native.train_step)."""
+    return _native().train_step(*work)
 
 
 def _epoch(*work):

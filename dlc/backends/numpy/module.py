@@ -35,8 +35,8 @@ RESERVED = {
     "np", "DTYPE", "PARAM_SHAPES", "OWN_GRADS", "INPUT_SHAPE", "TARGET_SHAPE", "TRAINING", "FORMULAS", "EPS",
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "init_state", "state", "STATES", "SETTINGS", "OPTIMIZER", "CLIP_NORM", "UPDATE", "_scalars", "_update",
-    "_epoch", "UPDATE_CHUNK", "train_loop", "checked_train", "Chunks", "StepRows", "_ROWS", "_run_epoch",
-    "time", "settings", "step_numbers",
+    "_epoch", "UPDATE_CHUNK", "train_loop", "checked_train", "checked_step", "Chunks", "StepRows", "_ROWS",
+    "_run_epoch", "time", "settings", "step_numbers",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
     "hvp", "tangents", "itertools", "NO_HVP",
@@ -340,14 +340,7 @@ def train_step(params, state, X, Y, *, epoch=0, **settings):
     loss is not finite. Parameters and state must be C-contiguous arrays of
     DTYPE (as init_params and init_state give).
     """
-    p, s, taken = _CHECK.state(params, state)
-    X, Y, B = _CHECK.examples(X, Y)
-    row = _ROWS.row(_CHECK.chosen(settings), _CHECK.epoch(epoch), taken)
-    value = _step(p, s, X, Y, B, row)
-    if not math.isfinite(value):
-        raise FloatingPointError(f"the loss is {value}")
-    state["step"] = taken + 1
-    return value
+    return checked_step(_step, _CHECK, _ROWS, params, state, X, Y, epoch, settings)
 
 
 def train(params, X=None, Y=None, *, epochs=None, batch_size=None, seed=None, shuffle=True,
