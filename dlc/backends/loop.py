@@ -19,15 +19,15 @@ import time
 import numpy as np
 
 
-def checked_step(step, check, rows, params, state, X, Y, epoch, settings):
-    """``train_step()``: its arguments checked, one ``step(p, s, X, Y, B, row)``, the step counted.
+def checked_step(take_step, check, rows, params, state, X, Y, epoch, settings):
+    """``train_step()``: its arguments checked, one ``take_step(p, s, X, Y, B, row)``, the step counted.
 
     Raises FloatingPointError, and changes nothing, if the loss before the step is not finite.
     """
     p, s, taken = check.state(params, state)
     X, Y, B = check.examples(X, Y)
     row = rows.row(check.chosen(settings), check.epoch(epoch), taken)
-    value = step(p, s, X, Y, B, row)
+    value = take_step(p, s, X, Y, B, row)
     if not math.isfinite(value):
         raise FloatingPointError(f"the loss is {value}")
     state["step"] = taken + 1

@@ -321,10 +321,11 @@ class _Run:
         """Parameters at the end; after a failure or an interrupt, the last whole epoch's, if any."""
         if self.files is None:
             return
+        # the end of the last whole epoch (or the best one's, when stopped early): a run that
+        # ended normally is there too, since each epoch's end is taken as it comes
         state: checkpoint.Checkpoint | None = self.good
-        if self.result.diverged is None and not self.result.interrupted:
-            state = self.good if self.result.stopped_early is not None else self._snapshot(self.good.epoch)
-        elif self.good.epoch == first:
+        failed = self.result.diverged is not None or self.result.interrupted
+        if failed and self.good.epoch == first:
             state = None  # no epoch of this run finished: nothing new to keep
         saved = self.files.finish(state, diverged=self.result.diverged is not None)
         self.result.saved, self.result.saved_history = saved.params, saved.history
