@@ -32,10 +32,13 @@ from dlc.graph.nodes import (
     Node,
     Param,
     Reduce,
+    ReduceKind,
+    Reshape,
     Slice,
     Softmax,
     Tangent,
     Transpose,
+    unknown,
 )
 from dlc.graph.ops import matmul_spec
 from dlc.graph.scalar import element_symbol
@@ -143,8 +146,17 @@ def _(node: Einsum, args: list[Array], env: Env) -> Array:
 def _(node: Reduce, args: list[Array], env: Env) -> Array:
     (x,) = node.inputs
     axes = tuple(_per_example_axis(x, a) for a in node.axes) + ((0,) if node.batch else ())
-    fn = np.sum if node.kind == "sum" else np.mean
-    return fn(args[0], axis=axes)
+    match node.kind:
+        case ReduceKind.SUM:
+            return np.sum(args[0], axis=axes)
+        case ReduceKind.MEAN:
+            return np.mean(args[0], axis=axes)
+        case ReduceKind.MAX:
+            return np.max(args[0], axis=axes)
+        case ReduceKind.MIN:
+            return np.min(args[0], axis=axes)
+        case other:
+            unknown(other)
 
 
 @compute.register
@@ -185,8 +197,13 @@ def _(node: Concat, args: list[Array], env: Env) -> Array:
 @compute.register
 def _(node: Slice, args: list[Array], env: Env) -> Array:
     index = [slice(None)] * args[0].ndim
-    index[_per_example_axis(node, node.axis)] = slice(node.start, node.stop)
+    index[_per_example_axis(node, node.axis)] = slice(node.start, node.stop, node.step)
     return args[0][tuple(index)]
+
+
+@compute.register
+def _(node: Reshape, args: list[Array], env: Env) -> Array:
+    return np.reshape(args[0], ((args[0].shape[0],) if node.batched else ()) + node.shape)
 
 
 @compute.register

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from dlc.graph import scalar
 from dlc.graph.scalar import EPS
 
 Array = Any
@@ -43,6 +44,47 @@ def inside01(p: Array) -> Array:
     return ((p > eps) & (p < 1 - eps)).astype(np.result_type(p, np.float32))
 
 
+# Comparisons give 0 and 1 in the arguments' float type. (Each helper is copied into generated
+# modules by its own source text, so each is written out whole.)
+
+
+def gt(a: Array, b: Array) -> Array:
+    return np.greater(a, b).astype(np.result_type(a, b, np.float32))
+
+
+def ge(a: Array, b: Array) -> Array:
+    return np.greater_equal(a, b).astype(np.result_type(a, b, np.float32))
+
+
+def lt(a: Array, b: Array) -> Array:
+    return np.less(a, b).astype(np.result_type(a, b, np.float32))
+
+
+def le(a: Array, b: Array) -> Array:
+    return np.less_equal(a, b).astype(np.result_type(a, b, np.float32))
+
+
+def eq(a: Array, b: Array) -> Array:
+    return np.equal(a, b).astype(np.result_type(a, b, np.float32))
+
+
+def ne(a: Array, b: Array) -> Array:
+    return np.not_equal(a, b).astype(np.result_type(a, b, np.float32))
+
+
+def where(c: Array, a: Array, b: Array) -> Array:
+    chosen: Array = np.where(np.not_equal(c, 0), a, b)
+    return chosen.astype(np.result_type(c, a, b, np.float32), copy=False)
+
+
+def maximum(a: Array, b: Array) -> Array:
+    return np.maximum(a, b)
+
+
+def minimum(a: Array, b: Array) -> Array:
+    return np.minimum(a, b)
+
+
 def softmax(x: Array, axis: int = -1) -> Array:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -53,16 +95,9 @@ def logsumexp(x: Array, axis: int = -1) -> Array:
     return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis=axis))
 
 
-#: Name -> implementation, for the printers of elementwise bodies.
-FUNCTIONS = {
-    "sigmoid": sigmoid,
-    "softplus": softplus,
-    "relu": relu,
-    "step": step,
-    "leaky_relu": leaky_relu,
-    "clip01": clip01,
-    "inside01": inside01,
-}
+#: Name -> implementation, for the printers of elementwise bodies: one per function in
+#: :data:`dlc.graph.scalar.FUNCTIONS`.
+FUNCTIONS = {name: globals()[name] for name in scalar.FUNCTIONS}
 
 
 # Per-example losses: x has a leading batch axis; each averages over the rest.

@@ -64,7 +64,7 @@ class Call:
 
 @dataclass(frozen=True)
 class BinOp:
-    """``left op right`` with op one of ``+ - * / @ **`` (``^`` reads as ``**``)."""
+    """``left op right``: ``+ - * / @ **`` (``^`` reads as ``**``) or a comparison ``< <= > >= == !=``."""
 
     op: str
     left: Expr
@@ -85,7 +85,41 @@ class Neg:
     depth: int
 
 
-Expr = Number | Name | Call | BinOp | Neg
+@dataclass(frozen=True)
+class Subscript:
+    """One axis of an index: ``at`` alone (``x[2]``), or a slice ``start:stop:step``, any left out."""
+
+    span: Span
+    at: int | None = None
+    start: int | None = None
+    stop: int | None = None
+    step: int | None = None
+
+    @property
+    def is_slice(self) -> bool:
+        return self.at is None
+
+
+@dataclass(frozen=True)
+class Index:
+    """``base[s0, s1, ...]``: constant indices and slices of the per-example axes."""
+
+    base: Expr
+    items: tuple[Subscript, ...]
+    span: Span
+    depth: int
+
+
+@dataclass(frozen=True)
+class Dims:
+    """A list of whole numbers written as an argument: ``reshape(x, [2, 8])``."""
+
+    values: tuple[int, ...]
+    span: Span
+    depth: int = 1
+
+
+Expr = Number | Name | Call | BinOp | Neg | Index | Dims
 
 
 # ------------------------------------------------------------------ statements

@@ -7,9 +7,10 @@ and hands the arguments over through a :class:`Call` context.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import sympy
 
@@ -24,6 +25,9 @@ class Call(Protocol):
     def tensor(self, name: str) -> nodes.Node: ...
     def tensors(self) -> list[nodes.Node]: ...
     def integer(self, name: str) -> int | None: ...
+    def is_integer(self, name: str) -> bool: ...
+    def dims(self, name: str) -> tuple[int, ...]: ...
+    def fail(self, message: str, argument: str | None = None, hint: str | None = None) -> NoReturn: ...
     def make(self, build: Callable[..., nodes.Node], *args: object) -> nodes.Node: ...
     def elementwise(self, fn: Callable[..., sympy.Expr], *args: nodes.Node) -> nodes.Node: ...
 
@@ -48,8 +52,78 @@ def _leaky_relu(c: Call) -> nodes.Node:
     return c.elementwise(scalar.leaky_relu, c.tensor("x"), slope)
 
 
-def _reduce(kind: str) -> Callable[[Call], nodes.Node]:
-    return lambda c: c.make(g.reduce, kind, c.tensor("x"), c.integer("axis"))
+def _reduce(kind: nodes.ReduceKind) -> Callable[[Call], nodes.Node]:
+    def build(c: Call) -> nodes.Node:
+        x = c.tensor("x")
+        return c.make(g.reduce, kind, x, c.integer("axis"))
+
+    return build
+
+
+def _extreme(kind: nodes.ReduceKind) -> Callable[[Call], nodes.Node]:
+    """max(x) and max(x, axis); a tensor where the axis goes is the elementwise maximum's habit."""
+    other = {nodes.ReduceKind.MAX: "maximum", nodes.ReduceKind.MIN: "minimum"}[kind]
+
+    def build(c: Call) -> nodes.Node:
+        x = c.tensor("x")
+        if c.given("axis") and not c.is_integer("axis"):
+            c.fail(
+                f"the second argument of {kind} is an axis (a whole number)",
+                "axis",
+                hint=f"for the elementwise {other} of two tensors write {other}(a, b)",
+            )
+        return c.make(g.reduce, kind, x, c.integer("axis"))
+
+    return build
+
+
+def _clip(c: Call) -> nodes.Node:
+    """lo where x < lo, hi where x > hi, else x: the gradient reaches x between the bounds, ends
+    included (torch.clamp's rule), and reaches lo or hi where it is the value."""
+    x, lo, hi = c.tensor("x"), c.tensor("lo"), c.tensor("hi")
+    numbers = [n.expr for n in (lo, hi) if isinstance(n, nodes.Elementwise) and not n.inputs]
+    if len(numbers) == 2 and numbers[0] > numbers[1]:
+        c.fail(f"clip's lower bound {numbers[0]} is above its upper bound {numbers[1]}", "lo")
+    return c.elementwise(
+        lambda v, a, b: scalar.where(scalar.lt(v, a), a, scalar.where(scalar.gt(v, b), b, v)), x, lo, hi
+    )
+
+
+def _reshape(c: Call) -> nodes.Node:
+    x, wanted = c.tensor("x"), c.dims("shape")
+    if any(d == 0 or d < -1 for d in wanted) or wanted.count(-1) > 1:
+        c.fail("a shape's dimensions are positive whole numbers, and at most one may be -1", "shape")
+    known = math.prod(d for d in wanted if d != -1)
+    if -1 in wanted:
+        if x.size % known:
+            c.fail(
+                f"cannot reshape {nodes.show_shape(x.shape)} ({x.size} elements) to {list(wanted)}", "shape"
+            )
+        wanted = tuple(x.size // known if d == -1 else d for d in wanted)
+    return c.make(g.reshape, x, wanted)
+
+
+def _flatten(c: Call) -> nodes.Node:
+    x = c.tensor("x")
+    return c.make(g.reshape, x, (x.size,))
+
+
+def _stack(c: Call) -> nodes.Node:
+    """Tensors of one shape along a new axis: a reshape of each, then a concat."""
+    axis = 0 if (given := c.integer("axis")) is None else given
+    xs = c.tensors()
+    if not xs:
+        c.fail("stack needs at least one tensor")
+    shape = xs[0].shape
+    if any(x.shape != shape for x in xs):
+        listed = " and ".join(dict.fromkeys(nodes.show_shape(x.shape) for x in xs))
+        c.fail(f"stack needs tensors of one shape, not {listed}")
+    rank = len(shape) + 1
+    if not -rank <= axis < rank:
+        c.fail(f"axis {axis} is out of range for stacking {nodes.show_shape(shape)}", "axis")
+    axis %= rank
+    grown = (*shape[:axis], 1, *shape[axis:])
+    return _concat_tree(c, tuple(c.make(g.reshape, x, grown) for x in xs), axis)
 
 
 def _loss(kind: str) -> Callable[[Call], nodes.Node]:
@@ -72,7 +146,10 @@ MAX_CONCAT = 32
 
 def _concat(c: Call) -> nodes.Node:
     axis = 0 if (given := c.integer("axis")) is None else given
-    xs = tuple(c.tensors())
+    return _concat_tree(c, tuple(c.tensors()), axis)
+
+
+def _concat_tree(c: Call, xs: tuple[nodes.Node, ...], axis: int) -> nodes.Node:
     while len(xs) > MAX_CONCAT:
         groups = [xs[k : k + MAX_CONCAT] for k in range(0, len(xs), MAX_CONCAT)]
         xs = tuple(group[0] if len(group) == 1 else c.make(g.concat, group, axis) for group in groups)
@@ -98,12 +175,54 @@ BUILTINS: dict[str, Builtin] = {
     "pow": Builtin(
         ("x", "p"), lambda c: c.elementwise(sympy.Pow, c.tensor("x"), c.tensor("p")), doc="x ** p"
     ),
+    # choosing elements
+    "maximum": Builtin(
+        ("a", "b"),
+        lambda c: c.elementwise(scalar.maximum, c.tensor("a"), c.tensor("b")),
+        doc="elementwise larger of a and b",
+    ),
+    "minimum": Builtin(
+        ("a", "b"),
+        lambda c: c.elementwise(scalar.minimum, c.tensor("a"), c.tensor("b")),
+        doc="elementwise smaller of a and b",
+    ),
+    "clip": Builtin(("x", "lo", "hi"), _clip, doc="x limited to [lo, hi]"),
+    "where": Builtin(
+        ("condition", "a", "b"),
+        lambda c: c.elementwise(scalar.where, c.tensor("condition"), c.tensor("a"), c.tensor("b")),
+        doc="a where condition is not 0, else b",
+    ),
     # tensor ops
     "sum": Builtin(
-        ("x", "axis"), _reduce("sum"), optional=("axis",), doc="sum of all elements, or along axis"
+        ("x", "axis"),
+        _reduce(nodes.ReduceKind.SUM),
+        optional=("axis",),
+        doc="sum of all elements, or along axis",
     ),
     "mean": Builtin(
-        ("x", "axis"), _reduce("mean"), optional=("axis",), doc="mean of all elements, or along axis"
+        ("x", "axis"),
+        _reduce(nodes.ReduceKind.MEAN),
+        optional=("axis",),
+        doc="mean of all elements, or along axis",
+    ),
+    "max": Builtin(
+        ("x", "axis"),
+        _extreme(nodes.ReduceKind.MAX),
+        optional=("axis",),
+        doc="largest element, or largest along axis",
+    ),
+    "min": Builtin(
+        ("x", "axis"),
+        _extreme(nodes.ReduceKind.MIN),
+        optional=("axis",),
+        doc="smallest element, or smallest along axis",
+    ),
+    "reshape": Builtin(
+        ("x", "shape"), _reshape, doc="the same elements in another shape ([2, 8], -1 inferred)"
+    ),
+    "flatten": Builtin(("x",), _flatten, doc="the elements as a vector"),
+    "stack": Builtin(
+        ("axis",), _stack, optional=("axis",), variadic=True, doc="tensors of one shape along a new axis"
     ),
     "softmax": Builtin(("x",), lambda c: c.make(g.softmax, c.tensor("x")), doc="softmax over the last axis"),
     "logsumexp": Builtin(

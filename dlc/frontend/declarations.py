@@ -149,6 +149,8 @@ def subexpressions(expr: ast.Expr) -> Iterator[ast.Expr]:
             stack.extend((e.right, e.left))
         elif isinstance(e, ast.Neg):
             stack.append(e.operand)
+        elif isinstance(e, ast.Index):
+            stack.append(e.base)
 
 
 def calls_in(expr: ast.Expr) -> Iterator[ast.Call]:

@@ -9,7 +9,7 @@ nodes whose bodies are SymPy expressions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import sympy
@@ -18,7 +18,7 @@ from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
 from dlc.frontend.builtins import BUILTINS, Builtin
 from dlc.frontend.declarations import Declarations, bind, used_values
-from dlc.graph import nodes
+from dlc.graph import nodes, scalar
 from dlc.graph import ops as g
 from dlc.graph.graph import Builder
 from dlc.graph.scalar import element_symbol, not_real
@@ -42,6 +42,11 @@ ARITH: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
     "/": lambda a, b: a / b,
     "**": lambda a, b: a**b,
 }
+
+#: Comparisons: 1 where they hold, else 0; their derivative is 0.
+COMPARE: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
+    "<": scalar.lt, "<=": scalar.le, ">": scalar.gt, ">=": scalar.ge, "==": scalar.eq, "!=": scalar.ne,
+}  # fmt: skip
 
 _NOT_FINITE = (sympy.zoo, sympy.nan, sympy.oo)
 
@@ -104,7 +109,47 @@ class Lowering:
         left, right = self.expr(e.left, scope), self.expr(e.right, scope)
         if e.op == "@":
             return self.make(e.op_span, g.matmul, left, right)
-        return self.elementwise(e.op_span, ARITH[e.op], (left, right), e.op)
+        return self.elementwise(e.op_span, ARITH.get(e.op) or COMPARE[e.op], (left, right), e.op)
+
+    def index(self, e: ast.Index, scope: Scope) -> nodes.Node:
+        """Slices of each axis indexed, then the axes given a single index dropped."""
+        x = self.expr(e.base, scope)
+        if len(e.items) > len(x.shape):
+            what = "a scalar" if not x.shape else f"{nodes.show_shape(x.shape)} ({len(x.shape)} axes)"
+            raise DlcError(
+                f"{len(e.items)} {'index' if len(e.items) == 1 else 'indices'} for {what}",
+                e.span,
+                hint="indices select per-example axes; the batch axis is never written" if x.shape else None,
+            )
+        kept = list(x.shape)
+        for axis, item in enumerate(e.items):
+            n = x.shape[axis]
+            if not item.is_slice:
+                assert item.at is not None
+                if not -n <= item.at < n:
+                    raise DlcError(f"index {item.at} is out of range for axis {axis} of size {n}", item.span)
+                start, stop, step = item.at % n, item.at % n + 1, 1
+                kept[axis] = -1
+            else:
+                if item.step is not None and item.step <= 0:
+                    raise DlcError(
+                        f"a step must be positive, not {item.step}", item.span, hint="slices run forwards"
+                    )
+                start, stop, step = slice(item.start, item.stop, item.step).indices(n)
+                if start >= stop:
+                    raise DlcError(f"this slice of axis {axis} of size {n} selects no elements", item.span)
+            if (start, stop, step) != (0, n, 1):
+                x = self.make(item.span, g.slice_axis, x, axis, start, stop, step)
+        if -1 in kept:
+            x = self.make(e.span, g.reshape, x, tuple(d for d in kept if d != -1))
+        return x
+
+    def dims(self, e: ast.Dims, scope: Scope) -> nodes.Node:
+        raise DlcError(
+            "a list of whole numbers is an argument of reshape, not a value",
+            e.span,
+            hint="for a constant vector write 'const c = [1, 2, 3]'",
+        )
 
     def neg(self, e: ast.Neg, scope: Scope) -> nodes.Node:
         operand = self.expr(e.operand, scope)
@@ -245,6 +290,8 @@ _DISPATCH: dict[type, Callable[[Lowering, Any, Scope], nodes.Node]] = {
     ast.BinOp: Lowering.binop,
     ast.Neg: Lowering.neg,
     ast.Call: Lowering.call,
+    ast.Index: Lowering.index,
+    ast.Dims: Lowering.dims,
 }
 
 
@@ -269,10 +316,30 @@ class CallSite:
         e = self.bound.get(name)
         if e is None:
             return None
-        sign, inner = (-1, e.operand) if isinstance(e, ast.Neg) else (1, e)
-        if not isinstance(inner, ast.Number) or not inner.text.isdigit():
+        if not self.is_integer(name):
             raise DlcError(f"'{name}' of {self.name} must be a whole number", e.span)
+        sign, inner = (-1, e.operand) if isinstance(e, ast.Neg) else (1, e)
+        assert isinstance(inner, ast.Number)
         return sign * int(inner.text)
+
+    def is_integer(self, name: str) -> bool:
+        e = self.bound.get(name)
+        inner = e.operand if isinstance(e, ast.Neg) else e
+        return isinstance(inner, ast.Number) and inner.text.isdigit()
+
+    def dims(self, name: str) -> tuple[int, ...]:
+        e = self.bound[name]
+        if not isinstance(e, ast.Dims):
+            raise DlcError(
+                f"'{name}' of {self.name} is a list of whole numbers",
+                e.span,
+                hint=f"write {self.name}(x, [2, 8])",
+            )
+        return e.values
+
+    def fail(self, message: str, argument: str | None = None, hint: str | None = None) -> NoReturn:
+        culprit = self.bound.get(argument or "")
+        raise DlcError(message, culprit.span if culprit is not None else self.call.func.span, hint=hint)
 
     def make(self, build: Callable[..., nodes.Node], *args: Any) -> nodes.Node:
         try:

@@ -85,10 +85,14 @@ class Formulas:
             return self._name(e.ident, scope, later or {})
         if isinstance(e, ast.Neg):
             return -self.expr(e.operand, scope, later)
+        if isinstance(e, (ast.Index, ast.Dims)):
+            raise DlcError(f"{self.what} is elementwise: it cannot index or list numbers", e.span)
         if isinstance(e, ast.BinOp):
             left, right = self.expr(e.left, scope, later), self.expr(e.right, scope, later)
-            if e.op == "@":
-                raise DlcError(f"{self.what} is elementwise: '@' has no meaning here", e.op_span)
+            if e.op not in ARITH:
+                raise DlcError(
+                    f"{self.what} cannot use '{e.op}'", e.op_span, hint="it is arithmetic: + - * / **"
+                )
             return ARITH[e.op](left, right)
         return self._call(e, scope, later)
 

@@ -208,6 +208,38 @@ class AstBuilder(Transformer[Token, Any]):
         depth = 1 + max(left.depth, right.depth)
         return ast.BinOp(symbol, left, right, _span(op), _nested(depth, _span(op)))
 
+    def index_number(self, children: list[Any]) -> tuple[int, Span]:
+        minus, token = children
+        span = _span(token) if minus is None else _span(minus).to(_span(token))
+        if not token.isdigit():
+            raise DlcError(f"an index is a whole number, not '{token}'", span)
+        if len(token) > 12:
+            raise DlcError(f"index '{token[:12]}...' is too large", span)
+        return (-int(token) if minus is not None else int(token)), span
+
+    def at(self, children: list[Any]) -> ast.Subscript:
+        ((value, span),) = children
+        return ast.Subscript(span, at=value)
+
+    def range(self, children: list[Any]) -> ast.Subscript:
+        start, colon, stop, second, step = children
+        spans = [_span(colon)] + [x[1] for x in (start, stop, step) if x is not None]
+        if second is not None:
+            spans.append(_span(second))
+        first = min(spans, key=lambda s: (s.line, s.column))
+        last = max(spans, key=lambda s: (s.end_line, s.end_column))
+        value = [None if x is None else x[0] for x in (start, stop, step)]
+        return ast.Subscript(first.to(last), start=value[0], stop=value[1], step=value[2])
+
+    def index(self, children: list[Any]) -> ast.Index:
+        base, _, *items, rsqb = children
+        span = base.span.to(_span(rsqb))
+        return ast.Index(base, tuple(items), span, _nested(base.depth + 1, span))
+
+    def dims(self, children: list[Any]) -> ast.Dims:
+        lsqb, *items, rsqb = children
+        return ast.Dims(tuple(value for value, _ in _present(items)), _span(lsqb).to(_span(rsqb)))
+
     def paren(self, children: list[Any]) -> ast.Expr:
         lpar, expr, rpar = children
         outer = _span(lpar).to(_span(rpar))

@@ -16,7 +16,7 @@ from dlc.grad.rules import ew
 from dlc.graph import ops
 from dlc.graph.fuse import fuse_nodes
 from dlc.graph.graph import Builder, Graph, topological_order
-from dlc.graph.nodes import Node, Param, Tangent
+from dlc.graph.nodes import Node, Param, ReduceKind, Tangent
 from dlc.recursion import deep_recursion
 
 
@@ -65,7 +65,7 @@ def hessian_vector_program(graph: Graph) -> Program:
         for p in graph.params:
             v = builder.add(ops.tangent(f"v:{p.name}", p.shape))
             product = ew(builder, lambda a, b: a * b, grads[p], v)
-            terms.append(builder.add(ops.reduce_axes("sum", product, tuple(range(len(p.shape))))))
+            terms.append(builder.add(ops.reduce_axes(ReduceKind.SUM, product, tuple(range(len(p.shape))))))
         inner = ew(builder, lambda *xs: sympy.Add(*xs), *terms) if len(terms) > 1 else terms[0]
         second = backward(inner, graph.params, builder)
         extra = {f"hvp:{p.name}": second[p] for p in graph.params}

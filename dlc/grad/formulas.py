@@ -33,10 +33,13 @@ from dlc.graph.nodes import (
     Node,
     Param,
     Reduce,
+    ReduceKind,
+    Reshape,
     Slice,
     Tangent,
     Transpose,
     typed_shape,
+    unknown,
 )
 from dlc.graph.ops import matmul_spec
 from dlc.graph.printer import LOSS_NAMES
@@ -249,18 +252,25 @@ _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
     BatchSize: lambda n, a: _sym("B"),
     Transpose: lambda n, a: nt.T(a[0]),
     Loss: lambda n, a: sympy.Function(LOSS_NAMES[n.kind])(*a),
-    Slice: lambda n, a: sympy.Function("slice")(a[0], n.start, n.stop),
+    Slice: lambda n, a: sympy.Function("slice")(a[0], n.start, n.stop, *([n.step] if n.step > 1 else [])),
+    Reshape: lambda n, a: sympy.Function("reshape")(a[0], *n.shape),
     Constant: lambda n, a: _sym("C"),
 }
 
 
 def _reduce_notation(node: Reduce, x: sympy.Expr) -> sympy.Expr:
-    inner = x
-    if node.axes:
-        inner = (nt.Total if node.kind == "sum" else nt.Average)(x)
-    if node.batch:
-        return (nt.BatchSum if node.kind == "sum" else nt.BatchMean)(inner)
-    return inner
+    match node.kind:
+        case ReduceKind.SUM:
+            within, over_batch = nt.Total, nt.BatchSum
+        case ReduceKind.MEAN:
+            within, over_batch = nt.Average, nt.BatchMean
+        case ReduceKind.MAX | ReduceKind.MIN:
+            # Over per-example axes only (ops.reduce_axes refuses the batch axis).
+            return sympy.Function(node.kind.value)(x) if node.axes else x
+        case other:
+            unknown(other)
+    inner = within(x) if node.axes else x
+    return over_batch(inner) if node.batch else inner
 
 
 def _einsum_notation(spec: str, args: list[sympy.Expr]) -> sympy.Expr:
@@ -307,9 +317,8 @@ def _derivatives(graph: Graph) -> tuple[Equation, ...]:
     eqs = []
     for name in sorted(heads):
         cls = heads[name]
-        if name in ("leaky_relu",):
-            alpha = sympy.Symbol("alpha", positive=True)
-            f = cls(u, alpha)
+        if parameters := getattr(cls, "shown_parameters", ()):
+            f = cls(u, *(sympy.Symbol(p, positive=True) for p in parameters))
         elif getattr(cls, "nargs", None) and 1 not in cls.nargs:  # type: ignore[attr-defined]
             continue
         else:

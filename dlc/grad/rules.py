@@ -28,11 +28,14 @@ from dlc.graph.nodes import (
     MatMul,
     Node,
     Reduce,
+    ReduceKind,
+    Reshape,
     Slice,
     Softmax,
     Transpose,
+    unknown,
 )
-from dlc.graph.scalar import as_real, clip01, element_symbol, inside01, sigmoid, substitute_real
+from dlc.graph.scalar import as_real, clip01, element_symbol, eq, inside01, sigmoid, substitute_real
 
 Rule = Callable[[Node, Node, int, Builder], Node]
 VJP: dict[type[Node], Rule] = {}
@@ -60,7 +63,7 @@ def unbroadcast(c: Node, target: Node, b: Builder) -> Node:
     over_batch = c.batched and not target.batched
     if not lead and not stretched and not over_batch:
         return c
-    reduced = b.add(ops.reduce_axes("sum", c, (*lead, *stretched), over_batch))
+    reduced = b.add(ops.reduce_axes(ReduceKind.SUM, c, (*lead, *stretched), over_batch))
     if reduced.shape == target.shape:
         return reduced
     kept = tuple(j for j in range(r) if rank - r + j not in stretched)
@@ -130,15 +133,28 @@ def _reduce(node: Node, g: Node, i: int, b: Builder) -> Node:
     assert isinstance(node, Reduce)
     (x,) = node.inputs
     kept = tuple(k for k in range(len(x.shape)) if k not in node.axes)
-    if node.kind == "mean":
-        count = math.prod(x.shape[k] for k in node.axes)
-        if node.batch:  # scale before spreading: 1/B stays one number, not a batch of them
-            g = ew(b, lambda s, n: s / (count * n), g, b.add(ops.batch_size()))
-        else:
-            g = ew(b, lambda s: s / count, g)
-    if g.shape == x.shape and g.batched == x.batched:
-        return g
-    return b.add(ops.expand(g, x.shape, kept, x.batched))
+
+    def spread(v: Node) -> Node:
+        """``v`` (of the reduction's shape) repeated along the reduced axes, to x's shape."""
+        if v.shape == x.shape and v.batched == x.batched:
+            return v
+        return b.add(ops.expand(v, x.shape, kept, x.batched))
+
+    match node.kind:
+        case ReduceKind.SUM:
+            return spread(g)
+        case ReduceKind.MEAN:
+            count = math.prod(x.shape[k] for k in node.axes)
+            if node.batch:  # scale before spreading: 1/B stays one number, not a batch of them
+                return spread(ew(b, lambda s, n: s / (count * n), g, b.add(ops.batch_size())))
+            return spread(ew(b, lambda s: s / count, g))
+        case ReduceKind.MAX | ReduceKind.MIN:
+            # To the winner; tied winners share it evenly (torch's rule for amax and amin).
+            winner = ew(b, eq, x, spread(node))
+            ties = b.add(ops.reduce_axes(ReduceKind.SUM, winner, node.axes))
+            return ew(b, lambda w, s, n: w * s / n, winner, spread(g), spread(ties))
+        case other:
+            unknown(other)
 
 
 @rule(Expand)
@@ -147,14 +163,14 @@ def _expand(node: Node, g: Node, i: int, b: Builder) -> Node:
     (x,) = node.inputs
     new_axes = tuple(k for k in range(len(node.shape)) if k not in node.dims)
     over_batch = node.batched and not x.batched
-    return b.add(ops.reduce_axes("sum", g, new_axes, over_batch))
+    return b.add(ops.reduce_axes(ReduceKind.SUM, g, new_axes, over_batch))
 
 
 @rule(Softmax)
 def _softmax(node: Node, g: Node, i: int, b: Builder) -> Node:
     # dx = s * (g - sum(g * s)) along the last axis.
     last = len(node.shape) - 1
-    total = b.add(ops.reduce_axes("sum", ew(b, lambda a, s: a * s, g, node), (last,)))
+    total = b.add(ops.reduce_axes(ReduceKind.SUM, ew(b, lambda a, s: a * s, g, node), (last,)))
     spread = b.add(ops.expand(total, node.shape, tuple(range(last)), node.batched))
     return ew(b, lambda s, a, t: s * (a - t), node, g, spread)
 
@@ -191,17 +207,41 @@ def _concat_offsets(node: Concat) -> list[int]:
 
 @rule(Slice)
 def _slice(node: Node, g: Node, i: int, b: Builder) -> Node:
+    """The slice's cotangent put back where its elements came from, zeros elsewhere."""
     assert isinstance(node, Slice)
     (x,) = node.inputs
-    pieces: list[Node] = []
-    for lo, hi in ((0, node.start), (node.stop, x.shape[node.axis])):
-        if hi > lo:
-            shape = tuple(hi - lo if k == node.axis else n for k, n in enumerate(x.shape))
-            zero = b.add(ops.literal(sympy.Integer(0)))
-            pieces.append(b.add(ops.expand(zero, shape, (), g.batched)))
-    pieces.insert(1 if node.start > 0 else 0, g)
-    joined = b.add(ops.concat(tuple(pieces), node.axis)) if len(pieces) > 1 else g
+    axis, n = node.axis, x.shape[node.axis]
+
+    def zeros(length: int) -> Node:
+        shape = tuple(length if k == axis else d for k, d in enumerate(g.shape))
+        return b.add(ops.expand(b.add(ops.literal(sympy.Integer(0))), shape, (), g.batched))
+
+    if node.step > 1:
+        # Each element followed by step - 1 zeros: [m] -> [m, 1] beside [m, step - 1] -> [m * step].
+        m = g.shape[axis]
+        column = (*g.shape[: axis + 1], 1, *g.shape[axis + 1 :])
+        gaps = (*g.shape[: axis + 1], node.step - 1, *g.shape[axis + 1 :])
+        zero = b.add(ops.literal(sympy.Integer(0)))
+        filler = b.add(ops.expand(zero, gaps, (), g.batched))
+        spaced = b.add(ops.concat((b.add(ops.reshape(g, column)), filler), axis + 1))
+        flat = (*g.shape[:axis], m * node.step, *g.shape[axis + 1 :])
+        g = b.add(ops.reshape(spaced, flat))
+        covered = (m - 1) * node.step + 1  # up to the last element taken, not its trailing zeros
+        g = b.add(ops.slice_axis(g, axis, 0, covered))
+    pieces = [g]
+    if node.start > 0:
+        pieces.insert(0, zeros(node.start))
+    end = node.start + g.shape[axis]
+    if end < n:
+        pieces.append(zeros(n - end))
+    joined = b.add(ops.concat(tuple(pieces), axis)) if len(pieces) > 1 else g
     return unbroadcast(joined, x, b)
+
+
+@rule(Reshape)
+def _reshape(node: Node, g: Node, i: int, b: Builder) -> Node:
+    (x,) = node.inputs
+    return b.add(ops.reshape(g, x.shape))
 
 
 # Per-example losses; g is the per-example scalar cotangent, n the number of

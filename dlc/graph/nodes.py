@@ -12,9 +12,10 @@ functions that build nodes and check their shapes are in :mod:`dlc.graph.ops`.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 import sympy
@@ -160,15 +161,33 @@ class MatMul(Node):
     op_name: ClassVar[str] = "matmul"
 
 
+class ReduceKind(enum.Enum):
+    """What a :class:`Reduce` computes. Code that handles reductions matches every kind and
+    fails on one it does not know (:func:`unknown`), so a new kind cannot be taken for a sum."""
+
+    SUM = "sum"
+    MEAN = "mean"
+    MAX = "max"
+    MIN = "min"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def unknown(value: object) -> NoReturn:
+    """The end of an exhaustive match: a value no case handles is a bug, never a default."""
+    raise AssertionError(f"no case for {value!r}")
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Reduce(Node):
-    """Sum or mean over per-example ``axes``, and over the batch axis if ``batch``.
+    """Sum, mean, max or min over per-example ``axes``, and over the batch axis if ``batch``.
 
-    The loss of a model is ``Reduce("mean", (), batch=True)`` of the
+    The loss of a model is ``Reduce(MEAN, (), batch=True)`` of the
     per-example loss: the mean over the batch.
     """
 
-    kind: str
+    kind: ReduceKind
     axes: tuple[int, ...]
     batch: bool = False
     op_name: ClassVar[str] = "reduce"
@@ -200,12 +219,20 @@ class Einsum(Node):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Slice(Node):
-    """Elements ``start:stop`` of per-example ``axis``."""
+    """Elements ``start:stop:step`` of per-example ``axis`` (``0 <= start < stop``, ``step >= 1``)."""
 
     axis: int
     start: int
     stop: int
+    step: int = 1
     op_name: ClassVar[str] = "slice"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Reshape(Node):
+    """The same elements, in row-major order, with per-example ``shape``; the batch axis stays."""
+
+    op_name: ClassVar[str] = "reshape"
 
 
 @dataclass(frozen=True, eq=False, repr=False)

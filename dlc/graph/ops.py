@@ -27,6 +27,8 @@ from dlc.graph.nodes import (
     Node,
     Param,
     Reduce,
+    ReduceKind,
+    Reshape,
     Shape,
     ShapeError,
     Slice,
@@ -100,8 +102,8 @@ def matmul(a: Node, b: Node) -> MatMul:
     return MatMul((a, b), shape, _batched(a, b))
 
 
-def reduce(kind: str, x: Node, axis: int | None) -> Reduce:
-    """Sum or mean over one per-example axis, or over all of them (``axis`` None)."""
+def reduce(kind: ReduceKind, x: Node, axis: int | None) -> Reduce:
+    """A reduction over one per-example axis, or over all of them (``axis`` None)."""
     if axis is None:
         return reduce_axes(kind, x, tuple(range(len(x.shape))))
     if not -len(x.shape) <= axis < len(x.shape):
@@ -109,8 +111,12 @@ def reduce(kind: str, x: Node, axis: int | None) -> Reduce:
     return reduce_axes(kind, x, (axis % len(x.shape),))
 
 
-def reduce_axes(kind: str, x: Node, axes: tuple[int, ...], batch: bool = False) -> Reduce:
-    """Sum or mean over the given per-example axes, and over the batch if ``batch``."""
+def reduce_axes(kind: ReduceKind, x: Node, axes: tuple[int, ...], batch: bool = False) -> Reduce:
+    """A reduction over the given per-example axes, and over the batch if ``batch``."""
+    if not isinstance(kind, ReduceKind):
+        raise TypeError(f"a reduction's kind is a ReduceKind, not {kind!r}")
+    if kind in (ReduceKind.MAX, ReduceKind.MIN) and (batch or any(x.shape[a] == 0 for a in axes)):
+        raise ShapeError(f"{kind} of {show_shape(x.shape)}: no elements to take the {kind} of")
     if batch and not x.batched:
         raise ShapeError("cannot reduce over the batch axis of a value that has none")
     shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
@@ -121,7 +127,7 @@ def batch_mean(x: Node) -> Reduce:
     """The mean over the batch of a per-example scalar: how the loss is formed."""
     if x.shape:
         raise ShapeError(f"the loss must be a scalar per example, not {show_shape(x.shape)}")
-    return reduce_axes("mean", x, (), batch=True)
+    return reduce_axes(ReduceKind.MEAN, x, (), batch=True)
 
 
 def expand(x: Node, shape: Shape, dims: tuple[int, ...], batched: bool) -> Expand:
@@ -180,12 +186,30 @@ def einsum(spec: str, *operands: Node) -> Einsum:
     return Einsum(tuple(operands), shape, "B" in out, spec)
 
 
-def slice_axis(x: Node, axis: int, start: int, stop: int) -> Slice:
+def slice_axis(x: Node, axis: int, start: int, stop: int, step: int = 1) -> Slice:
+    """Elements ``start:stop:step`` of ``axis`` (bounds already resolved: 0 <= start < stop <= n)."""
     shape = list(x.shape)
-    if not (0 <= axis < len(shape) and 0 <= start < stop <= shape[axis]):
-        raise ShapeError(f"cannot take {start}:{stop} of axis {axis} of {show_shape(x.shape)}")
-    shape[axis] = stop - start
-    return Slice((x,), tuple(shape), x.batched, axis, start, stop)
+    if not (0 <= axis < len(shape) and 0 <= start < stop <= shape[axis] and step >= 1):
+        raise ShapeError(f"cannot take {start}:{stop}:{step} of axis {axis} of {show_shape(x.shape)}")
+    shape[axis] = len(range(start, stop, step))
+    if step > 1 and shape[axis] == 1:
+        step, stop = 1, start + 1  # one element: the same slice, written one way
+    return Slice((x,), tuple(shape), x.batched, axis, start, stop, step)
+
+
+def reshape(x: Node, shape: Shape) -> Reshape | Node:
+    """``x``'s elements with per-example ``shape`` (the same count); ``x`` itself if it has it."""
+    shape = _check_size(tuple(shape))
+    if math.prod(shape) != x.size:
+        raise ShapeError(
+            f"cannot reshape {show_shape(x.shape)} ({x.size} elements) "
+            f"to {show_shape(shape)} ({math.prod(shape)} elements)"
+        )
+    while isinstance(x, Reshape):  # a reshape of a reshape is one reshape of the first's input
+        x = x.inputs[0]
+    if shape == x.shape:
+        return x
+    return Reshape((x,), shape, x.batched)
 
 
 def softmax(x: Node) -> Softmax:

@@ -5,7 +5,18 @@ from __future__ import annotations
 import sympy
 
 from dlc.graph.graph import Graph
-from dlc.graph.nodes import Constant, Elementwise, Input, Loss, Node, Param, Reduce, typed_shape
+from dlc.graph.nodes import (
+    Constant,
+    Elementwise,
+    Input,
+    Loss,
+    Node,
+    Param,
+    Reduce,
+    Reshape,
+    Slice,
+    typed_shape,
+)
 from dlc.graph.scalar import element_symbol
 
 #: How each loss kind is written in a model file.
@@ -46,11 +57,17 @@ def body_text(node: Node, names: dict[Node, str]) -> str:
     if isinstance(node, Constant):
         return f"constant {node.value.tolist()}" if node.size <= 8 else "constant"
     if isinstance(node, Reduce):
+        kind = node.kind.value
         if node.batch and not node.axes:
-            return f"{node.kind}_over_batch({args[0]})"
+            return f"{kind}_over_batch({args[0]})"
         full = len(node.axes) == len(node.inputs[0].shape)
         axes = "" if full else f", axis={','.join(map(str, node.axes))}"
-        return f"{node.kind}{'_over_batch' if node.batch else ''}({args[0]}{axes})"
+        return f"{kind}{'_over_batch' if node.batch else ''}({args[0]}{axes})"
+    if isinstance(node, Slice):
+        step = f":{node.step}" if node.step > 1 else ""
+        return f"{args[0]}[{':, ' * node.axis}{node.start}:{node.stop}{step}]"
+    if isinstance(node, Reshape):
+        return f"reshape({args[0]}, {list(node.shape)})"
     if isinstance(node, Loss):
         return f"{LOSS_NAMES[node.kind]}({', '.join(args)})"
     attrs = [str(a) for a in node.attrs()]

@@ -62,6 +62,8 @@ class leaky_relu(Function):  # noqa: N801
     """x for x > 0, alpha * x otherwise."""
 
     nargs = 2
+    #: ``dlc grad`` lists d/du leaky_relu(u, alpha): the names of the arguments after u.
+    shown_parameters = ("alpha",)
 
     @classmethod
     def eval(cls, x: sympy.Expr, alpha: sympy.Expr) -> sympy.Expr | None:
@@ -249,3 +251,155 @@ class clip01(Function):  # noqa: N801
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return inside01(self.args[0])
+
+
+# ------------------------------------------------- comparisons and choices
+
+
+class _Comparison(Function):
+    """1 where ``a <op> b`` holds, else 0 (NaN compares false, and unequal): a step, not differentiated."""
+
+    nargs = 2
+    symbol: str = "?"
+
+    @classmethod
+    def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
+            return S.One if cls.holds(float(a), float(b)) else S.Zero
+        return None
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        raise NotImplementedError
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return S.Zero  # piecewise constant: its derivative is 0 wherever it has one
+
+    def _sympystr(self, printer: object) -> str:
+        a, b = (printer._print(x) for x in self.args)  # type: ignore[attr-defined]
+        return f"({a} {self.symbol} {b})"
+
+    def _latex(self, printer: object) -> str:
+        a, b = (printer._print(x) for x in self.args)  # type: ignore[attr-defined]
+        op = {"<=": r"\le", ">=": r"\ge", "!=": r"\ne", "==": "="}.get(self.symbol, self.symbol)
+        return rf"\left[{a} {op} {b}\right]"
+
+
+class gt(_Comparison):  # noqa: N801
+    symbol = ">"
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        return a > b
+
+
+class ge(_Comparison):  # noqa: N801
+    symbol = ">="
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        return a >= b
+
+
+class lt(_Comparison):  # noqa: N801
+    symbol = "<"
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        return a < b
+
+
+class le(_Comparison):  # noqa: N801
+    symbol = "<="
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        return a <= b
+
+
+class eq(_Comparison):  # noqa: N801
+    symbol = "=="
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        return a == b
+
+
+class ne(_Comparison):  # noqa: N801
+    symbol = "!="
+
+    @staticmethod
+    def holds(a: float, b: float) -> bool:
+        return a != b
+
+
+class where(Function):  # noqa: N801
+    """``a`` where ``c`` is not 0, else ``b``; differentiated into the branch taken."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, c: sympy.Expr, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        if c.is_number and c.is_extended_real:
+            return a if c != 0 else b
+        if a == b:
+            return a
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        c = self.args[0]
+        if argindex == 1:
+            return S.Zero
+        return where(c, S.One, S.Zero) if argindex == 2 else where(c, S.Zero, S.One)
+
+    def _latex(self, printer: object) -> str:
+        c, a, b = (printer._print(x) for x in self.args)  # type: ignore[attr-defined]
+        return rf"\begin{{cases}} {a} & \text{{if }} {c} \\ {b} & \text{{otherwise}} \end{{cases}}"
+
+
+class maximum(Function):  # noqa: N801
+    """The larger of a and b (NaN if either is). At a tie each gets half the gradient, as in torch."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        if a == b:
+            return a
+        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
+            return a if a > b else b
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        a, b = self.args
+        return (1 + sympy.sign(a - b)) / 2 if argindex == 1 else (1 - sympy.sign(a - b)) / 2
+
+
+class minimum(Function):  # noqa: N801
+    """The smaller of a and b (NaN if either is). At a tie each gets half the gradient, as in torch."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+        if a == b:
+            return a
+        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
+            return a if a < b else b
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        a, b = self.args
+        return (1 - sympy.sign(a - b)) / 2 if argindex == 1 else (1 + sympy.sign(a - b)) / 2
+
+
+#: dlc's own scalar functions by name: each backend has code for every one (its NumPy form in
+#: :mod:`dlc.backends.scalar_numpy` under the same name, its LLVM form in the body emitter),
+#: so a new elementwise function is one class here and one entry per backend.
+FUNCTIONS: dict[str, type[Function]] = {
+    f.__name__: f
+    for f in (
+        sigmoid, softplus, relu, step, leaky_relu, clip01, inside01,
+        gt, ge, lt, le, eq, ne, where, maximum, minimum,
+    )
+}  # fmt: skip

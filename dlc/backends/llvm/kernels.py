@@ -14,6 +14,7 @@ with affine addresses, the innermost axis the contiguous one where possible.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -199,14 +200,19 @@ def contract(
     out: View,
     out_count: Extent,
     ins: Sequence[Operand],
+    combine: Callable[[ir.Value, ir.Value], ir.Value] | None = None,
+    start: float = 0.0,
 ) -> None:
     """``out[i] = sum of the product of ins[i]`` over the axes where ``out`` has stride 0.
 
     ``order`` lists the axes from outermost to innermost loop. Axes summed
     over in the innermost loops accumulate in a register; if every summed
-    axis is innermost, ``out`` is written once, else it is zeroed first and
-    accumulated in memory.
+    axis is innermost, ``out`` is written once, else it is set to ``start``
+    first and accumulated in memory. ``combine`` (the sum by default) and
+    ``start`` (its identity) give other reductions: a maximum from -inf.
     """
+    if combine is None:
+        combine = functools.partial(k.b.fadd, flags=ACCUMULATE)
     ext = [extents[a] for a in order]
     out_v = View(out.ptr, tuple(out.strides[a] for a in order), out.offset)
     views = [
@@ -217,14 +223,14 @@ def contract(
         inner -= 1
     in_memory = any(s == 0 for s in out_v.strides[:inner])
     if in_memory:
-        fill(k, out, out_count, k.const(0.0))
+        fill(k, out, out_count, k.const(start))
     out_v = View(out_v.ptr, out_v.strides[:inner], out_v.offset)  # the inner axes do not move it
     with k.nest(ext[:inner], "o") as outer:
-        acc = k.variable("acc", k.load(out_v, outer) if in_memory else k.const(0.0))
+        acc = k.variable("acc", k.load(out_v, outer) if in_memory else k.const(start))
         with k.nest(ext[inner:], "r") as summed:
             index = [*outer, *summed]
             product = _product(k, [k.load(x, index) for x in views])
-            k.b.store(k.b.fadd(k.b.load(acc, typ=k.ty), product, flags=ACCUMULATE), acc)
+            k.b.store(combine(k.b.load(acc, typ=k.ty), product), acc)
         k.store(k.b.load(acc, typ=k.ty), out_v, outer)
 
 

@@ -18,7 +18,7 @@ from llvmlite import ir
 from dlc.backends.llvm.kernels import I64, Extent, Kernel, Operand, View, contract, map_elements
 from dlc.backends.llvm.layout import is_number
 from dlc.backends.llvm.rows import LOSSES, logsumexp_rows, softmax_ce_rows, softmax_rows, temp_need
-from dlc.backends.llvm.scalar import BodyEmitter, UnsupportedError, number
+from dlc.backends.llvm.scalar import BodyEmitter, UnsupportedError, intrinsic, number
 from dlc.backends.llvm.tensor import einsum_kernel, packed_size
 from dlc.graph.nodes import (
     BatchSize,
@@ -31,9 +31,12 @@ from dlc.graph.nodes import (
     MatMul,
     Node,
     Reduce,
+    ReduceKind,
+    Reshape,
     Slice,
     Softmax,
     Transpose,
+    unknown,
 )
 from dlc.graph.ops import matmul_spec
 
@@ -193,7 +196,21 @@ def _(node: Slice, op: Op) -> None:
     (x,) = node.inputs
     start = node.start * strides(x.shape)[node.axis]
     view = over(op, x, node, list(range(len(node.shape))), offset=start)
+    if node.step > 1 and isinstance(view, View):
+        along = node.axis + (1 if node.batched else 0)
+        scaled = tuple(s * node.step if a == along else s for a, s in enumerate(view.strides))
+        view = View(view.ptr, scaled, view.offset)
     map_elements(op.k, extents(node), home(node, op.out), [view], identity)
+
+
+@emit.register
+def _(node: Reshape, op: Op) -> None:
+    """A copy in row-major order: the elements of each example are contiguous in both homes."""
+    (x,) = node.inputs
+    count = Extent(math.prod(node.shape), node.batched)
+    source = op.src(x)
+    flat_in = View(source, (1,)) if isinstance(source, ir.Value) and source.type == PTR else source
+    map_elements(op.k, [count], View(op.out, (1,)), [flat_in], identity)
 
 
 @emit.register
@@ -214,7 +231,8 @@ def _(node: Concat, op: Op) -> None:
 
 @emit.register
 def _(node: Reduce, op: Op) -> None:
-    """A sum (then, for a mean, a division by the count) in x's own order: its last axis innermost."""
+    """A sum (then, for a mean, a division by the count), or a max or min, in x's own order:
+    its last axis innermost."""
     (x,) = node.inputs
     kept = iter(strides(node.shape))
     per = [0 if a in node.axes else next(kept) for a in range(len(x.shape))]
@@ -222,12 +240,24 @@ def _(node: Reduce, op: Op) -> None:
     source = over(op, x, x, list(range(len(x.shape))))
     count = Extent(math.prod(node.shape), node.batched)
     space = extents(x)
-    contract(op.k, space, list(range(len(space))), View(op.out, tuple(batch)), count, [source])
-    if node.kind == "mean":
-        b, n = op.k.b, math.prod(x.shape[a] for a in node.axes)
-        divisor = b.uitofp(b.mul(op.k.batch, ir.Constant(I64, n)), op.k.ty) if node.batch else op.k.const(n)
+    k = op.k
+    order = list(range(len(space)))
+    out = View(op.out, tuple(batch))
+    match node.kind:
+        case ReduceKind.SUM | ReduceKind.MEAN:
+            contract(k, space, order, out, count, [source])
+        case ReduceKind.MAX | ReduceKind.MIN:
+            # llvm.maximum and llvm.minimum: a NaN anywhere gives NaN, as np.max does.
+            name, start = ("maximum", -math.inf) if node.kind is ReduceKind.MAX else ("minimum", math.inf)
+            fn = intrinsic(k, name, 2)
+            contract(k, space, order, out, count, [source], lambda a, v: k.b.call(fn, [a, v]), start)
+        case other:
+            unknown(other)
+    if node.kind is ReduceKind.MEAN:
+        b, n = k.b, math.prod(x.shape[a] for a in node.axes)
+        divisor = b.uitofp(b.mul(k.batch, ir.Constant(I64, n)), k.ty) if node.batch else k.const(n)
         flat = View(op.out, (1,))
-        map_elements(op.k, [count], flat, [flat, divisor], lambda v: b.fdiv(v[0], v[1]))
+        map_elements(k, [count], flat, [flat, divisor], lambda v: b.fdiv(v[0], v[1]))
 
 
 # --------------------------------------------------------- contractions

@@ -178,6 +178,14 @@ class BodyEmitter:
         below = self.b.fcmp_ordered("<", p, self.k.const(1 - eps))
         return self.b.select(self.b.and_(above, below), self.k.const(1.0), self.k.const(0.0))
 
+    def compare(self, cond: str, a: ir.Value, b: ir.Value) -> ir.Value:
+        """1 where ``a cond b``, else 0; NaN compares false, except that it is unequal (as in NumPy)."""
+        test = self.b.fcmp_unordered(cond, a, b) if cond == "!=" else self.b.fcmp_ordered(cond, a, b)
+        return self.b.select(test, self.k.const(1.0), self.k.const(0.0))
+
+    def where(self, c: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
+        return self.b.select(self.b.fcmp_unordered("!=", c, self.k.const(0.0)), a, b)
+
     def abs(self, x: ir.Value) -> ir.Value:
         return self.b.call(intrinsic(self.k, "fabs"), [x])
 
@@ -206,6 +214,13 @@ _HELPERS: dict[object, Callable[..., ir.Value]] = {
     dlc_scalar.leaky_relu: BodyEmitter.leaky_relu,
     dlc_scalar.clip01: BodyEmitter.clip01,
     dlc_scalar.inside01: BodyEmitter.inside01,
+    dlc_scalar.where: BodyEmitter.where,
+    dlc_scalar.maximum: BodyEmitter.maximum,
+    dlc_scalar.minimum: BodyEmitter.minimum,
+    **{
+        f: lambda self, a, b, cond=f.symbol: self.compare(cond, a, b)
+        for f in (dlc_scalar.gt, dlc_scalar.ge, dlc_scalar.lt, dlc_scalar.le, dlc_scalar.eq, dlc_scalar.ne)
+    },
     sympy.Abs: BodyEmitter.abs,
     sympy.sign: BodyEmitter.sign,
     sympy.Max: BodyEmitter.maximum,

@@ -21,7 +21,7 @@ import sympy
 from dlc.backends import common, guard, loop
 from dlc.backends.numpy import inplace, ops
 from dlc.backends.numpy.memory import Memory
-from dlc.backends.numpy.printer import helper_source, print_body
+from dlc.backends.numpy.printer import HELPERS, TENSOR_HELPERS, helper_source, print_body
 from dlc.grad import Program
 from dlc.grad import notation as nt
 from dlc.grad.formulas import Derivation, Notation, forward_names
@@ -40,8 +40,7 @@ RESERVED = {
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
     "hvp", "tangents", "itertools", "NO_HVP",
-    "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
-    "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax", "math",
+    "math", *HELPERS, *TENSOR_HELPERS,
 }  # fmt: skip
 
 

@@ -28,10 +28,13 @@ from dlc.graph.nodes import (
     MatMul,
     Node,
     Reduce,
+    ReduceKind,
+    Reshape,
     Slice,
     Softmax,
     Transpose,
     broadcast,
+    unknown,
 )
 from dlc.graph.ops import matmul_spec
 from dlc.graph.scalar import element_symbol
@@ -196,7 +199,12 @@ def _(node: Reduce, ctx: Context, name: str) -> Code:
     axes = ([0] if node.batch else []) + [a + shift for a in node.axes]
     axis = str(axes[0]) if len(axes) == 1 else repr(tuple(axes))
     # The method form: for small arrays np.sum's Python wrapper costs as much as the sum.
-    return Code(f"{_arr(ctx, x)}.{node.kind}(axis={axis})")
+    match node.kind:
+        case ReduceKind.SUM | ReduceKind.MEAN | ReduceKind.MAX | ReduceKind.MIN:
+            method = node.kind.value  # the array method of that name
+        case other:
+            unknown(other)
+    return Code(f"{_arr(ctx, x)}.{method}(axis={axis})")
 
 
 @emit.register
@@ -252,8 +260,14 @@ def _(node: Concat, ctx: Context, name: str) -> Code:
 
 @emit.register
 def _(node: Slice, ctx: Context, name: str) -> Code:
-    index = [":"] * (node.axis + (1 if node.batched else 0)) + [f"{node.start}:{node.stop}"]
+    step = f":{node.step}" if node.step > 1 else ""
+    index = [":"] * (node.axis + (1 if node.batched else 0)) + [f"{node.start}:{node.stop}{step}"]
     return Code(f"{_arr(ctx, node.inputs[0])}[{', '.join(index)}]")
+
+
+@emit.register
+def _(node: Reshape, ctx: Context, name: str) -> Code:
+    return Code(f"np.reshape({_arr(ctx, node.inputs[0])}, {full_shape(node)})")
 
 
 @emit.register

@@ -14,9 +14,10 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 
 from dlc.backends import scalar_numpy
+from dlc.graph import scalar
 
 #: dlc's own scalar functions; a body that uses one needs its helper in the module.
-HELPERS = ("sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01")
+HELPERS = tuple(scalar.FUNCTIONS)
 #: Tensor helpers (softmax, losses), emitted when an op needs them.
 TENSOR_HELPERS = ("softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax")
 
@@ -35,9 +36,6 @@ class BodyPrinter(NumPyPrinter):
         name = type(expr).__name__
         self.helpers.add(name)
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
-
-    _print_sigmoid = _print_softplus = _print_relu = _print_step = _helper
-    _print_leaky_relu = _print_clip01 = _print_inside01 = _helper
 
     # Constants by their np names (the module imports numpy as np, never as numpy).
     def _print_Exp1(self, expr: Any) -> str:  # noqa: N802
@@ -96,6 +94,11 @@ class BodyPrinter(NumPyPrinter):
     def _print_Function(self, expr: Any) -> str:  # noqa: N802 - SymPy's dispatch name
         raise NotImplementedError(f"the NumPy backend cannot print the function {type(expr).__name__}")
 
+
+# Each of dlc's functions is printed as a call of its helper (SymPy's printer has its own
+# forms for some names, such as maximum, which must not be used).
+for _name in HELPERS:
+    setattr(BodyPrinter, f"_print_{_name}", BodyPrinter._helper)
 
 #: A sum or product of more terms is printed as a balanced tree of brackets.
 MAX_FLAT_TERMS = 64
