@@ -45,7 +45,9 @@ LOSSES = ("mse", "bce", "bce_with_logits", "softmax_cross_entropy")
 # fmt: off
 BUILTIN_NAMES = (
     *UNARY, "leaky_relu", "pow", "sum", "mean", "softmax", "logsumexp", "transpose", "concat", *LOSSES,
+    "max", "min", "maximum", "minimum", "clip", "where", "reshape", "flatten", "stack",
 )
+COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 # fmt: on
 INITS = ("zeros", "ones", "constant", "normal", "uniform", "glorot", "he")
 #: Names a generated Python module might use itself, Python keywords and builtins.
@@ -87,6 +89,10 @@ BAD_INITS = (
 BAD_EXPRS = (
     "1 / 0", "log(0)", "sqrt(-1)", "0 ** -1", "1e308 * 10", "exp(1000)", "2 ** 2 ** 2 ** 2",
     "(-8) ** (1/3)", "log(-1)", "0/0",
+    "x[99]", "x[-99]", "x[1:1]", "x[::0]", "x[::-1]", "x[0][0][0][0]", "reshape(x, [7, 7])",
+    "reshape(x, [-1, -1])", "reshape(x, 3)", "max(x, x)", "clip(x, 1, 0)", "stack()", "stack(1, [2])",
+    "where(1)", "1 < 2 < 3",
+    "x[0:2, :, :, :, :]", "flatten(x, 1)", "[1, 2] + 1", "x[1.5]", "x[a]",
 )
 OTHER_OPTIMIZERS = (
     "adam", "adam(lr = 0.01)", "adamw(lr = 0.003, weight_decay = 0.1)", "rmsprop(lr = 0.001, momentum = 0.5)",
@@ -601,6 +607,13 @@ class ModelGen:
             (self.call_fn, 2),
             (self.named, 1.5),
             (self.constant_arith, 0.5),
+            (self.index, 1.5 if rank < self.max_rank or splittable else 0),
+            (self.reshape, 1 if s and int(np.prod(s)) <= 64 else 0),
+            (self.stack, 0.5 if s and s[0] <= 3 else 0),
+            (self.extreme, 1 if rank < self.max_rank else 0),
+            (self.pairwise, 1),
+            (self.choose, 1),
+            (self.compare, 0.5),
         ]
 
     def leaf(self, shape: Shape, scope: dict[str, Shape] | None) -> str:
@@ -732,6 +745,92 @@ class ModelGen:
         k = r.randint(0, len(args))
         parts = args[:k] + [f"{p} = {a}" for p, a in zip(pnames[k:], args[k:], strict=True)]
         return f"{name}({', '.join(parts)})"
+
+    def index(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        """``base[...]`` of shape ``s``: a whole-number index adds an axis, a slice cuts one."""
+        r = self.r
+        base, items = list(s), []
+        for axis in range(len(s) + 1):
+            if len(base) < self.max_rank and r.random() < 0.3:
+                n = r.choice((1, 2, 3))
+                base.insert(len(items), n)
+                at = r.randrange(n)
+                items.append(str(at if r.random() < 0.6 else at - n))
+            if axis == len(s):
+                break
+            n = s[axis]
+            if r.random() < 0.5:
+                step = r.choice((1, 1, 2, 3))
+                start = r.randint(0, 2)
+                length = start + (n - 1) * step + 1 + r.randint(0, step - 1)
+                base[len(items)] = length
+                stop = "" if r.random() < 0.3 and r.random() < 0.5 else str(start + (n - 1) * step + 1)
+                shown_start = "" if start == 0 and r.random() < 0.5 else str(start)
+                items.append(f"{shown_start}:{stop}" + (f":{step}" if step > 1 or r.random() < 0.2 else ""))
+            else:
+                items.append(":")
+        while items and items[-1] == ":" and r.random() < 0.7:
+            items.pop()
+        if not items:
+            return self.expr(s, d, sc)
+        inner = self.expr(tuple(base), d, sc)
+        return f"({inner})[{', '.join(items)}]" if r.random() < 0.5 else f"{inner}[{', '.join(items)}]"
+
+    def reshape(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        r = self.r
+        n = int(np.prod(s))
+        if len(s) == 1 and r.random() < 0.4:
+            return f"flatten({self.expr(self.factors(n), d, sc)})"
+        inner = self.factors(n)
+        dims = [str(k) for k in s]
+        if dims and r.random() < 0.3:
+            dims[r.randrange(len(dims))] = "-1"
+        return f"reshape({self.expr(inner, d, sc)}, [{', '.join(dims)}])"
+
+    def factors(self, n: int) -> Shape:
+        """A random shape of ``n`` elements, of rank at most max_rank."""
+        dims: list[int] = []
+        while n > 1 and len(dims) < self.max_rank - 1:
+            f = self.r.choice([k for k in range(1, n + 1) if n % k == 0])
+            dims.append(f)
+            n //= f
+        dims.append(n)
+        return tuple(dims) if self.r.random() < 0.8 else tuple(reversed(dims))
+
+    def stack(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        r = self.r
+        axis = r.randrange(len(s))
+        part = (*s[:axis], *s[axis + 1 :])
+        parts = [self.expr(part, d, sc) for _ in range(s[axis])]
+        shown = axis if r.random() < 0.7 else axis - len(s)
+        if axis == 0 and r.random() < 0.5:
+            return f"stack({', '.join(parts)})"
+        return f"stack({', '.join(parts)}, axis = {shown})"
+
+    def extreme(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        r = self.r
+        kind = r.choice(("max", "min"))
+        if not s and r.random() < 0.5:
+            return f"{kind}({self.expr(self.shape(), d, sc)})"
+        axis = r.randint(0, len(s))
+        inner = (*s[:axis], r.choice((1, 2, 3)), *s[axis:])
+        shown = axis if r.random() < 0.6 else axis - len(inner)
+        return f"{kind}({self.expr(inner, d, sc)}, {shown})"
+
+    def pairwise(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        r = self.r
+        pick = r.random()
+        if pick < 0.6:
+            return f"{r.choice(('maximum', 'minimum'))}({self.expr(s, d, sc)}, {self.sub(s, d, sc)})"
+        lo, hi = sorted(float(self.number()) for _ in range(2))
+        return f"clip({self.expr(s, d, sc)}, {lo!r}, {hi!r})"
+
+    def choose(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        return f"where({self.compare(s, d, sc)}, {self.expr(s, d, sc)}, {self.sub(s, d, sc)})"
+
+    def compare(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        op = self.r.choice(COMPARISONS)
+        return f"({self.expr(s, d, sc)} {op} {self.sub(s, d, sc)})"
 
     def named(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
         return self.new_value(s, d)
