@@ -81,6 +81,25 @@ def test_digits_on_the_documented_held_out_split(
     assert run["train_accuracy"] >= run["val_accuracy"]
 
 
+def test_the_recurrent_network_reads_the_text(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str
+) -> None:
+    """4 characters of context name the next one, except after "the " (cat, mat, dog or log)."""
+    run = train(capsys, tmp_path, "char_rnn", backend, "--val-split", "0.2")
+    assert run["val_accuracy"] > 0.9
+
+
+def test_the_recurrent_networks_formulas_are_backpropagation_through_time() -> None:
+    from dlc.frontend import load_source
+    from dlc.grad.formulas import derive
+
+    model = load_source((EXAMPLE_DIR / "char_rnn.dlc").read_text(encoding="utf-8"))
+    text = derive(model.graph).text()
+    # Each hidden state's delta is the next one's sent back through the shared Wh.
+    for t in (3, 2, 1):
+        assert f"δ_h{t} = Whᵀ δ" in text
+
+
 def test_regression_fits_the_curve(capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str) -> None:
     path = EXAMPLE_DIR / "regression.dlc"
     run = train(capsys, tmp_path, "regression", backend)

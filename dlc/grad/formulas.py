@@ -252,10 +252,16 @@ _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
     BatchSize: lambda n, a: _sym("B"),
     Transpose: lambda n, a: nt.T(a[0]),
     Loss: lambda n, a: sympy.Function(LOSS_NAMES[n.kind])(*a),
-    Slice: lambda n, a: sympy.Function("slice")(a[0], n.start, n.stop, *([n.step] if n.step > 1 else [])),
+    Slice: lambda n, a: nt.Part(a[0], sympy.Symbol(_slice_text(n))),
     Reshape: lambda n, a: sympy.Function("reshape")(a[0], *n.shape),
     Constant: lambda n, a: _sym("C"),
 }
+
+
+def _slice_text(node: Slice) -> str:
+    """The index as a person writes it: ``0:2``, ``:, 1:5:2``."""
+    step = f":{node.step}" if node.step > 1 else ""
+    return ":, " * node.axis + f"{node.start}:{node.stop}{step}"
 
 
 def _reduce_notation(node: Reduce, x: sympy.Expr) -> sympy.Expr:

@@ -41,6 +41,10 @@ class Deriv(sympy.Function):
     """f'(u): ``Deriv(f, u)`` with ``f`` a symbol naming the function."""
 
 
+class Part(sympy.Function):
+    """``x[spec]``: a slice of a tensor; ``spec`` is a symbol whose name is the index as written."""
+
+
 class Total(sympy.Function):
     """Sum over (some) axes of one example's tensor."""
 
@@ -135,6 +139,9 @@ class TextPrinter(StrPrinter):
     def _print_Total(self, expr: Total) -> str:
         return f"sum({self._print(expr.args[0])})"
 
+    def _print_Part(self, expr: Part) -> str:
+        return f"{self._atom(expr.args[0])}[{expr.args[1].name}]"
+
     def _print_Average(self, expr: Average) -> str:
         return f"mean({self._print(expr.args[0])})"
 
@@ -206,6 +213,9 @@ class MathPrinter(LatexPrinter):
 
     def _print_Total(self, expr: Total) -> str:
         return rf"\operatorname{{sum}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_Part(self, expr: Part) -> str:
+        return rf"{self._wrap(expr.args[0])}\left[{expr.args[1].name}\right]"
 
     def _print_Average(self, expr: Average) -> str:
         return rf"\operatorname{{mean}}\left({self._print(expr.args[0])}\right)"

@@ -10,6 +10,7 @@ Each is the same on every call and every machine: no files, no downloads
 | ``points`` | 400 | 2-D points in a rotated frame, with a margin | class 0 or 1: the side of a line |
 | ``regression`` | 256 | x in [-3, 3] | sin(x) plus a little noise |
 | ``digits`` | 1797 | 8x8 images of handwritten digits, 64 values in [0, 1] | class 0..9 |
+| ``chars`` | 476 | 4 characters of a text, one-hot over 14 letters: ``[4, 14]`` | class 0..13: the next |
 
 :mod:`dlc.train.data` turns class labels into what the model's target expects.
 """
@@ -105,12 +106,30 @@ def digits() -> Builtin:
     return Builtin(X, np.asarray(bunch.target, dtype=np.int64), 10)
 
 
+#: The text ``chars`` reads; its letters, sorted, are the classes.
+TEXT = "the cat sat on the mat. the dog sat on the log. "
+#: Characters of context per example.
+WINDOW = 4
+
+
+def chars(repeats: int = 10) -> Builtin:
+    """Each window of WINDOW characters of TEXT (repeated, so every window recurs) as one-hot
+    rows, and the character that follows it: a character-level language model's data."""
+    letters = sorted(set(TEXT))
+    codes = np.array([letters.index(c) for c in TEXT * repeats], dtype=np.int64)
+    starts = np.arange(len(codes) - WINDOW)
+    windows = codes[starts[:, None] + np.arange(WINDOW)]
+    X = np.eye(len(letters))[windows]
+    return Builtin(X.reshape(len(starts), -1), codes[starts + WINDOW], len(letters))
+
+
 BUILTINS: dict[str, Callable[[], Builtin]] = {
     "xor": xor,
     "spiral": spiral,
     "points": points,
     "regression": regression,
     "digits": digits,
+    "chars": chars,
 }
 
 
