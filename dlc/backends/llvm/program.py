@@ -33,7 +33,8 @@ from dlc.grad import Program
 from dlc.grad import notation as nt
 from dlc.grad.formulas import Notation, forward_names
 from dlc.graph.graph import topological_order
-from dlc.graph.nodes import Constant, Input, Loss, Node, Param, Softmax, Tangent
+from dlc.graph.nodes import Constant, Input, Node, Param, Tangent
+from dlc.graph.pairs import softmax_pairs
 
 F64 = ir.DoubleType()
 I8 = ir.IntType(8)
@@ -356,20 +357,6 @@ class Entries:
         from dlc.backends.llvm.epoch import define_epoch
 
         define_epoch(self, core)
-
-
-def softmax_pairs(nodes: list[Node]) -> dict[Node, Node]:
-    """Softmax cross-entropies whose logits' softmax the program needs too (for the gradient)."""
-    softmax = {n.inputs[0]: n for n in nodes if isinstance(n, Softmax)}
-    return {
-        n: softmax[n.inputs[0]]
-        for n in nodes
-        if isinstance(n, Loss)
-        and n.kind == "softmax_ce"
-        and n.inputs[0] in softmax
-        and softmax[n.inputs[0]].batched == n.batched
-        and softmax[n.inputs[0]] not in n.inputs  # a target that is the softmax itself comes first
-    }
 
 
 _ASCII = str.maketrans(

@@ -26,8 +26,9 @@ from dlc.grad import Program
 from dlc.grad import notation as nt
 from dlc.grad.formulas import Derivation, Notation, forward_names
 from dlc.graph.graph import topological_order
-from dlc.graph.nodes import BatchSize, Constant, Elementwise, Input, Loss, Node, Param, Softmax, Tangent
+from dlc.graph.nodes import BatchSize, Constant, Elementwise, Input, Node, Param, Tangent
 from dlc.graph.optimizer import G, Optimizer, W, shown, version
+from dlc.graph.pairs import softmax_pairs
 from dlc.graph.scalar import EPS, element_symbol
 
 #: Names the module itself defines or its functions use.
@@ -212,26 +213,18 @@ UPDATE_CHUNK = 1 << 13
 
 
 def _softmax_pairs(order: list[Node]) -> dict[Node, Node]:
-    """Softmax cross-entropies whose softmax is needed too: one exp serves both.
+    """The pairs (:func:`dlc.graph.pairs.softmax_pairs`) this function can compute together.
 
-    The softmax is then computed where its loss is, so only if nothing reads
-    it before: not the loss's target (softmax(z) itself, or tanh of it), nor
-    any value the order puts ahead of the loss.
+    The softmax is computed where its loss is, so only if nothing reads it
+    before: no value the order puts ahead of the loss.
     """
-    softmax = {n.inputs[0]: n for n in order if isinstance(n, Softmax) and n.batched}
     position = {n: i for i, n in enumerate(order)}
     first_use: dict[Node, int] = {}
     for n in reversed(order):
         for x in n.inputs:
             first_use[x] = position[n]
     return {
-        n: softmax[n.inputs[0]]
-        for n in order
-        if isinstance(n, Loss)
-        and n.kind == "softmax_ce"
-        and n.batched
-        and n.inputs[0] in softmax
-        and first_use.get(softmax[n.inputs[0]], len(order)) > position[n]
+        loss: s for loss, s in softmax_pairs(order).items() if first_use.get(s, len(order)) > position[loss]
     }
 
 
