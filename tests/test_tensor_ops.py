@@ -36,7 +36,7 @@ d = M[-1]
 e = h[1:6:2]
 f = flatten(stack(c, c * 2, axis = 1))
 z = concat(f, d[0:2], e[::2])
-p = V @ z
+p = V @ z + W[1:4, 2] * V[:, -1]
 output p
 loss mse(p, y)
 """
@@ -48,7 +48,8 @@ def shapes_torch(p: dict[str, Any], x: Any, y: Any) -> Any:
     c, d, e = m[:, :, 1], m[:, -1], h[:, 1:6:2]
     f = torch.stack([c, c * 2], dim=2).reshape(-1, 4)
     z = torch.cat([f, d[:, 0:2], e[:, ::2]], dim=1)
-    return ((z @ p["V"].T - y) ** 2).mean()
+    out = z @ p["V"].T + p["W"][1:4, 2] * p["V"][:, -1]
+    return ((out - y) ** 2).mean()
 
 
 EXTREMES = """

@@ -25,6 +25,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Index,
     Input,
     LogSumExp,
     Loss,
@@ -199,6 +200,11 @@ def _(node: Slice, args: list[Array], env: Env) -> Array:
     index = [slice(None)] * args[0].ndim
     index[_per_example_axis(node, node.axis)] = slice(node.start, node.stop, node.step)
     return args[0][tuple(index)]
+
+
+@compute.register
+def _(node: Index, args: list[Array], env: Env) -> Array:
+    return np.take(args[0], node.index, axis=_per_example_axis(node.inputs[0], node.axis))
 
 
 @compute.register

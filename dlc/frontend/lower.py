@@ -121,15 +121,15 @@ class Lowering:
                 e.span,
                 hint="indices select per-example axes; the batch axis is never written" if x.shape else None,
             )
-        kept = list(x.shape)
+        picked: list[tuple[int, int, Span]] = []
         for axis, item in enumerate(e.items):
             n = x.shape[axis]
             if not item.is_slice:
                 assert item.at is not None
                 if not -n <= item.at < n:
                     raise DlcError(f"index {item.at} is out of range for axis {axis} of size {n}", item.span)
-                start, stop, step = item.at % n, item.at % n + 1, 1
-                kept[axis] = -1
+                picked.append((axis, item.at % n, item.span))
+                continue
             else:
                 if item.step is not None and item.step <= 0:
                     raise DlcError(
@@ -140,8 +140,8 @@ class Lowering:
                     raise DlcError(f"this slice of axis {axis} of size {n} selects no elements", item.span)
             if (start, stop, step) != (0, n, 1):
                 x = self.make(item.span, g.slice_axis, x, axis, start, stop, step)
-        if -1 in kept:
-            x = self.make(e.span, g.reshape, x, tuple(d for d in kept if d != -1))
+        for axis, at, span in reversed(picked):  # the last first: the earlier axes keep their numbers
+            x = self.make(span, g.index_axis, x, axis, at)
         return x
 
     def dims(self, e: ast.Dims, scope: Scope) -> nodes.Node:

@@ -27,6 +27,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Index,
     Input,
     Loss,
     MatMul,
@@ -253,6 +254,7 @@ _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
     Transpose: lambda n, a: nt.T(a[0]),
     Loss: lambda n, a: sympy.Function(LOSS_NAMES[n.kind])(*a),
     Slice: lambda n, a: nt.Part(a[0], sympy.Symbol(_slice_text(n))),
+    Index: lambda n, a: nt.Part(a[0], sympy.Symbol(":, " * n.axis + str(n.index))),
     Reshape: lambda n, a: sympy.Function("reshape")(a[0], *n.shape),
     Constant: lambda n, a: _sym("C"),
 }

@@ -23,6 +23,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Index,
     LogSumExp,
     Loss,
     MatMul,
@@ -236,6 +237,16 @@ def _slice(node: Node, g: Node, i: int, b: Builder) -> Node:
         pieces.append(zeros(n - end))
     joined = b.add(ops.concat(tuple(pieces), axis)) if len(pieces) > 1 else g
     return unbroadcast(joined, x, b)
+
+
+@rule(Index)
+def _index(node: Node, g: Node, i: int, b: Builder) -> Node:
+    """As the gradient of the one-element slice: the axis put back, then zeros around it."""
+    assert isinstance(node, Index)
+    (x,) = node.inputs
+    kept = (*node.shape[: node.axis], 1, *node.shape[node.axis :])
+    part = ops.slice_axis(x, node.axis, node.index, node.index + 1)  # only read by the rule, never built
+    return _slice(part, b.add(ops.reshape(g, kept)), 0, b)
 
 
 @rule(Reshape)

@@ -229,6 +229,15 @@ class Slice(Node):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class Index(Node):
+    """Element ``index`` of per-example ``axis``, which the result does not have: ``x[:, 2]``."""
+
+    axis: int
+    index: int
+    op_name: ClassVar[str] = "index"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Reshape(Node):
     """The same elements, in row-major order, with per-example ``shape``; the batch axis stays."""
 

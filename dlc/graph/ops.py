@@ -19,6 +19,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Index,
     Init,
     Input,
     LogSumExp,
@@ -195,6 +196,14 @@ def slice_axis(x: Node, axis: int, start: int, stop: int, step: int = 1) -> Slic
     if step > 1 and shape[axis] == 1:
         step, stop = 1, start + 1  # one element: the same slice, written one way
     return Slice((x,), tuple(shape), x.batched, axis, start, stop, step)
+
+
+def index_axis(x: Node, axis: int, index: int) -> Index:
+    """Element ``index`` of ``axis`` (already resolved: 0 <= index < n), the axis dropped."""
+    if not (0 <= axis < len(x.shape) and 0 <= index < x.shape[axis]):
+        raise ShapeError(f"cannot take element {index} of axis {axis} of {show_shape(x.shape)}")
+    shape = x.shape[:axis] + x.shape[axis + 1 :]
+    return Index((x,), shape, x.batched, axis, index)
 
 
 def reshape(x: Node, shape: Shape) -> Reshape | Node:

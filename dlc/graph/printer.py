@@ -8,6 +8,7 @@ from dlc.graph.graph import Graph
 from dlc.graph.nodes import (
     Constant,
     Elementwise,
+    Index,
     Input,
     Loss,
     Node,
@@ -66,6 +67,8 @@ def body_text(node: Node, names: dict[Node, str]) -> str:
     if isinstance(node, Slice):
         step = f":{node.step}" if node.step > 1 else ""
         return f"{args[0]}[{':, ' * node.axis}{node.start}:{node.stop}{step}]"
+    if isinstance(node, Index):
+        return f"{args[0]}[{':, ' * node.axis}{node.index}]"
     if isinstance(node, Reshape):
         return f"reshape({args[0]}, {list(node.shape)})"
     if isinstance(node, Loss):

@@ -26,6 +26,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Index,
     LogSumExp,
     Loss,
     MatMul,
@@ -200,6 +201,16 @@ def _(node: Slice, op: Op) -> None:
         along = node.axis + (1 if node.batched else 0)
         scaled = tuple(s * node.step if a == along else s for a, s in enumerate(view.strides))
         view = View(view.ptr, scaled, view.offset)
+    map_elements(op.k, extents(node), home(node, op.out), [view], identity)
+
+
+@emit.register
+def _(node: Index, op: Op) -> None:
+    """A view of x that starts at the element and skips the dropped axis."""
+    (x,) = node.inputs
+    start = node.index * strides(x.shape)[node.axis]
+    axis_map = [a if a < node.axis else a + 1 for a in range(len(node.shape))]
+    view = over(op, x, node, axis_map, offset=start)
     map_elements(op.k, extents(node), home(node, op.out), [view], identity)
 
 

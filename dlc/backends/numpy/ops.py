@@ -23,6 +23,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Index,
     LogSumExp,
     Loss,
     MatMul,
@@ -262,6 +263,12 @@ def _(node: Concat, ctx: Context, name: str) -> Code:
 def _(node: Slice, ctx: Context, name: str) -> Code:
     step = f":{node.step}" if node.step > 1 else ""
     index = [":"] * (node.axis + (1 if node.batched else 0)) + [f"{node.start}:{node.stop}{step}"]
+    return Code(f"{_arr(ctx, node.inputs[0])}[{', '.join(index)}]")
+
+
+@emit.register
+def _(node: Index, ctx: Context, name: str) -> Code:
+    index = [":"] * (node.axis + (1 if node.batched else 0)) + [str(node.index)]
     return Code(f"{_arr(ctx, node.inputs[0])}[{', '.join(index)}]")
 
 
