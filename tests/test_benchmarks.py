@@ -132,3 +132,12 @@ def test_the_compile_time_benchmark_times_every_phase(case: str) -> None:
     seconds = compile_time.compile_once(make(3), llvm=True)
     assert set(seconds) == set(compile_time.PHASES)
     assert all(s >= 0 for s in seconds.values()) and seconds["llvm-jit"] > 0
+
+
+def test_the_tensor_ops_benchmark_makes_its_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import tensor_ops
+
+    tensor_ops.main(["--rounds", "1", "--seconds", "0.001", "--blocks", "where"])
+    out = capsys.readouterr().out
+    for name in ("dlc llvm where", "dlc llvm leaky_relu", "dlc numpy where", "dlc numpy leaky_relu"):
+        assert f"| {name} | " in out
