@@ -822,8 +822,10 @@ class ModelGen:
         pick = r.random()
         if pick < 0.6:
             return f"{r.choice(('maximum', 'minimum'))}({self.expr(s, d, sc)}, {self.sub(s, d, sc)})"
-        lo, hi = sorted(float(self.number()) for _ in range(2))
-        return f"clip({self.expr(s, d, sc)}, {lo!r}, {hi!r})"
+        bounds = [self.number(), self.number()]
+        with contextlib.suppress(ValueError):  # a number written wrong on purpose: left as it is
+            bounds.sort(key=float)
+        return f"clip({self.expr(s, d, sc)}, {bounds[0]}, {bounds[1]})"
 
     def choose(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
         return f"where({self.compare(s, d, sc)}, {self.expr(s, d, sc)}, {self.sub(s, d, sc)})"
