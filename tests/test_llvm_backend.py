@@ -346,3 +346,12 @@ def test_the_ir_is_kept_in_the_module_and_names_the_model_values() -> None:
     step = ir_text[ir_text.index('define internal double @"step"') :].split("\n}\n")[0]
     assert '@"k_ell_and_softmax"' in step, "the loss and its softmax come from one pass of exp"
     assert '@"k_yhat"' not in step
+
+
+def test_sin_and_cos_of_huge_numbers_are_folded_as_numpy_computes_them() -> None:
+    """mathlib's sin and cos are accurate for |x| < 1.3e7; of a number alone they are folded."""
+    source = "param w : [] = ones\nloss w * cos(1.7976931348623157e308) + w ** 2 * sin(1e300)"
+    w = {"w": np.array(1.5)}
+    native = compile_model(source, backend="llvm").loss(w, None, None)
+    assert native == pytest.approx(1.5 * np.cos(1.7976931348623157e308) + 2.25 * np.sin(1e300), rel=1e-14)
+    assert native == pytest.approx(compile_model(source, backend="numpy").loss(w, None, None), rel=1e-14)

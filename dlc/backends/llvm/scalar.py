@@ -80,6 +80,10 @@ class BodyEmitter:
             return self._symbol(node)
         if node.is_Number or isinstance(node, sympy.NumberSymbol) or node in _SPECIAL:
             return self.k.const(number(node))
+        if node.is_number and node.has(sympy.sin, sympy.cos) and not node.has(*_SPECIAL):
+            # sin or cos of numbers alone (cos(1e300)): folded here, as NumPy computes it (of the
+            # numbers rounded to floats), rather than by mathlib, which is accurate for |x| < 1.3e7.
+            return self.k.const(number(_rounded_numbers(node)))
         for kind, method in _DISPATCH:
             if isinstance(node, kind):
                 return method(self, node)
@@ -228,6 +232,17 @@ _HELPERS: dict[object, Callable[..., ir.Value]] = {
 }
 
 _SPECIAL = (sympy.nan, sympy.zoo, sympy.oo, -sympy.oo)
+
+
+def _rounded_numbers(expr: sympy.Basic) -> sympy.Basic:
+    """``expr`` with each rational number in it replaced by the float a generated module reads."""
+    rounded = {}
+    for q in expr.atoms(sympy.Rational):
+        try:
+            rounded[q] = sympy.Float(float(q), 53)
+        except OverflowError:
+            rounded[q] = sympy.oo if q > 0 else -sympy.oo
+    return expr.xreplace(rounded)
 
 
 def number(value: sympy.Basic) -> float:
