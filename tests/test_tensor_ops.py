@@ -227,3 +227,15 @@ def test_optimizer_formulas_refuse_comparisons_and_indexing() -> None:
         source += f"optimizer mine(lr = 0.1) {{ {body} }}\ntrain {{ optimizer = mine() }}"
         err = error_at(source)
         assert "optimizer" in err.message, err.render()
+
+
+def test_every_scalar_function_has_code_in_both_backends() -> None:
+    """scalar.FUNCTIONS is the one list: a function missing from a backend fails here, not in a model."""
+    from dlc.backends import scalar_numpy
+    from dlc.backends.llvm import scalar as llvm_scalar
+    from dlc.backends.numpy.printer import HELPERS
+    from dlc.graph import scalar
+
+    for name, function in scalar.FUNCTIONS.items():
+        assert name in HELPERS and name in scalar_numpy.FUNCTIONS, name
+        assert function in llvm_scalar._HELPERS or function in llvm_scalar.LIBRARY, name
