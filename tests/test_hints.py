@@ -1,0 +1,153 @@
+"""Hints for the habits users bring: suggestions of close names only.
+
+Each case is a small model, the message it must get, where (line:col), the
+hint that must appear and the misleading hints that must not. Front end only.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dlc.errors import DlcError
+from dlc.frontend import load_source
+from dlc.frontend.builtins import BUILTINS
+from dlc.frontend.hints import FOREIGN, closest
+
+#: Names a lookalike foreign function would be taken for.
+MATHS = ["relu", "tanh", "sigmoid", "sin", "cos", "exp", "log", "mse", "sum", "mean", "sqrt", "abs"]
+HEAD = "input x : [2]\ntarget y : [1]\nparam W : [1, 2] = glorot\n"
+
+
+def error_of(source: str) -> DlcError:
+    with pytest.raises(DlcError) as info:
+        load_source(source)
+    return info.value
+
+
+def check(
+    source: str,
+    where: tuple[int, int],
+    message: str,
+    hint: str | None = None,
+    absent: tuple[str, ...] = (),
+) -> DlcError:
+    """The model is refused at ``where`` with ``message``, ``hint`` and none of ``absent``."""
+    err = error_of(source)
+    assert err.span is not None
+    assert (err.span.line, err.span.column) == where, err.render()
+    assert message in err.message, err.render()
+    shown = err.render().splitlines()
+    assert shown[0].startswith(f"<model>:{where[0]}:{where[1]}: error: ")
+    assert shown[1] == "    " + source.split("\n")[where[0] - 1]
+    assert shown[2].index("^") == 4 + where[1] - 1
+    if hint is None:
+        assert err.hint is None or "did you mean" not in err.hint, err.render()
+    else:
+        assert err.hint is not None and hint in err.hint, err.render()
+    for text in absent:
+        assert text not in err.render(), err.render()
+    return err
+
+
+# ------------------------------------------------------------- suggestions
+
+
+@pytest.mark.parametrize(
+    ("name", "candidates", "want"),
+    [
+        ("sigmod", BUILTINS, "sigmoid"),
+        ("tahn", BUILTINS, "tanh"),
+        ("softmax_crossentropy", BUILTINS, "softmax_cross_entropy"),
+        ("Relu", BUILTINS, "relu"),
+        ("W3", ["W1", "W2", "x"], "W2"),
+        ("b", ["x", "y", "W1", "b1"], "b1"),
+        ("xx", ["x", "y", "W"], "x"),
+        ("adma", ["sgd", "adam", "adamw"], "adam"),
+        ("zero", ["zeros", "ones", "he"], "zeros"),
+        ("spirals", ["xor", "spiral", "moons"], "spiral"),
+        # not close: no suggestion
+        ("z", ["x", "y", "W"], None),
+        ("xavier", ["zeros", "ones", "constant", "normal", "uniform", "glorot", "he"], None),
+        ("mean_squared_error", BUILTINS, None),
+        # functions from other frameworks, not misspellings of dlc's
+        ("min", MATHS, None),
+        ("max", MATHS, None),
+        ("tan", MATHS, None),
+        ("gelu", MATHS, None),
+        ("sign", MATHS, None),
+        ("cosh", MATHS, None),
+        ("where", ["here", "w"], None),
+        ("reshape", ["shape"], None),
+        ("exp2", MATHS, None),
+    ],
+)
+def test_closest_suggests_only_close_names(name: str, candidates: list[str], want: str | None) -> None:
+    assert closest(name, candidates) == want
+
+
+def test_foreign_names_are_function_names() -> None:
+    assert all(name.isidentifier() and name.islower() for name in FOREIGN)
+    assert {"min", "max", "tan", "gelu", "where", "reshape"} <= FOREIGN
+
+
+@pytest.mark.parametrize("name", ["tan", "gelu", "cosh", "sign", "argmax", "log2"])
+def test_a_function_from_elsewhere_gets_no_lookalike(name: str) -> None:
+    check(
+        HEAD + f"loss mse({name}(W @ x), y)\n",
+        (4, 10),
+        f"unknown function '{name}'",
+        absent=("did you mean",),
+    )
+
+
+def test_a_misspelt_function_is_still_suggested() -> None:
+    check(
+        HEAD + "loss mse(sigmod(W @ x), y)\n", (4, 10), "unknown function 'sigmod'", "did you mean sigmoid?"
+    )
+
+
+def test_a_misspelt_layer_gets_its_neighbour() -> None:
+    source = (
+        "input x : [2]\ntarget y : [1]\nparam W1 : [8, 2] = glorot\nparam W2 : [1, 8] = glorot\n"
+        "loss mse(W3 @ tanh(W1 @ x), y)\n"
+    )
+    check(source, (5, 10), "undefined name 'W3'", "did you mean W2?", absent=("W1?",))
+
+
+def test_a_name_unlike_any_gets_no_suggestion() -> None:
+    check(HEAD + "loss mse(W @ z, y)\n", (4, 14), "undefined name 'z'", absent=("did you mean",))
+
+
+def test_initializer_suggestion() -> None:
+    check(
+        HEAD.replace("glorot", "zero") + "loss mse(W @ x, y)\n",
+        (3, 20),
+        "unknown initializer",
+        "did you mean zeros?",
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "message", "hint"),
+    [
+        ("optimiser = adam", "unknown training setting 'optimiser'", "did you mean optimizer?"),
+        ("batchsize = 8", "unknown training setting 'batchsize'", "did you mean batch_size?"),
+        ("optimizer = Adam", "unknown optimizer 'Adam'", "did you mean adam?"),
+        ("optimizer = rmsprob", "unknown optimizer 'rmsprob'", "did you mean rmsprop?"),
+    ],
+)
+def test_training_settings_suggestions(setting: str, message: str, hint: str) -> None:
+    source = HEAD + f"loss mse(W @ x, y)\ntrain {{\n    {setting}\n}}\n"
+    err = error_of(source)
+    assert message in err.message and err.hint == hint, err.render()
+    assert err.span is not None and err.span.line == 6
+
+
+def test_an_optimizer_formula_suggests_only_close_names() -> None:
+    body = "    w = w - lrr * g\n"
+    source = (
+        HEAD + "loss mse(W @ x, y)\noptimizer mine(lr = 0.1) {\n" + body + "}\ntrain { optimizer = mine }\n"
+    )
+    check(source, (6, 13), "unknown name 'lrr'", "did you mean lr?")
+    source = source.replace("lrr * g", "lr * tan(g)")
+    check(source, (6, 18), "'tan' cannot be used", absent=("did you mean",))
