@@ -1,4 +1,4 @@
-"""Hints for the habits users bring: suggestions of close names only.
+"""Hints for the habits users bring: close names only, and the names users write.
 
 Each case is a small model, the message it must get, where (line:col), the
 hint that must appear and the misleading hints that must not. Front end only.
@@ -12,6 +12,9 @@ from dlc.errors import DlcError
 from dlc.frontend import load_source
 from dlc.frontend.builtins import BUILTINS
 from dlc.frontend.hints import FOREIGN, closest
+from dlc.graph import nodes
+from dlc.graph import ops as g
+from dlc.graph.printer import LOSS_NAMES
 
 #: Names a lookalike foreign function would be taken for.
 MATHS = ["relu", "tanh", "sigmoid", "sin", "cos", "exp", "log", "mse", "sum", "mean", "sqrt", "abs"]
@@ -151,3 +154,37 @@ def test_an_optimizer_formula_suggests_only_close_names() -> None:
     check(source, (6, 13), "unknown name 'lrr'", "did you mean lr?")
     source = source.replace("lrr * g", "lr * tan(g)")
     check(source, (6, 18), "'tan' cannot be used", absent=("did you mean",))
+
+
+# -------------------------------------------------------- the user's names
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "mse(W @ x, y)",
+        "bce(sigmoid(W @ x), y)",
+        "bce(W @ x, y)",
+        "bce_with_logits(W @ x, y)",
+        "softmax_cross_entropy(W @ x, y)",
+    ],
+)
+def test_a_loss_is_named_as_the_user_wrote_it(call: str) -> None:
+    source = HEAD.replace("target y : [1]", "target y : [3]") + f"loss {call}\n"
+    name = call.split("(")[0]
+    err = check(source, (4, 6), f"{name} needs a prediction and a target of one shape, not [1] and [3]")
+    assert not {"bce_logits", "softmax_ce"} & set(err.message.split()), err.message
+
+
+@pytest.mark.parametrize("kind", sorted(LOSS_NAMES))
+def test_loss_messages_never_show_an_internal_kind(kind: str) -> None:
+    a, b = g.input_node("p", "input", (2,)), g.input_node("y", "target", (3,))
+    with pytest.raises(nodes.ShapeError) as info:
+        g.loss(kind, a, b)
+    assert str(info.value).startswith(f"{LOSS_NAMES[kind]} needs")
+
+
+def test_softmax_cross_entropy_of_a_scalar_names_the_function() -> None:
+    source = "input x : [2]\ntarget y : []\nparam w : [2] = glorot\nloss softmax_cross_entropy(w @ x, y)\n"
+    source = source.replace("glorot", "zeros")
+    check(source, (4, 6), "softmax_cross_entropy needs a vector of class scores")
