@@ -1,4 +1,4 @@
-"""Hints for the habits users bring: close names only, and the names users write.
+"""Hints for the habits users bring: close names only, user-facing op names, and shapes.
 
 Each case is a small model, the message it must get, where (line:col), the
 hint that must appear and the misleading hints that must not. Front end only.
@@ -188,3 +188,103 @@ def test_softmax_cross_entropy_of_a_scalar_names_the_function() -> None:
     source = "input x : [2]\ntarget y : []\nparam w : [2] = glorot\nloss softmax_cross_entropy(w @ x, y)\n"
     source = source.replace("glorot", "zeros")
     check(source, (4, 6), "softmax_cross_entropy needs a vector of class scores")
+
+
+# ---------------------------------------------------------------- shapes
+
+TORCH = "input x : [4]\ntarget y : [16]\nparam W : [4, 16] = glorot\n"
+
+
+def test_weights_declared_in_out_get_the_transposed_shape() -> None:
+    err = check(
+        TORCH + "loss mse(W @ x, y)\n",
+        (4, 12),
+        "cannot apply @ to [4, 16] and [4]: inner dimensions 16 and 4 differ",
+        "dlc writes weights as [out, in] (math orientation, W @ x): did you mean W : [16, 4]?",
+    )
+    (note,) = err.notes
+    assert note.message == "W is declared [4, 16] here"
+    assert note.span is not None and (note.span.line, note.span.column) == (3, 11)
+
+
+def test_weights_in_out_inside_a_function_name_the_argument() -> None:
+    source = (
+        "input x : [4]\ntarget y : [16]\nparam W1 : [4, 16] = glorot\n"
+        "dense(W, v) = tanh(W @ v)\nloss mse(dense(W1, x), y)\n"
+    )
+    err = check(source, (4, 22), "cannot apply @", "did you mean W1 : [16, 4]?")
+    assert [n.message for n in err.notes] == ["W1 is declared [4, 16] here", "in this call of dense"]
+
+
+def test_a_matrix_that_is_no_parameter_gets_transpose() -> None:
+    source = "input A : [4, 3]\ntarget y : [3]\nparam v : [4] = zeros\nloss mse(A @ v, y)\n"
+    check(source, (4, 12), "cannot apply @", "did you mean transpose(A) @ v?", absent=("A : [",))
+
+
+def test_no_orientation_hint_when_the_transpose_does_not_fit() -> None:
+    source = "input x : [5]\ntarget y : [3]\nparam W : [3, 4] = glorot\nloss mse(W @ x, y)\n"
+    err = check(source, (4, 12), "inner dimensions 4 and 5 differ")
+    assert err.hint is None and not err.notes
+
+
+def test_vector_times_matrix_gets_the_math_order() -> None:
+    check(
+        HEAD + "loss mse(x @ W, y)\n",
+        (4, 12),
+        "cannot apply @ to [2] and [1, 2]",
+        "(math orientation, W @ x): did you mean W @ x?",
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "expr", "message", "hint"),
+    [
+        (
+            "input x : [4]\ntarget y : [16]\nparam W : [4, 16] = glorot\n",
+            "x * W",
+            "cannot apply * to [4] and [4, 16]: shapes do not broadcast",
+            "for a matrix product write x @ W",
+        ),
+        (
+            "input x : [5]\ntarget y : [3]\nparam A : [3, 4] = glorot\nparam B : [4, 5] = glorot\n",
+            "(A * B) @ x",
+            "cannot apply * to [3, 4] and [4, 5]",
+            "for a matrix product write A @ B",
+        ),
+        (
+            TORCH,
+            "W * x",
+            "cannot apply * to [4, 16] and [4]",
+            "for a matrix product declare W : [16, 4] and write W @ x",
+        ),
+    ],
+)
+def test_star_where_a_matrix_product_was_meant(header: str, expr: str, message: str, hint: str) -> None:
+    line = header.count("\n") + 1
+    column = len("loss mse(") + expr.index("*") + 1
+    check(header + f"loss mse({expr}, y)\n", (line, column), message, hint)
+
+
+@pytest.mark.parametrize(
+    ("header", "expr"),
+    [
+        ("input x : [5]\ntarget y : [3]\nparam W : [3, 4] = glorot\n", "sum(W * x, 1)"),  # no product fits
+        ("input x : [4]\ntarget y : [3]\nparam b : [3] = zeros\n", "b * x"),  # two vectors
+    ],
+)
+def test_star_gets_no_product_hint_when_none_fits(header: str, expr: str) -> None:
+    err = error_of(header + f"loss mse({expr}, y)\n")
+    assert "shapes do not broadcast" in err.message
+    assert err.hint is None and "@" not in err.render().split("\n", 3)[-1]
+
+
+def test_star_that_broadcasts_is_not_questioned() -> None:
+    # [16, 4] * [4] is a valid (if large) elementwise product: no error, and no warning either.
+    source = "input x : [4]\ntarget y : []\nparam W : [16, 4] = glorot\nloss mse(sum(W * x), y)\n"
+    assert load_source(source).warnings == ()
+
+
+def test_other_operators_keep_their_message() -> None:
+    source = "input x : [4]\ntarget y : [3]\nparam W : [3, 4] = glorot\nparam b : [4] = zeros\n"
+    err = check(source + "loss mse(W @ x + b, y)\n", (5, 16), "cannot apply + to [3] and [4]")
+    assert err.hint is None

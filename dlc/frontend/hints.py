@@ -1,13 +1,22 @@
 """Hints: what a user who wrote something else most likely meant.
 
-A *suggestion* names a defined name close to a misspelt one
+Two kinds. A *suggestion* names a defined name close to a misspelt one
 (:func:`closest`, :func:`did_you_mean`), used by every "did you mean ...?"
 (names in a model file, initializers, settings, optimizers, built-in data sets).
+A *habit* hint explains a shape error by a convention from other frameworks
+(:func:`check_binop`): weights written ``[in, out]``, as code that computes
+``x @ W`` has them (a Keras ``Dense`` kernel), or ``*`` for a matrix
+product. A hint is given only where the alternative would fit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from dlc.errors import DlcError, Note
+from dlc.frontend import ast
+from dlc.graph import nodes
+from dlc.graph import ops as g
 
 #: Functions of NumPy, PyTorch and JAX. One of these, unknown, is not a misspelling of a
 #: dlc name: 'min' is not 'sin', 'tan' is not 'tanh', 'gelu' is not 'relu'. (A name dlc
@@ -91,3 +100,94 @@ def _edits(a: str, b: str, limit: int) -> int:
                 current[j] = min(current[j], before[j - 2] + 1)
         before, row = row, current
     return min(row[-1], limit + 1)
+
+
+# ------------------------------------------------------------------ habits
+
+
+def check_binop(e: ast.BinOp, left: nodes.Node, right: nodes.Node, names: Mapping[str, object]) -> None:
+    """Raise the error ``left @ right`` or ``left * right`` would, with a hint, if a habit explains it.
+
+    Returns without raising when the operation fits, or when no hint applies (the
+    operation then reports its own error, as for every other operator).
+    """
+    if e.op == "@":
+        try:
+            g.matmul(left, right)
+        except nodes.ShapeError as exc:
+            hint, notes = _matmul_hint(e, left, right, names)
+            if hint is not None:
+                raise DlcError(str(exc), e.op_span, hint=hint, notes=notes) from None
+    elif e.op == "*":
+        try:
+            nodes.broadcast(left.shape, right.shape, op="*")
+        except nodes.ShapeError as exc:
+            hint, notes = _product_hint(e, left, right, names)
+            if hint is not None:
+                raise DlcError(str(exc), e.op_span, hint=hint, notes=notes) from None
+
+
+_ORIENTATION = "dlc writes weights as [out, in] (math orientation, W @ x)"
+
+Hint = tuple[str | None, tuple[Note, ...]]
+
+
+def _matmul_hint(e: ast.BinOp, a: nodes.Node, b: nodes.Node, names: Mapping[str, object]) -> Hint:
+    sa, sb = a.shape, b.shape
+    if len(sa) == 2 and _fits(sa[::-1], sb):
+        declared = _declared(a, names)
+        if declared is not None:
+            return f"{_ORIENTATION}: did you mean {_with_shape(a, sa[::-1])}?", declared
+        left, right = _text(e.left), _text(e.right)
+        if left and right:
+            return f"{_ORIENTATION}: did you mean transpose({left}) @ {right}?", ()
+        return f"{_ORIENTATION}: the transpose of the left operand would fit", ()
+    if len(sa) == 1 and len(sb) == 2 and _fits(sb, sa):
+        left, right = _text(e.left), _text(e.right)
+        swapped = f"did you mean {right} @ {left}?" if left and right else "swap the operands"
+        return f"dlc puts the matrix first (math orientation, W @ x): {swapped}", ()
+    return None, ()
+
+
+def _product_hint(e: ast.BinOp, a: nodes.Node, b: nodes.Node, names: Mapping[str, object]) -> Hint:
+    sa, sb = a.shape, b.shape
+    if not (1 <= len(sa) <= 2 and 1 <= len(sb) <= 2) or len(sa) + len(sb) == 2:
+        return None, ()
+    left, right = _text(e.left), _text(e.right)
+    written = f"{left} @ {right}" if left and right else "@"
+    if _fits(sa, sb):
+        return f"* multiplies element by element; for a matrix product write {written}", ()
+    declared = _declared(a, names)
+    if len(sa) == 2 and _fits(sa[::-1], sb) and declared is not None:
+        return (
+            f"* multiplies element by element; dlc writes weights as [out, in]: for a matrix "
+            f"product declare {_with_shape(a, sa[::-1])} and write {written}",
+            declared,
+        )
+    return None, ()
+
+
+def _fits(sa: nodes.Shape, sb: nodes.Shape) -> bool:
+    """Whether ``sa @ sb`` is a matrix product dlc accepts."""
+    return 1 <= len(sa) <= 2 and 1 <= len(sb) <= 2 and sa[-1] == sb[0]
+
+
+def _declared(node: nodes.Node, names: Mapping[str, object]) -> tuple[Note, ...] | None:
+    """A note at the declaration of the parameter ``node`` is, or None if it is no parameter."""
+    if not isinstance(node, nodes.Param):
+        return None
+    decl = names.get(node.name)
+    if not isinstance(decl, ast.ParamDecl):
+        return None
+    return (Note(f"{node.name} is declared {nodes.show_shape(node.shape)} here", decl.shape.span),)
+
+
+def _with_shape(param: nodes.Node, shape: nodes.Shape) -> str:
+    """``W : [16, 4]``: a parameter's declaration with another shape."""
+    assert isinstance(param, nodes.Param)
+    return f"{param.name} : {nodes.show_shape(shape)}"
+
+
+def _text(e: ast.Expr) -> str | None:
+    """An operand as written, if it is a plain name."""
+    return e.ident.text if isinstance(e, ast.Name) else None

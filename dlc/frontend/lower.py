@@ -102,6 +102,7 @@ class Lowering:
 
     def binop(self, e: ast.BinOp, scope: Scope) -> nodes.Node:
         left, right = self.expr(e.left, scope), self.expr(e.right, scope)
+        hints.check_binop(e, left, right, self.decls.names)  # W : [in, out], or * for @: say so
         if e.op == "@":
             return self.make(e.op_span, g.matmul, left, right)
         return self.elementwise(e.op_span, ARITH[e.op], (left, right), e.op)
