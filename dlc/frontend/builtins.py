@@ -131,11 +131,18 @@ def _loss(kind: str) -> Callable[[Call], nodes.Node]:
 
 
 def _bce(c: Call) -> nodes.Node:
-    """Binary cross-entropy of probabilities; of sigmoid(z) it becomes the stable logit form."""
-    p = c.tensor("prediction")
-    if isinstance(p, nodes.Elementwise) and p.expr == scalar.sigmoid(scalar.element_symbol(0)):
-        return c.make(g.loss, "bce_logits", p.inputs[0], c.tensor("target"))
-    return c.make(g.loss, "bce", p, c.tensor("target"))
+    """Binary cross-entropy of probabilities; of sigmoid(z) it becomes the stable logit form.
+
+    Shapes that differ are reported by the form the user wrote, as bce's mistake.
+    """
+    p, y = c.tensor("prediction"), c.tensor("target")
+    if (
+        isinstance(p, nodes.Elementwise)
+        and p.expr == scalar.sigmoid(scalar.element_symbol(0))
+        and p.shape == y.shape
+    ):
+        return c.make(g.loss, "bce_logits", p.inputs[0], y)
+    return c.make(g.loss, "bce", p, y)
 
 
 #: A concat of more tensors is built as a tree of concats of at most this many each: a

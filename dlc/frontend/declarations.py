@@ -6,13 +6,13 @@ express) before any function is expanded.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
 from dlc.frontend.builtins import BUILTINS
+from dlc.frontend.hints import did_you_mean
 
 Definition = ast.InputDecl | ast.TargetDecl | ast.ParamDecl | ast.ConstDecl | ast.FnDef | ast.LetDef
 
@@ -38,9 +38,7 @@ class Declarations:
 
     def suggest(self, name: str, extra: Iterable[str] = ()) -> str | None:
         """A "did you mean ...?" hint for a misspelt name, or None."""
-        candidates = [*self.names, *extra]
-        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-        return f"did you mean {close[0]}?" if close else None
+        return did_you_mean(name, [*self.names, *extra])
 
 
 _SINGLE = {

@@ -15,7 +15,7 @@ import numpy as np
 import sympy
 
 from dlc.errors import DlcError, Note, Span
-from dlc.frontend import ast
+from dlc.frontend import ast, hints
 from dlc.frontend.builtins import BUILTINS, Builtin
 from dlc.frontend.declarations import Declarations, bind, used_values
 from dlc.graph import nodes, scalar
@@ -107,6 +107,7 @@ class Lowering:
 
     def binop(self, e: ast.BinOp, scope: Scope) -> nodes.Node:
         left, right = self.expr(e.left, scope), self.expr(e.right, scope)
+        hints.check_binop(e, left, right, self.decls.names)  # W : [in, out], or * for @: say so
         if e.op == "@":
             return self.make(e.op_span, g.matmul, left, right)
         return self.elementwise(e.op_span, ARITH.get(e.op) or COMPARE[e.op], (left, right), e.op)
@@ -369,13 +370,10 @@ def check_init(init: ast.Init, shape: tuple[int, ...]) -> nodes.Init:
     """Validate an initializer against the parameter's shape."""
     kind = init.name.text
     if kind not in _INITS:
-        import difflib
-
-        close = difflib.get_close_matches(kind, _INITS, n=1)
         raise DlcError(
             f"unknown initializer '{kind}'",
             init.name.span,
-            hint=f"did you mean {close[0]}?" if close else f"use one of: {', '.join(_INITS)}",
+            hint=hints.did_you_mean(kind, _INITS) or f"use one of: {', '.join(_INITS)}",
         )
     if len(init.args) != _INITS[kind]:
         want = _INITS[kind]

@@ -12,7 +12,6 @@ functions are refused with the place they were written.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 from importlib import resources
@@ -21,6 +20,7 @@ import sympy
 
 from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
+from dlc.frontend.hints import did_you_mean
 from dlc.frontend.lower import ARITH
 from dlc.graph import optimizer as opt
 from dlc.graph.scalar import sigmoid, softplus
@@ -109,8 +109,7 @@ class Formulas:
                 notes=(Note("it is declared here", later[name]),),
                 hint=f"put 'state {name}' above its first use",
             )
-        close = difflib.get_close_matches(name, list(scope), n=1)
-        hint = f"did you mean {close[0]}?" if close else f"{self.what} may read: {', '.join(scope)}"
+        hint = did_you_mean(name, scope) or f"{self.what} may read: {', '.join(scope)}"
         raise DlcError(f"unknown name '{name}' in {self.what}", ident.span, hint=hint)
 
     def _call(self, e: ast.Call, scope: dict[str, sympy.Expr], later: dict[str, Span] | None) -> sympy.Expr:
@@ -128,8 +127,7 @@ class Formulas:
             _arity(name, count, args, e)
             return build(*args)
         known = [*FUNCTIONS, *self.functions]
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"the functions here are: {', '.join(known)}"
+        hint = did_you_mean(name, known) or f"the functions here are: {', '.join(known)}"
         raise DlcError(f"'{name}' cannot be used in {self.what}: it is scalar", e.func.span, hint=hint)
 
 
@@ -187,8 +185,7 @@ def _settings(
         raise DlcError("expected an optimizer such as adam(lr = 0.001)", call.span)
     definition = optimizers.get(ident.text)
     if definition is None:
-        close = difflib.get_close_matches(ident.text, list(optimizers), n=1)
-        hint = f"did you mean {close[0]}?" if close else f"the optimizers are: {', '.join(optimizers)}"
+        hint = did_you_mean(ident.text, optimizers) or f"the optimizers are: {', '.join(optimizers)}"
         raise DlcError(f"unknown optimizer '{ident.text}'", ident.span, hint=hint)
     formulas = Formulas(functions, "a setting")
     clock = {"epoch": opt.EPOCH, "step": opt.STEP}

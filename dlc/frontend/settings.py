@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import replace
 
 from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
+from dlc.frontend.hints import did_you_mean
 from dlc.frontend.optimizers import choose
 from dlc.graph.graph import TrainConfig
 
@@ -45,8 +45,7 @@ def train_config(
         elif key == "data":
             config = replace(config, data=_dataset(setting.value))
         elif key not in ("optimizer", "clip_norm"):
-            close = difflib.get_close_matches(key, _KNOWN + list(_SGD), n=1)
-            hint = f"did you mean {close[0]}?" if close else f"settings are: {', '.join(_KNOWN)}"
+            hint = did_you_mean(key, _KNOWN + list(_SGD)) or f"settings are: {', '.join(_KNOWN)}"
             if key in _SGD:
                 hint = f"write it inside the optimizer: optimizer = sgd({key} = ...)"
             raise DlcError(f"unknown training setting '{key}'", setting.name.span, hint=hint)

@@ -39,6 +39,7 @@ from dlc.graph.nodes import (
     broadcast,
     show_shape,
 )
+from dlc.graph.printer import LOSS_NAMES
 from dlc.graph.scalar import element_symbol
 
 #: Above this many elements a declared tensor is refused before anything is allocated.
@@ -259,15 +260,15 @@ def concat(xs: tuple[Node, ...], axis: int) -> Concat:
 
 
 def loss(kind: str, prediction: Node, target: Node) -> Loss:
+    """A per-example loss; messages name it as a model file writes it (``softmax_cross_entropy``)."""
+    name = LOSS_NAMES.get(kind, kind)
     if prediction.shape != target.shape:
         raise ShapeError(
-            f"{kind} needs a prediction and a target of one shape, "
+            f"{name} needs a prediction and a target of one shape, "
             f"not {show_shape(prediction.shape)} and {show_shape(target.shape)}"
         )
     if kind == "softmax_ce" and len(prediction.shape) != 1:
-        raise ShapeError(
-            f"softmax_cross_entropy needs a vector of class scores, not {show_shape(prediction.shape)}"
-        )
+        raise ShapeError(f"{name} needs a vector of class scores, not {show_shape(prediction.shape)}")
     return Loss((prediction, target), (), _batched(prediction, target), kind)
 
 

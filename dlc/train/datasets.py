@@ -17,7 +17,6 @@ Each is the same on every call and every machine: no files, no downloads
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -142,9 +141,10 @@ def builtin(name: str) -> Builtin:
     """
     make = BUILTINS.get(name)
     if make is None:
-        close = difflib.get_close_matches(name, BUILTINS, n=1)
+        from dlc.frontend.hints import did_you_mean  # the model's names are matched the same way
+
         raise DlcError(
             f"unknown built-in data set 'builtin:{name}'; there are: {', '.join(BUILTINS)}",
-            hint=f"did you mean builtin:{close[0]}?" if close else None,
+            hint=did_you_mean(name, BUILTINS, prefix="builtin:"),
         )
     return make()
