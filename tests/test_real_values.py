@@ -157,3 +157,11 @@ def test_a_piecewise_function_of_a_number_is_folded(name: str, backend: str) -> 
     X = np.ones((3, *module.INPUT_SHAPE))
     assert module.loss(params, X, None) == pytest.approx(value * float(np.sum(params["w"])), rel=1e-12)
     np.testing.assert_allclose(module.predict(params, X), value, rtol=1e-12)
+
+
+def test_a_negative_number_to_a_power_sympy_cannot_place_is_judged_by_its_value() -> None:
+    """softplus(-2) is a function of dlc's: SymPy does not know it is not whole, its value does."""
+    with pytest.raises(DlcError, match="not a finite real number"):
+        load_source("const c = -2\nparam a : [] = ones\noutput pow(c, softplus(c))\nloss a * a")
+    model = load_source("const c = -2\nparam a : [] = ones\nloss a * pow(c, relu(2))")
+    assert model.graph is not None

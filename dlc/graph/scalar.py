@@ -162,7 +162,13 @@ def _complex_power(p: sympy.Pow) -> bool:
     # exponent that is not a whole number has no real value: e**(i pi q) is not real.
     if not p.is_number:
         return False
-    return p.is_extended_real is False or bool(p.base.is_extended_negative and p.exp.is_integer is False)
+    if p.is_extended_real is False or bool(p.base.is_extended_negative and p.exp.is_integer is False):
+        return True
+    if p.base.is_extended_negative and p.exp.is_integer is None:
+        # An exponent SymPy cannot place (softplus(-2), a function of dlc's): its value decides.
+        value = _numeric(p.exp, 64)
+        return value is not None and value.is_finite is not False and value != int(value)
+    return False
 
 
 def substitute_real(expr: sympy.Expr, mapping: dict[sympy.Basic, sympy.Basic]) -> sympy.Expr | None:
