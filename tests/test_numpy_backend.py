@@ -36,8 +36,8 @@ def agree(graph: Graph, module: ModuleType, dtype: str, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     params = {k: v + rng.normal(0, 0.1, v.shape) for k, v in initial_params(graph.params, seed).items()}
     data = sample_data(graph, 5, rng)
-    X = data.get(graph.input.name) if graph.input is not None else None
-    Y = data.get(graph.target.name) if graph.target is not None else None
+    X = data.get(graph.inputs[0].name) if graph.inputs else None
+    Y = data.get(graph.targets[0].name) if graph.targets else None
     feeds = {**params, **data}
     roots = [program.graph.loss, *program.grads.values()]
     want = evaluate(roots, feeds)
@@ -52,8 +52,8 @@ def agree(graph: Graph, module: ModuleType, dtype: str, seed: int = 0) -> None:
         assert np.asarray(g).dtype == np.dtype(dtype), name
         scale = max(1.0, float(np.max(np.abs(w))))
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale, err_msg=name)
-    if graph.output is not None:
-        (out,) = evaluate([program.graph.output], feeds)
+    if graph.outputs:
+        (out,) = evaluate([program.graph.outputs["output"]], feeds)
         got = module.predict(cast, xs)
         assert got.dtype == np.dtype(dtype)
         np.testing.assert_allclose(got, out, rtol=rtol, atol=rtol)

@@ -49,8 +49,8 @@ def batch(source: str | Path, dtype: str, seed: int = 0) -> tuple[dict, np.ndarr
     start = initial_params(graph.params, seed)
     params = {k: np.array(v + rng.normal(0, 0.1, v.shape), dtype=dtype) for k, v in start.items()}
     data = sample_data(graph, 6, rng)
-    X = data[graph.input.name].astype(dtype) if graph.input is not None else None
-    Y = data[graph.target.name].astype(dtype) if graph.target is not None else None
+    X = data[graph.inputs[0].name].astype(dtype) if graph.inputs else None
+    Y = data[graph.targets[0].name].astype(dtype) if graph.targets else None
     return params, X, Y
 
 
@@ -87,7 +87,7 @@ def same_numbers(source: str | Path, dtype: str, seed: int = 0) -> None:
     for m in (reused, plain):
         with np.errstate(all="ignore"):
             out: list[object] = [m.loss(params, X, Y), m.value_and_grad(params, X, Y)]
-            if read_model(source).graph.output is not None:
+            if read_model(source).graph.outputs:
                 out.append(m.predict(params, X))
             assert_same([params, X, Y], before)
             for nesterov in (False, True):

@@ -69,8 +69,8 @@ def test_both_backends_give_the_same_products_for_every_example(path: Path) -> N
     rng = np.random.default_rng(3)
     params = {k: a + rng.normal(0, 0.1, a.shape) for k, a in initial_params(graph.params, 3).items()}
     data = sample_data(graph, 7, rng)
-    X = data.get(graph.input.name) if graph.input is not None else None
-    Y = data.get(graph.target.name) if graph.target is not None else None
+    X = data.get(graph.inputs[0].name) if graph.inputs else None
+    Y = data.get(graph.targets[0].name) if graph.targets else None
     v = {k: rng.normal(size=a.shape) for k, a in params.items()}
     numpy_hv, native_hv = (m.hvp(params, X, Y, v) for m in modules)
     for k in params:

@@ -191,8 +191,8 @@ def _given_name(graph: Graph, node: Node) -> str | None:
         return graph.names[node]
     if isinstance(node, Loss):
         return "ell"
-    if node is graph.output:
-        return "yhat"
+    if node in graph.outputs.values():
+        return "yhat" if not graph.named_outputs else None
     return "L" if node is graph.loss else None
 
 

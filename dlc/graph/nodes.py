@@ -94,10 +94,15 @@ class Init:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Input(Node):
-    """Data fed per example: the model's input (role "input") or its target."""
+    """Data fed per example: one of the model's inputs (role "input") or targets.
+
+    ``classes``: for a target declared ``class[k]``, k; its value is then one class
+    index 0..k-1 per example (shape ``()``). 0 for any other input or target.
+    """
 
     name: str
     role: str
+    classes: int = 0
     op_name: ClassVar[str] = "input"
 
     def key(self) -> tuple[Any, ...]:

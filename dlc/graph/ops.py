@@ -59,8 +59,9 @@ def _check_size(shape: Shape) -> Shape:
     return shape
 
 
-def input_node(name: str, role: str, shape: Shape) -> Input:
-    return Input((), _check_size(shape), True, name, role)
+def input_node(name: str, role: str, shape: Shape, classes: int = 0) -> Input:
+    """An input or target; a target of ``classes`` > 0 holds one class index per example (shape ())."""
+    return Input((), _check_size(shape) if not classes else (), True, name, role, classes)
 
 
 def param_node(name: str, shape: Shape, init: Init) -> Param:
