@@ -92,3 +92,17 @@ def softmax_ce_softmax(z: Array, y: Array) -> tuple[Array, Array]:
     e = np.exp(z - m)
     s = e.sum(axis=-1, keepdims=True)
     return (m + np.log(s))[..., 0] - (y * z).sum(axis=-1), e / s
+
+
+def softmax_ce_index(z: Array, label: Array) -> Array:
+    """logsumexp(z) - z[label] per example, for class indices (whole numbers, as floats)."""
+    picked = np.take_along_axis(z, label.astype(np.intp)[:, None], axis=-1)[:, 0]
+    return logsumexp(z) - picked
+
+
+def class_delta(s: Array, label: Array, g: Array) -> Array:
+    """g * (s - onehot(label)) per example, the one-hot never built: g * s, less g at the label."""
+    g = np.broadcast_to(np.asarray(g, dtype=s.dtype), (len(s),))
+    out = s * g[:, None]
+    out[np.arange(len(s)), label.astype(np.intp)] -= g
+    return out

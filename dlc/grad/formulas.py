@@ -23,6 +23,7 @@ from dlc.grad.rules import _output_form
 from dlc.graph.graph import Builder, Graph
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Constant,
     Einsum,
     Elementwise,
@@ -249,6 +250,7 @@ _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
     BatchSize: lambda n, a: _sym("B"),
     Transpose: lambda n, a: nt.T(a[0]),
     Loss: lambda n, a: sympy.Function(LOSS_NAMES[n.kind])(*a),
+    ClassDelta: lambda n, a: a[2] * (a[0] - sympy.Function("onehot")(a[1])),  # never built as written
     Slice: lambda n, a: sympy.Function("slice")(a[0], n.start, n.stop),
     Constant: lambda n, a: _sym("C"),
 }

@@ -14,6 +14,7 @@ import sympy
 
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Concat,
     Constant,
     Einsum,
@@ -226,10 +227,22 @@ def concat(xs: tuple[Node, ...], axis: int) -> Concat:
     return Concat(tuple(xs), _check_size(tuple(shape)), _batched(*xs), axis)
 
 
+#: How each loss kind is called in a model file (messages name no internal kind).
+LOSS_CALLS = {"bce_logits": "bce_with_logits", "softmax_ce": "softmax_cross_entropy"}
+
+
 def loss(kind: str, prediction: Node, target: Node) -> Loss:
+    classes = target.classes if isinstance(target, Input) else 0
+    if classes and kind == "softmax_ce":  # a class index: logsumexp(z) - z[label], no one-hot
+        if prediction.shape != (classes,):
+            raise ShapeError(
+                f"softmax_cross_entropy against a class[{classes}] target needs {classes} class scores, "
+                f"not {show_shape(prediction.shape)}"
+            )
+        return Loss((prediction, target), (), True, "softmax_ce_index")
     if prediction.shape != target.shape:
         raise ShapeError(
-            f"{kind} needs a prediction and a target of one shape, "
+            f"{LOSS_CALLS.get(kind, kind)} needs a prediction and a target of one shape, "
             f"not {show_shape(prediction.shape)} and {show_shape(target.shape)}"
         )
     if kind == "softmax_ce" and len(prediction.shape) != 1:
@@ -237,6 +250,11 @@ def loss(kind: str, prediction: Node, target: Node) -> Loss:
             f"softmax_cross_entropy needs a vector of class scores, not {show_shape(prediction.shape)}"
         )
     return Loss((prediction, target), (), _batched(prediction, target), kind)
+
+
+def class_delta(s: Node, label: Node, g: Node) -> ClassDelta:
+    """g * (s - onehot(label)) for softmax probabilities ``s`` and a class index ``label``."""
+    return ClassDelta((s, label, g), s.shape, True)
 
 
 def symbols(n: int) -> tuple[sympy.Symbol, ...]:

@@ -14,6 +14,7 @@ LOSS_NAMES = {
     "bce": "bce",
     "bce_logits": "bce_with_logits",
     "softmax_ce": "softmax_cross_entropy",
+    "softmax_ce_index": "softmax_cross_entropy",
 }
 
 
@@ -62,7 +63,8 @@ def format_graph(graph: Graph) -> str:
     names = node_names(graph)
     lines = [f"model {graph.name}"]
     for leaf in graph.data:
-        lines.append(f"  {leaf.role:<6} {leaf.name} : {typed_shape(leaf)}")
+        kind = f" class[{leaf.classes}]" if leaf.classes else ""
+        lines.append(f"  {leaf.role:<6} {leaf.name} : {typed_shape(leaf)}{kind}")
     for param in graph.params:
         lines.append(f"  param  {param.name} : {typed_shape(param)} = {param.init}")
     rows = [

@@ -43,6 +43,7 @@ RESERVED = {
     "hvp", "tangents", "itertools", "NO_HVP",
     "sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01",
     "softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax", "math",
+    "softmax_ce_index", "class_delta",
 }  # fmt: skip
 
 

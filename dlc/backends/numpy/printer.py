@@ -18,7 +18,17 @@ from dlc.backends import scalar_numpy
 #: dlc's own scalar functions; a body that uses one needs its helper in the module.
 HELPERS = ("sigmoid", "softplus", "relu", "step", "leaky_relu", "clip01", "inside01")
 #: Tensor helpers (softmax, losses), emitted when an op needs them.
-TENSOR_HELPERS = ("softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax")
+TENSOR_HELPERS = (
+    "softmax",
+    "logsumexp",
+    "mse",
+    "bce",
+    "bce_logits",
+    "softmax_ce",
+    "softmax_ce_softmax",
+    "softmax_ce_index",
+    "class_delta",
+)
 
 
 class BodyPrinter(NumPyPrinter):
