@@ -37,7 +37,7 @@ A model with several inputs or targets, or a target of class indices
 CSV columns in declaration order, the inputs and then the targets, each
 flattened row-major, a class-index target as one column of labels 0..k-1;
 from an .npz, one array per input and target, by its declared name; a
-built-in set only when the model has one input and one target. ``X`` and
+built-in set of named arrays (``builtin:two_heads``) likewise. ``X`` and
 ``Y`` are then as the module takes them (:mod:`dlc.train.arrays`): a dict
 by name where there are several.
 
@@ -114,10 +114,8 @@ def load_inputs(source: str, graph: Graph) -> Arrays:
     if not graph.inputs:
         raise DlcError(f"model {graph.name} has no input, so there is nothing to read from {source}")
     kind = _kind(source)
-    if len(graph.inputs) > 1 and kind != "builtin":
-        return _general(source, kind, graph, inputs_only=True)[0]
     if len(graph.inputs) > 1:
-        raise DlcError(f"{source} has one input, but model {graph.name} has {len(graph.inputs)}")
+        return _general(source, kind, graph, inputs_only=True)[0]
     inp = graph.inputs[0]
     if kind == "builtin":
         data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
@@ -358,15 +356,21 @@ def _width(node: Input) -> int:
 
 
 def _general(source: str, kind: str, graph: Graph, inputs_only: bool) -> tuple[Arrays, Arrays]:
-    """(X, Y) of any model, by declaration order (CSV) or by name (.npz); see the module's docstring."""
-    if kind == "builtin":
-        raise DlcError(
-            f"{source} has one input and one target, but model {graph.name} has "
-            f"{len(graph.inputs)} inputs and {len(graph.targets)} targets",
-            hint="give the data as a .csv or .npz file",
-        )
+    """(X, Y) of any model: by declaration order (CSV) or by name (.npz, built-in); see the docstring."""
     leaves = graph.inputs if inputs_only else graph.data
-    arrays = _general_csv(source, graph, leaves) if kind == "csv" else _general_npz(source, leaves)
+    if kind == "builtin":
+        data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
+        if data.named is None:
+            raise DlcError(
+                f"{source} has one input and one target, but model {graph.name} has "
+                f"{len(graph.inputs)} inputs and {len(graph.targets)} targets",
+                hint="give the data as a .csv or .npz file",
+            )
+        arrays = _general_npz(Archive(source, data.named, tuple(data.named)), leaves)
+    elif kind == "csv":
+        arrays = _general_csv(source, graph, leaves)
+    else:
+        arrays = _general_npz(read_npz(source, [n.name for n in leaves]), leaves)
     return module_form(graph.inputs, arrays), None if inputs_only else module_form(graph.targets, arrays)
 
 
@@ -391,8 +395,9 @@ def _general_csv(path: str, graph: Graph, leaves: tuple[Input, ...]) -> dict[str
     return arrays
 
 
-def _general_npz(path: str, leaves: tuple[Input, ...]) -> dict[str, np.ndarray]:
-    npz = read_npz(path, [n.name for n in leaves])
+def _general_npz(npz: Archive, leaves: tuple[Input, ...]) -> dict[str, np.ndarray]:
+    """The arrays of ``leaves`` by name (an .npz, or a built-in set of named arrays), checked."""
+    path = npz.path
     arrays = {}
     for node in leaves:
         raw = _npz_raw(npz, node)
