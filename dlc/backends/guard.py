@@ -53,6 +53,7 @@ class Checks:
         self.targets = {k: tuple(v) for k, v in target_shapes.items()}
         self.classes = dict(classes or {})
         self.data_shapes = [*self.inputs.values(), *self.targets.values()]
+        self.data_labels = [*_labels(self.inputs, "X"), *_labels(self.targets, "Y")]
 
     # ------------------------------------------------------------ parameters
 
@@ -125,9 +126,9 @@ class Checks:
             shape = self.all_shapes[i]
             if not (a.dtype is self.dtype and a.shape == shape and a.flags.carray):
                 self._in_place(a, shape, self.labels[i])
-        for a, shape in zip((*X, *Y), self.data_shapes, strict=True):
+        for a, shape, name in zip((*X, *Y), self.data_shapes, self.data_labels, strict=True):
             if not (a.dtype is self.dtype and a.shape == (rows, *shape) and a.flags.c_contiguous):
-                raise ValueError("the training data was changed in place during training")
+                raise ValueError(f"{name} was changed in place during training")
 
     def _lookup(self, params, what):
         if not isinstance(params, dict):
@@ -242,7 +243,7 @@ class Checks:
                 problem = (f"has no {', '.join(map(repr, missing))}" if missing
                            else f"has {unknown[0]!r}, which is not one of them")  # fmt: skip
                 raise ValueError(f"{name} {problem}: the model's {role}s are {', '.join(map(repr, shapes))}")
-            labels = [f"{name}[{k!r}]" for k in shapes]
+            labels = [f"{name}[{k!r}]" for k in shapes]  # a dict names its entries, even one
             arrays = [given[k] for k in shapes]
         elif len(shapes) == 1:
             labels, arrays = [name], [given]
@@ -329,6 +330,11 @@ def _numbers(a, what):
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{what} has dtype {array.dtype}, not numbers")
     return array
+
+
+def _labels(shapes, name):
+    """How messages name the arrays of ``shapes``: X for a single one, else X['name'] each."""
+    return [name] if len(shapes) == 1 else [f"{name}[{k!r}]" for k in shapes]
 
 
 def _class_labels(a, classes, name):
