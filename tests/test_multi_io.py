@@ -422,3 +422,11 @@ def test_loss_messages_name_the_function_the_user_called() -> None:
         load_source(source)
     assert "bce_with_logits needs a prediction and a target of one shape" in err.value.message
     assert "bce_logits" not in err.value.message.replace("bce_with_logits", "")
+
+
+def test_predictions_of_a_class_target_model_end_in_the_label() -> None:
+    from dlc.train.predict import predictions_csv
+
+    graph = load_source(CLASSIFIER).graph
+    text = predictions_csv(graph, np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]))
+    assert text.splitlines() == ["output0,output1,output2,label", "0.1,0.7,0.2,1", "0.5,0.2,0.3,0"]

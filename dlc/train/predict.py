@@ -69,7 +69,7 @@ def class_labels(graph: Graph, out: np.ndarray) -> np.ndarray | None:
     """
     kinds = _loss_kinds(graph)
     values = np.asarray(out).reshape(len(out), -1)
-    if "softmax_ce" in kinds:
+    if kinds & SOFTMAX_KINDS:
         return np.argmax(values, axis=1)
     if kinds & {"bce", "bce_logits"} and values.shape[1] == 1:
         return (values[:, 0] > (0.0 if _output_is_logit(graph) else 0.5)).astype(int)
