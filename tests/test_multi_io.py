@@ -27,6 +27,7 @@ from dlc.frontend import load_source
 from dlc.grad import differentiate
 from dlc.train.data import load_data, load_inputs
 from dlc.train.datasets import two_heads
+from dlc.train.predict import predictions_csv
 
 from .conftest import ROOT
 
@@ -425,8 +426,6 @@ def test_loss_messages_name_the_function_the_user_called() -> None:
 
 
 def test_predictions_of_a_class_target_model_end_in_the_label() -> None:
-    from dlc.train.predict import predictions_csv
-
     graph = load_source(CLASSIFIER).graph
     text = predictions_csv(graph, np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]))
     assert text.splitlines() == ["output0,output1,output2,label", "0.1,0.7,0.2,1", "0.5,0.2,0.3,0"]
