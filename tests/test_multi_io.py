@@ -381,6 +381,11 @@ def test_the_example_trains_and_its_loss_falls(
     assert len(lines) == 41
     probs = np.array([[float(v) for v in line.split(",")[:3]] for line in lines[1:]])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+    # the checkpoint resumes: two more epochs, the history continued
+    resume = ["train", str(MODEL), "--backend", backend, "--resume", str(save), "--epochs", "42"]
+    assert main([*resume, "--save", str(save), "--val-split", "0.2", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ran"] == 2
+    assert len((tmp_path / "two_heads.history.csv").read_text().splitlines()) == len(rows) + 2
 
 
 def test_check_and_show_name_every_input_target_and_output(capsys: pytest.CaptureFixture[str]) -> None:
