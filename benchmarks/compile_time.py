@@ -149,8 +149,8 @@ def compile_once(source: str, llvm: bool) -> dict[str, float]:
             s["llvm-ir"] = time.perf_counter() - began - (sum(s.values()) - before)
             began = time.perf_counter()
             module = load_module(text, "swell")
-            leaves = (model.graph.input, model.graph.target)
-            X, Y = (None if leaf is None else np.zeros((1, *leaf.shape)) for leaf in leaves)
+            leaves = (model.graph.inputs, model.graph.targets)
+            X, Y = (np.zeros((1, *group[0].shape)) if group else None for group in leaves)
             module.loss(module.init_params(0), X, Y)
             s["llvm-jit"] = time.perf_counter() - began
     return phases.seconds

@@ -72,7 +72,7 @@ class Trainer:
 
         def run(epochs: int) -> None:
             for _ in range(epochs):
-                nat.epoch(p, s, self.X, self.Y, order, self.spec.batch, 0, self.steps, losses, table)
+                nat.epoch(p, s, (self.X,), (self.Y,), order, self.spec.batch, 0, self.steps, losses, table)
 
         return run
 

@@ -40,19 +40,28 @@ def model_files() -> list[Path]:
     return sorted((ROOT / "examples").glob("*.dlc")) + [model_path(s) for s in SIZES]
 
 
-def batch_for(module: object, seed: int = 0) -> tuple[np.ndarray | None, np.ndarray | None]:
+def batch_for(module: object, seed: int = 0) -> tuple[object, object]:
     """A random batch of the model's shapes and training batch size (None where it has no input/target).
 
     Targets are drawn from [0, 1) so that every loss (mse, cross-entropies
-    that expect probabilities) is finite on them.
+    that expect probabilities) is finite on them; a class-index target gets
+    class 0. Several inputs (targets) come as a dict by name.
     """
     rng = np.random.default_rng(seed)
     batch = int(module.TRAINING["batch_size"])  # type: ignore[attr-defined]
     dtype = module.DTYPE  # type: ignore[attr-defined]
-    x_shape, y_shape = module.INPUT_SHAPE, module.TARGET_SHAPE  # type: ignore[attr-defined]
-    X = None if x_shape is None else rng.standard_normal((batch, *x_shape)).astype(dtype)
-    Y = None if y_shape is None else rng.random((batch, *y_shape)).astype(dtype)
-    return X, Y
+    classes = module.CLASSES  # type: ignore[attr-defined]
+    X = {k: rng.standard_normal((batch, *s)).astype(dtype) for k, s in module.INPUT_SHAPES.items()}  # type: ignore[attr-defined]
+    Y = {
+        k: np.zeros(batch, dtype) if k in classes else rng.random((batch, *s)).astype(dtype)
+        for k, s in module.TARGET_SHAPES.items()  # type: ignore[attr-defined]
+    }
+    return _form(X), _form(Y)
+
+
+def _form(arrays: dict[str, np.ndarray]) -> object:
+    """None, the one array, or the dict by name: as the module takes them."""
+    return None if not arrays else next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 def first_step(path: Path, backend: str, dtype: str) -> tuple[float, float]:

@@ -208,12 +208,13 @@ def _predict(args: argparse.Namespace) -> int:
     from dlc.atomic import write_text
     from dlc.compiler import compile_source, load_module
     from dlc.train import checkpoint
+    from dlc.train.arrays import count
     from dlc.train.data import load_inputs
     from dlc.train.predict import predictions_csv
 
     model = _load(args.model)
     graph = model.graph
-    if graph.output is None:
+    if not graph.outputs:
         raise DlcError(f"{model.path} declares no output to predict", hint="add a line 'output EXPR'")
     if args.output:
         inputs = [("the model file", args.model), ("the parameters", args.params), ("the data", args.data)]
@@ -226,7 +227,7 @@ def _predict(args: argparse.Namespace) -> int:
     text = predictions_csv(graph, module.predict(state.params, X))
     if args.output:
         write_text(args.output, text)
-        print(f"wrote {len(X)} predictions to {args.output}", file=sys.stderr)
+        print(f"wrote {count(X)} predictions to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -57,16 +57,18 @@ class CheckResult:
 def sample_data(graph: Graph, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random inputs and targets of the right shapes; targets fit the loss (one-hot, 0/1 ...)."""
     feeds: dict[str, np.ndarray] = {}
-    if graph.input is not None:
-        feeds[graph.input.name] = rng.normal(size=(batch, *graph.input.shape))
-    if graph.target is not None:
-        feeds[graph.target.name] = _targets(graph, graph.target, batch, rng)
+    for node in graph.inputs:
+        feeds[node.name] = rng.normal(size=(batch, *node.shape))
+    for node in graph.targets:
+        feeds[node.name] = _targets(graph, node, batch, rng)
     return feeds
 
 
 def _targets(graph: Graph, target: Input, batch: int, rng: np.random.Generator) -> np.ndarray:
     kinds = {n.kind for n in graph.nodes() if isinstance(n, Loss) and n.inputs[1] is target}
     shape = (batch, *target.shape)
+    if target.classes:
+        return rng.integers(0, target.classes, size=batch).astype(np.float64)
     if "softmax_ce" in kinds:
         return np.eye(target.shape[-1])[rng.integers(0, target.shape[-1], size=shape[:-1])]
     if kinds & {"bce", "bce_logits"}:
@@ -118,9 +120,7 @@ def _check(graph: Graph, dtype: str, seed: int, batch: int, directions: int) -> 
     data = sample_data(graph, batch, rng)
     X, Y = _batch(graph, data)
     low = {k: v.astype(dtype) for k, v in params.items()}
-    _, grads64 = module.value_and_grad(
-        low, None if X is None else X.astype(dtype), None if Y is None else Y.astype(dtype)
-    )
+    _, grads64 = module.value_and_grad(low, _cast(X, dtype), _cast(Y, dtype))
     grads = {k: np.asarray(g, np.float64) for k, g in grads64.items()}
     loss = _LossFunction(exact, X, Y)
     result = CheckResult(dtype)
@@ -145,9 +145,20 @@ def _elements(shape: tuple[int, ...], rng: np.random.Generator) -> list[tuple[in
 
 
 def _batch(graph: Graph, data: dict[str, np.ndarray]) -> tuple[Any, Any]:
-    x = data.get(graph.input.name) if graph.input is not None else None
-    y = data.get(graph.target.name) if graph.target is not None else None
-    return x, y
+    """(X, Y) as the module takes them: an array for one input (target), a dict by name for several."""
+
+    def form(leaves: tuple[Input, ...]) -> Any:
+        if not leaves:
+            return None
+        return data[leaves[0].name] if len(leaves) == 1 else {n.name: data[n.name] for n in leaves}
+
+    return form(graph.inputs), form(graph.targets)
+
+
+def _cast(data: Any, dtype: str) -> Any:
+    if isinstance(data, dict):
+        return {k: v.astype(dtype) for k, v in data.items()}
+    return None if data is None else data.astype(dtype)
 
 
 class _LossFunction:

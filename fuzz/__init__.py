@@ -323,15 +323,23 @@ def check_module_text(text: str, *, run: bool = True, batch: int = 3, seed: int 
 
 
 def random_batch(namespace: dict[str, object], batch: int, seed: int) -> tuple[object, object]:
-    """Random inputs and targets of the shapes a generated module declares."""
+    """Random inputs and targets of the shapes a generated module declares, as it takes them.
+
+    Several inputs (targets) are a dict by name; a class-index target gets class indices.
+    """
     rng = np.random.default_rng(seed)
     dtype = namespace["DTYPE"]
-    shapes = namespace["INPUT_SHAPE"], namespace["TARGET_SHAPE"]
-    X, Y = (
-        None if s is None else rng.normal(size=(batch, *s)).astype(dtype)  # type: ignore[misc]
-        for s in shapes
-    )
-    return X, Y
+    classes: dict[str, int] = namespace["CLASSES"]  # type: ignore[assignment]
+
+    def arrays(shapes: dict[str, Shape]) -> object:
+        found = {
+            k: rng.integers(0, classes[k], batch).astype(dtype) if k in classes  # type: ignore[call-overload]
+            else rng.normal(size=(batch, *s)).astype(dtype)  # type: ignore[call-overload]
+            for k, s in shapes.items()
+        }  # fmt: skip
+        return None if not found else next(iter(found.values())) if len(found) == 1 else found
+
+    return arrays(namespace["INPUT_SHAPES"]), arrays(namespace["TARGET_SHAPES"])  # type: ignore[arg-type]
 
 
 def run_module(namespace: dict[str, object], *, batch: int = 3, seed: int = 0) -> None:

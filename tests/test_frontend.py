@@ -27,8 +27,7 @@ def graph_of(body: str) -> g.Node:
 
 def node_of(expr: str) -> g.Node:
     graph = load_source(HEADER + f"output {expr}\nloss mse(W @ x + b, y)").graph
-    assert graph.output is not None
-    return graph.output
+    return graph.outputs["output"]
 
 
 @pytest.mark.parametrize(
@@ -129,7 +128,7 @@ def test_functions_take_keyword_arguments_and_see_globals() -> None:
     graph = load_source(
         HEADER + "layer(M, v) = tanh(M @ v + b)\noutput layer(v = x, M = W)\nloss mse(layer(W, x), y)"
     ).graph
-    assert graph.output is not None and graph.output.shape == (3,)
+    assert graph.outputs["output"].shape == (3,)
 
 
 def test_values_may_be_defined_after_use() -> None:
@@ -140,7 +139,7 @@ def test_values_may_be_defined_after_use() -> None:
 def test_a_loss_without_data_is_not_averaged_over_a_batch() -> None:
     graph = load_source("param w : [] = constant(2)\nloss (w ** 2 - 1) ** 2").graph
     assert not isinstance(graph.loss, g.Reduce)
-    assert graph.input is None
+    assert graph.inputs == ()
 
 
 def test_warnings_for_unused_definitions() -> None:

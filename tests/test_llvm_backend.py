@@ -60,11 +60,21 @@ def _state(module: object, seed: int = 1) -> tuple[dict[str, np.ndarray], dict[s
     return params, {k: np.asarray(rng.normal(0, 0.01, v.shape), dtype=v.dtype) for k, v in params.items()}
 
 
-def _data(module: object, n: int, seed: int = 2) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _data(module: object, n: int, seed: int = 2) -> tuple[object, object]:
+    """Inputs and targets as the module takes them (a dict by name where it has several)."""
     rng = np.random.default_rng(seed)
-    shapes = (module.INPUT_SHAPE, module.TARGET_SHAPE)  # type: ignore[attr-defined]
-    x, y = (None if s is None else rng.uniform(0.05, 0.95, (n, *s)) for s in shapes)
-    return x, y
+    classes = module.CLASSES  # type: ignore[attr-defined]
+
+    def arrays(shapes: dict[str, tuple[int, ...]]) -> object:
+        found = {
+            k: rng.integers(0, classes[k], n).astype(float)
+            if k in classes
+            else rng.uniform(0.05, 0.95, (n, *s))
+            for k, s in shapes.items()
+        }
+        return None if not found else next(iter(found.values())) if len(found) == 1 else found
+
+    return arrays(module.INPUT_SHAPES), arrays(module.TARGET_SHAPES)  # type: ignore[attr-defined]
 
 
 def _close(a: dict[str, np.ndarray], b: dict[str, np.ndarray], dtype: str) -> None:

@@ -21,6 +21,7 @@ from dlc.frontend import load_source
 from dlc.grad import differentiate
 from dlc.gradcheck import sample_data
 from dlc.graph.graph import Graph
+from dlc.graph.nodes import Input
 from tests.sgd import sgd_step
 
 from .conftest import EXAMPLES, ROOT
@@ -36,14 +37,11 @@ def agree(graph: Graph, module: ModuleType, dtype: str, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     params = {k: v + rng.normal(0, 0.1, v.shape) for k, v in initial_params(graph.params, seed).items()}
     data = sample_data(graph, 5, rng)
-    X = data.get(graph.input.name) if graph.input is not None else None
-    Y = data.get(graph.target.name) if graph.target is not None else None
     feeds = {**params, **data}
     roots = [program.graph.loss, *program.grads.values()]
     want = evaluate(roots, feeds)
     cast = {k: v.astype(dtype) for k, v in params.items()}
-    xs = None if X is None else X.astype(dtype)
-    ys = None if Y is None else Y.astype(dtype)
+    xs, ys = (as_given(leaves, data, dtype) for leaves in (graph.inputs, graph.targets))
     value, grads = module.value_and_grad(cast, xs, ys)
     rtol = TOLERANCE[dtype]
     np.testing.assert_allclose(value, want[0], rtol=rtol, atol=rtol)
@@ -52,11 +50,19 @@ def agree(graph: Graph, module: ModuleType, dtype: str, seed: int = 0) -> None:
         assert np.asarray(g).dtype == np.dtype(dtype), name
         scale = max(1.0, float(np.max(np.abs(w))))
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale, err_msg=name)
-    if graph.output is not None:
-        (out,) = evaluate([program.graph.output], feeds)
+    if graph.outputs:
+        outs = evaluate(list(program.graph.outputs.values()), feeds)
         got = module.predict(cast, xs)
-        assert got.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(got, out, rtol=rtol, atol=rtol)
+        got = got if graph.named_outputs else {"output": got}
+        for name, want_out in zip(program.graph.outputs, outs, strict=True):
+            assert got[name].dtype == np.dtype(dtype)
+            np.testing.assert_allclose(got[name], want_out, rtol=rtol, atol=rtol, err_msg=name)
+
+
+def as_given(leaves: tuple[Input, ...], data: dict[str, np.ndarray], dtype: str) -> object:
+    """Inputs (or targets) as a module takes them: None, the one array, or a dict by name."""
+    arrays = {n.name: data[n.name].astype(dtype) for n in leaves}
+    return None if not arrays else arrays[leaves[0].name] if len(arrays) == 1 else arrays
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -28,7 +28,7 @@ from tests.sgd import sgd_step
 
 from .conftest import EXAMPLES, ROOT
 from .test_grad import MODELS
-from .test_numpy_backend import QUADRATIC, TOLERANCE, agree, cli_compile
+from .test_numpy_backend import QUADRATIC, TOLERANCE, agree, as_given, cli_compile
 from .test_random_networks import specs, to_dlc
 
 PLAIN = 1 << 62
@@ -43,14 +43,13 @@ def compiled(source: str | Path, dtype: str = "float64", reuse_from: int = 0) ->
     return module
 
 
-def batch(source: str | Path, dtype: str, seed: int = 0) -> tuple[dict, np.ndarray | None, np.ndarray | None]:
+def batch(source: str | Path, dtype: str, seed: int = 0) -> tuple[dict, object, object]:
     graph = read_model(source).graph
     rng = np.random.default_rng(seed)
     start = initial_params(graph.params, seed)
     params = {k: np.array(v + rng.normal(0, 0.1, v.shape), dtype=dtype) for k, v in start.items()}
     data = sample_data(graph, 6, rng)
-    X = data[graph.input.name].astype(dtype) if graph.input is not None else None
-    Y = data[graph.target.name].astype(dtype) if graph.target is not None else None
+    X, Y = (as_given(leaves, data, dtype) for leaves in (graph.inputs, graph.targets))
     return params, X, Y
 
 
@@ -87,7 +86,7 @@ def same_numbers(source: str | Path, dtype: str, seed: int = 0) -> None:
     for m in (reused, plain):
         with np.errstate(all="ignore"):
             out: list[object] = [m.loss(params, X, Y), m.value_and_grad(params, X, Y)]
-            if read_model(source).graph.output is not None:
+            if read_model(source).graph.outputs:
                 out.append(m.predict(params, X))
             assert_same([params, X, Y], before)
             for nesterov in (False, True):

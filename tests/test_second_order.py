@@ -21,6 +21,7 @@ from dlc.frontend import load_source
 from dlc.gradcheck import check_hessian, sample_data
 
 from .conftest import EXAMPLES, ROOT
+from .test_numpy_backend import as_given
 from .test_random_networks import Spec, specs, to_dlc, torch_loss
 
 BACKENDS = ["numpy", "llvm"]
@@ -69,8 +70,7 @@ def test_both_backends_give_the_same_products_for_every_example(path: Path) -> N
     rng = np.random.default_rng(3)
     params = {k: a + rng.normal(0, 0.1, a.shape) for k, a in initial_params(graph.params, 3).items()}
     data = sample_data(graph, 7, rng)
-    X = data.get(graph.input.name) if graph.input is not None else None
-    Y = data.get(graph.target.name) if graph.target is not None else None
+    X, Y = (as_given(leaves, data, "float64") for leaves in (graph.inputs, graph.targets))
     v = {k: rng.normal(size=a.shape) for k, a in params.items()}
     numpy_hv, native_hv = (m.hvp(params, X, Y, v) for m in modules)
     for k in params:

@@ -38,8 +38,11 @@ def docstring(
     return f'''"""Model {name}, compiled by dlc: {backend} backend, {dtype}.
 
 Forward pass, gradients and a mini-batch training loop, from {model_file}.
-Arrays are batch-major: X is [B, *INPUT_SHAPE] and Y is [B, *TARGET_SHAPE];
-parameters keep their declared [out, in] orientation.
+Arrays are batch-major: X is [B, *INPUT_SHAPE] and Y is [B, *TARGET_SHAPE]
+(with several inputs or targets, X and Y are dicts of such arrays by name, as
+INPUT_SHAPES and TARGET_SHAPES list them; they may be given by name instead:
+loss(params, image=..., label=...)); parameters keep their declared [out, in]
+orientation.
 {note}
 The optimizer: {call}
 Each step does, for every element w of every parameter, with g its
@@ -71,12 +74,20 @@ def update_lines(optimizer: Optimizer) -> list[str]:
 
 
 def constants(program: Program, derivation: Derivation, dtype: str) -> list[str]:
-    """DTYPE, PARAM_SHAPES, INPUT_SHAPE, TARGET_SHAPE, TRAINING and FORMULAS."""
+    """DTYPE, the shapes of parameters, inputs and targets, OUTPUTS, TRAINING and FORMULAS.
+
+    INPUT_SHAPE and TARGET_SHAPE are the shape of the model's one input (target), or None
+    when it has none or several; INPUT_SHAPES and TARGET_SHAPES list them all by name.
+    """
     graph = program.graph
     lines = [f"DTYPE = np.{dtype}"]
     lines.append("PARAM_SHAPES = {" + ", ".join(f"{p.name!r}: {p.shape!r}" for p in graph.params) + "}")
-    lines.append(f"INPUT_SHAPE = {graph.input.shape if graph.input is not None else None!r}")
-    lines.append(f"TARGET_SHAPE = {graph.target.shape if graph.target is not None else None!r}")
+    for label, leaves in (("INPUT", graph.inputs), ("TARGET", graph.targets)):
+        lines.append(f"{label}_SHAPES = {{" + ", ".join(f"{n.name!r}: {n.shape!r}" for n in leaves) + "}")
+        lines.append(f"{label}_SHAPE = {leaves[0].shape if len(leaves) == 1 else None!r}")
+    classes = {n.name: n.classes for n in graph.targets if n.classes}
+    lines.append(f"CLASSES = {classes!r}  # targets that hold a class index, and how many classes")
+    lines.append(f"OUTPUTS = {list(graph.outputs) if graph.named_outputs else None!r}  # predict's dict keys")
     t = graph.train
     lines.append(
         f"TRAINING = {{'batch_size': {t.batch_size!r}, 'epochs': {t.epochs!r}, 'seed': {t.seed!r}, "
@@ -174,7 +185,7 @@ def carried_source(modules: list[ModuleType]) -> tuple[str, str]:
 
 #: The last line of every generated module: its argument checks (see dlc/backends/guard.py).
 CHECKS = (
-    "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPE, TARGET_SHAPE, STATES, SETTINGS)\n"
+    "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPES, TARGET_SHAPES, STATES, SETTINGS, CLASSES)\n"
     "_ROWS = StepRows(_scalars)"
 )
 

@@ -30,9 +30,16 @@ _NONES = itertools.repeat(None)
 
 
 class Checks:
-    """The argument checks of one module: its dtype, parameter shapes and per-example shapes."""
+    """The argument checks of one module: its dtype, parameter shapes and per-example shapes.
 
-    def __init__(self, dtype, param_shapes, input_shape, target_shape, states=(), settings=()):
+    ``input_shapes`` and ``target_shapes`` give each input's and target's shape per
+    example, by name in declaration order; ``classes`` the number of classes of each
+    target that holds class indices (its shape is ``()``).
+    """
+
+    def __init__(
+        self, dtype, param_shapes, input_shapes, target_shapes, states=(), settings=(), classes=None
+    ):
         self.dtype = np.dtype(dtype)
         self.names = list(param_shapes)
         self.shapes = [tuple(param_shapes[k]) for k in self.names]
@@ -42,8 +49,11 @@ class Checks:
         self.labels = [f"params[{k!r}]" for k in self.names]
         self.labels += [f"state[{s!r}][{k!r}]" for s in self.states for k in self.names]
         self.all_shapes = self.shapes * (1 + len(self.states))
-        self.input = None if input_shape is None else tuple(input_shape)
-        self.target = None if target_shape is None else tuple(target_shape)
+        self.inputs = {k: tuple(v) for k, v in input_shapes.items()}
+        self.targets = {k: tuple(v) for k, v in target_shapes.items()}
+        self.classes = dict(classes or {})
+        self.data_shapes = [*self.inputs.values(), *self.targets.values()]
+        self.data_labels = [*_labels(self.inputs, "X"), *_labels(self.targets, "Y")]
 
     # ------------------------------------------------------------ parameters
 
@@ -110,15 +120,14 @@ class Checks:
 
         For native code between the calls of one training run: a callback
         can reshape an array, or give it a new buffer, between two epochs.
+        ``X`` and ``Y`` are the tuples :meth:`batch` gave.
         """
         for i, a in enumerate(p + s):
             shape = self.all_shapes[i]
             if not (a.dtype is self.dtype and a.shape == shape and a.flags.carray):
                 self._in_place(a, shape, self.labels[i])
-        for a, shape, name in ((X, self.input, "X"), (Y, self.target, "Y")):
-            if a is not None and not (
-                a.dtype is self.dtype and a.shape == (rows, *shape) and a.flags.c_contiguous
-            ):
+        for a, shape, name in zip((*X, *Y), self.data_shapes, self.data_labels, strict=True):
+            if not (a.dtype is self.dtype and a.shape == (rows, *shape) and a.flags.c_contiguous):
                 raise ValueError(f"{name} was changed in place during training")
 
     def _lookup(self, params, what):
@@ -167,41 +176,93 @@ class Checks:
 
     # ------------------------------------------------------------ data
 
-    def batch(self, X, Y, target=True):
-        """(X, Y, rows): the batch as C-contiguous arrays of the dtype; rows is 1 for a model without data.
+    def batch(self, X, Y, target=True, named=None):
+        """(X, Y, rows): the batch as tuples of C-contiguous arrays of the dtype, one per input
+        (and per target), in declaration order; rows is 1 for a model without data.
 
-        ``target``: whether Y is needed (False for predict, which takes no Y).
+        ``X`` is an array for a model of one input, else a dict of arrays by input name (and
+        ``Y`` likewise for the targets); ``named``: the arrays given as keyword arguments
+        instead. ``target``: whether Y is needed (False for predict, which takes no Y).
         """
-        rows = None
-        if self.input is None:
-            if X is not None:
-                raise ValueError("this model declares no input: pass X=None")
-        else:
-            X = self._data(X, self.input, "X", "input")
-            rows = X.shape[0]
-        if not target:
-            return X, None, 1 if rows is None else rows
-        if self.target is None:
-            if Y is not None:
-                raise ValueError("this model declares no target: pass Y=None")
-            return X, None, 1 if rows is None else rows
-        Y = self._data(Y, self.target, "Y", "target")
-        if rows is not None and Y.shape[0] != rows:
-            raise ValueError(f"X has {rows} rows but Y has {Y.shape[0]}: one target per example")
-        return X, Y, Y.shape[0]
+        if named:
+            X, Y = self._by_name(X, Y, named, target)
+        xs, labels = self._pack(X, self.inputs, "X", "input")
+        ys, more = self._pack(Y, self.targets, "Y", "target") if target else ((), [])
+        arrays, labels = xs + ys, labels + more
+        for a, label in zip(arrays[1:], labels[1:], strict=True):
+            if a.shape[0] != arrays[0].shape[0]:
+                why = (
+                    "one target per example"
+                    if len(arrays) == 2 and xs and ys
+                    else "one row per example in each"
+                )
+                raise ValueError(
+                    f"{labels[0]} has {arrays[0].shape[0]} rows but {label} has {a.shape[0]}: {why}"
+                )
+        return xs, ys, arrays[0].shape[0] if arrays else 1
 
-    def examples(self, X, Y):
+    def examples(self, X, Y, named=None):
         """A batch to take the mean loss over: as :meth:`batch`, and not empty."""
-        X, Y, rows = self.batch(X, Y)
+        X, Y, rows = self.batch(X, Y, named=named)
         if rows == 0:
-            name = "X" if self.input is not None else "Y"
+            name = (
+                "X"
+                if len(self.inputs) == 1
+                else "Y"
+                if not self.inputs and len(self.targets) == 1
+                else "the batch"
+            )
             raise ValueError(f"{name} has no rows: the loss is a mean over the examples of a batch")
         return X, Y, rows
 
-    def _data(self, a, shape, name, role):
+    def _by_name(self, X, Y, named, target):
+        """Keyword arguments (``image=..., label=...``) as the dicts X and Y."""
+        if X is not None or Y is not None:
+            raise TypeError("give the data either as X and Y or by name (as keyword arguments), not both")
+        allowed = [*self.inputs, *(self.targets if target else ())]
+        unknown = [k for k in named if k not in allowed]
+        if unknown:
+            what = "the model's inputs and targets" if target else "predict takes the model's inputs"
+            raise TypeError(
+                f"unexpected argument {unknown[0]!r}: {what} are {', '.join(map(repr, allowed)) or 'none'}"
+            )
+        X = {k: v for k, v in named.items() if k in self.inputs} if self.inputs else None
+        Y = {k: v for k, v in named.items() if k in self.targets} if self.targets and target else None
+        return X, Y
+
+    def _pack(self, given, shapes, name, role):
+        """The arrays for ``shapes`` (by name) from ``given``: (tuple of checked arrays, their labels)."""
+        if not shapes:
+            if given is not None:
+                raise ValueError(f"this model declares no {role}: pass {name}=None")
+            return (), []
+        if isinstance(given, dict):
+            missing = [k for k in shapes if k not in given]
+            unknown = [k for k in given if k not in shapes]
+            if missing or unknown:
+                problem = (f"has no {', '.join(map(repr, missing))}" if missing
+                           else f"has {unknown[0]!r}, which is not one of them")  # fmt: skip
+                raise ValueError(f"{name} {problem}: the model's {role}s are {', '.join(map(repr, shapes))}")
+            labels = [f"{name}[{k!r}]" for k in shapes]  # a dict names its entries, even one
+            arrays = [given[k] for k in shapes]
+        elif len(shapes) == 1:
+            labels, arrays = [name], [given]
+        else:
+            example = ", ".join(f"{k!r}: ..." for k in shapes)
+            raise TypeError(
+                f"this model has {len(shapes)} {role}s: pass {name} as a dict of arrays by name, "
+                f"{{{example}}}, not {type(given).__name__}"
+            )
+        checked = tuple(
+            self._data(a, shape, label, role, self.classes.get(k))
+            for a, shape, label, k in zip(arrays, shapes.values(), labels, shapes, strict=True)
+        )
+        return checked, labels
+
+    def _data(self, a, shape, name, role, classes=None):
         if (type(a) is np.ndarray and a.dtype is self.dtype and a.shape[1:] == shape
                 and a.ndim == len(shape) + 1 and a.flags.c_contiguous):  # fmt: skip
-            return a
+            return a if classes is None else _class_labels(a, classes, name)
         expected = f"(B, {', '.join(map(str, shape))})" if shape else "(B,)"
         if a is None:
             raise TypeError(f"{name} is None; this model's {role} needs an array of shape {expected}")
@@ -212,7 +273,11 @@ class Checks:
                 hint = f" (one column: reshape it with {name}.reshape(-1, 1))"
             elif a.shape == shape:
                 hint = f" (one example: add the batch axis with {name}[None])"
+            elif classes is not None and a.ndim == 2 and a.shape[1] == classes:
+                hint = f" (class indices 0..{classes - 1}, not one-hot rows: {name}.argmax(axis=1))"
             raise ValueError(f"{name} has shape {a.shape}, expected {expected}: B examples{hint}")
+        if classes is not None:
+            _class_labels(a, classes, name)
         return np.asarray(a, dtype=self.dtype, order="C")
 
     # ------------------------------------------------------------ settings
@@ -265,6 +330,23 @@ def _numbers(a, what):
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{what} has dtype {array.dtype}, not numbers")
     return array
+
+
+def _labels(shapes, name):
+    """How messages name the arrays of ``shapes``: X for a single one, else X['name'] each."""
+    return [name] if len(shapes) == 1 else [f"{name}[{k!r}]" for k in shapes]
+
+
+def _class_labels(a, classes, name):
+    """``a``, if every value is a class index: a whole number in 0..classes-1 (NaN is not)."""
+    if a.dtype.kind == "b":
+        raise TypeError(f"{name} holds booleans; it takes class indices 0..{classes - 1}")
+    with np.errstate(invalid="ignore"):
+        good = (a >= 0) & (a < classes) & (a == np.floor(a))
+    if not good.all():
+        row = int(np.argmin(good))
+        raise ValueError(f"{name} holds class indices 0..{classes - 1}, but row {row} has {a[row].item()!r}")
+    return a
 
 
 def _disjoint(arrays, names):

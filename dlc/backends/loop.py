@@ -22,6 +22,7 @@ import numpy as np
 def checked_step(take_step, check, rows, params, state, X, Y, epoch, settings):
     """``train_step()``: its arguments checked, one ``take_step(p, s, X, Y, B, row)``, the step counted.
 
+    ``X`` and ``Y`` reach ``take_step`` as tuples of arrays, one per input and per target.
     Raises FloatingPointError, and changes nothing, if the loss before the step is not finite.
     """
     p, s, taken = check.state(params, state)
@@ -64,17 +65,16 @@ def train_loop(run, check, scalars, params, X, Y, n, state, s, chosen, shuffle, 
         if failed >= 0:
             _restore(p + arrays, saved)
             rows = order[failed * batch_size : (failed + 1) * batch_size]
-            xb = None if X is None else X[rows]
-            yb = None if Y is None else Y[rows]
+            xb, yb = tuple(a[rows] for a in X), tuple(a[rows] for a in Y)
             raise FloatingPointError(
-                f"epoch {epoch}, step {failed}: the loss is {total}{culprit(params, xb, yb)}; "
+                f"epoch {epoch}, step {failed}: the loss is {total}{culprit(params, xb, yb, len(rows))}; "
                 f"parameters restored to the start of epoch {epoch}"
             )
         broken = [k for k, w in zip(check.names, p, strict=True) if not np.all(np.isfinite(w))]
         if broken:  # a gradient was not finite although the loss was
             _restore(p + arrays, saved)
             raise FloatingPointError(
-                f"epoch {epoch}: parameter {broken[0]} stopped being finite{culprit(params, X, Y)}; "
+                f"epoch {epoch}: parameter {broken[0]} stopped being finite{culprit(params, X, Y, n)}; "
                 f"parameters restored to the start of epoch {epoch}"
             )
         state["step"] = taken + steps

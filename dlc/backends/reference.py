@@ -20,6 +20,7 @@ from dlc.backends import scalar_numpy as sn
 from dlc.graph.graph import topological_order
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Concat,
     Constant,
     Einsum,
@@ -222,3 +223,8 @@ def _(node: Loss, args: list[Array], env: Env) -> Array:
     )
     value = getattr(sn, node.kind)(p, y)
     return value if node.batched else value[0]
+
+
+@compute.register
+def _(node: ClassDelta, args: list[Array], env: Env) -> Array:
+    return sn.class_delta(*args)

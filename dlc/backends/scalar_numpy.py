@@ -127,3 +127,24 @@ def softmax_ce_softmax(z: Array, y: Array) -> tuple[Array, Array]:
     e = np.exp(z - m)
     s = e.sum(axis=-1, keepdims=True)
     return (m + np.log(s))[..., 0] - (y * z).sum(axis=-1), e / s
+
+
+def softmax_ce_index(z: Array, label: Array) -> Array:
+    """logsumexp(z) - z[label] per example, for class indices (whole numbers, as floats).
+
+    As in native code, a label that is no index 0..k-1 (the module's checks let none
+    through) gives NaN, and nothing outside the row is read.
+    """
+    ok = (label >= 0) & (label < z.shape[-1])
+    index = np.where(ok, label, 0).astype(np.intp)
+    picked = np.take_along_axis(z, index[:, None], axis=-1)[:, 0]
+    return logsumexp(z) - np.where(ok, picked, np.nan)
+
+
+def class_delta(s: Array, label: Array, g: Array) -> Array:
+    """g * (s - onehot(label)) per example, the one-hot never built: g * s, less g at the label."""
+    g = np.broadcast_to(np.asarray(g, dtype=s.dtype), (len(s),))
+    out = s * g[:, None]
+    ok = np.flatnonzero((label >= 0) & (label < s.shape[-1]))
+    out[ok, label[ok].astype(np.intp)] -= g[ok]
+    return out

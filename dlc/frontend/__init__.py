@@ -104,7 +104,7 @@ def _build(source: str, default_name: str, optimizer: str | None = None) -> tupl
     chosen = _optimizer_call(optimizer) if optimizer is not None else (None, None, None)
     lowering = Lowering(decls)
     assert decls.loss is not None  # declare() guarantees it
-    output = _output(decls, lowering)
+    outputs = _outputs(decls, lowering)
     loss_expr = decls.loss.expr
     loss = lowering.lower(loss_expr)
     if loss.shape:
@@ -120,19 +120,18 @@ def _build(source: str, default_name: str, optimizer: str | None = None) -> tupl
     if not any(p in used for p in params):
         raise DlcError("the loss does not depend on any parameter", loss_expr.span)
     warnings = _unused(decls, lowering, used)
-    leaf = {"input": decls.input, "target": decls.target}
-    inputs = {k: lowering.global_value(d.name, {}) for k, d in leaf.items() if d is not None}
     name = decls.model.name.text if decls.model is not None else default_name
     graph = Graph(
         name=name,
-        input=inputs.get("input"),  # type: ignore[arg-type]
-        target=inputs.get("target"),  # type: ignore[arg-type]
+        inputs=tuple(lowering.global_value(d.name, {}) for d in decls.inputs),  # type: ignore[misc]
+        targets=tuple(lowering.global_value(d.name, {}) for d in decls.targets),  # type: ignore[misc]
         params=tuple(params),  # type: ignore[arg-type]
-        output=output,
+        outputs=outputs,
         loss=loss,
         train=train_config(decls.train, decls.optimizers, decls.functions, *chosen),
         names=lowering.names,
         activations=_activations(decls, {key[0] for key in lowering.expanded}),
+        named_outputs=any(o.name is not None for o in decls.outputs),
     )
     return fuse(graph), warnings
 
@@ -163,20 +162,24 @@ def _optimizer_call(text: str) -> tuple[ast.Expr, str, Callable[[DlcError], DlcE
     return block.settings[0].value, text.strip(), placed
 
 
-def _output(decls: Declarations, lowering: Lowering) -> nodes.Node | None:
-    """The output statement's node; it must not read the target, which predict is not given."""
-    if decls.output is None:
-        return None
-    output = lowering.lower(decls.output.expr)
-    if decls.target is not None:
-        target = decls.target.name.text
-        if lowering.values.get(target) in topological_order([output]):
-            raise DlcError(
-                f"the output cannot depend on the target {target}: predict has only the input",
-                decls.output.expr.span,
-                hint="compute it from the input and the parameters; the loss compares it with the target",
-            )
-    return output
+def _outputs(decls: Declarations, lowering: Lowering) -> dict[str, nodes.Node]:
+    """The output statements' nodes by name (``output`` for an unnamed one).
+
+    An output must not read a target, which predict is not given.
+    """
+    found = {}
+    for stmt in decls.outputs:
+        node = lowering.lower(stmt.expr if stmt.name is None else ast.Name(stmt.name))
+        below = topological_order([node])
+        for target in decls.targets:
+            if lowering.values.get(target.name.text) in below:
+                raise DlcError(
+                    f"the output cannot depend on the target {target.name.text}: predict has only the input",
+                    stmt.expr.span,
+                    hint="compute it from the input and the parameters; the loss compares it with the target",
+                )
+        found["output" if stmt.name is None else stmt.name.text] = node
+    return found
 
 
 def _activations(

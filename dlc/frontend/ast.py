@@ -162,8 +162,11 @@ class InputDecl:
 
 @dataclass(frozen=True)
 class TargetDecl:
+    """``target y : [dims]``, or ``target label : class[k]``: one class index 0..k-1 per example."""
+
     name: Ident
     shape: Shape
+    classes: Span | None = None  # where the word ``class`` is, for a class-index target
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,11 @@ class LetDef:
 
 @dataclass(frozen=True)
 class OutputStmt:
+    """``output EXPR``, or one of several named outputs ``output NAME = EXPR``."""
+
     expr: Expr
     span: Span
+    name: Ident | None = None
 
 
 @dataclass(frozen=True)

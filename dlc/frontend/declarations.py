@@ -22,9 +22,9 @@ class Declarations:
     """Every top-level definition of a model file, by name, in file order."""
 
     model: ast.ModelDecl | None = None
-    input: ast.InputDecl | None = None
-    target: ast.TargetDecl | None = None
-    output: ast.OutputStmt | None = None
+    inputs: list[ast.InputDecl] = field(default_factory=list)
+    targets: list[ast.TargetDecl] = field(default_factory=list)
+    outputs: list[ast.OutputStmt] = field(default_factory=list)
     loss: ast.LossStmt | None = None
     train: ast.TrainBlock | None = None
     names: dict[str, Definition] = field(default_factory=dict)
@@ -43,9 +43,6 @@ class Declarations:
 
 _SINGLE = {
     ast.ModelDecl: ("model", "a model file describes one model"),
-    ast.InputDecl: ("input", "a model has one input; a vector input can hold all features"),
-    ast.TargetDecl: ("target", "a model has one target"),
-    ast.OutputStmt: ("output", "a model has one output"),
     ast.LossStmt: ("loss", "a model has one loss; add terms to combine several"),
     ast.TrainBlock: ("train", "put all training settings in one train { ... } block"),
 }
@@ -73,7 +70,10 @@ def declare(module: ast.Module) -> Declarations:
                     notes=(Note(f"the first {attr} statement is here", _where(previous)),),
                 )
             setattr(decls, attr, stmt)
-        if isinstance(stmt, (ast.ModelDecl, ast.OutputStmt, ast.LossStmt, ast.TrainBlock)):
+        if isinstance(stmt, ast.OutputStmt):
+            _output(decls, stmt)
+            continue
+        if isinstance(stmt, (ast.ModelDecl, ast.LossStmt, ast.TrainBlock)):
             continue
         if isinstance(stmt, ast.OptimizerDef):
             _define_optimizer(decls, stmt)
@@ -89,6 +89,21 @@ def declare(module: ast.Module) -> Declarations:
     for stmt in module.statements:
         _check_references(decls, stmt)
     return decls
+
+
+def _output(decls: Declarations, stmt: ast.OutputStmt) -> None:
+    """An output statement: one unnamed output, or any number of named ones (each a named value)."""
+    if decls.outputs and (stmt.name is None or decls.outputs[0].name is None):
+        first = decls.outputs[0]
+        raise DlcError(
+            "second output statement",
+            stmt.span,
+            hint="a model has one output, or several with names: output probs = softmax(z)",
+            notes=(Note("the first output statement is here", first.span),),
+        )
+    decls.outputs.append(stmt)
+    if stmt.name is not None:
+        _define(decls, ast.LetDef(stmt.name, stmt.expr))
 
 
 def _define(decls: Declarations, stmt: Definition) -> None:
@@ -113,7 +128,11 @@ def _define(decls: Declarations, stmt: Definition) -> None:
                 raise DlcError(f"parameter '{param.text}' appears twice in '{name.text}'", param.span)
             seen[param.text] = param
     decls.names[name.text] = stmt
-    if isinstance(stmt, ast.FnDef):
+    if isinstance(stmt, ast.InputDecl):
+        decls.inputs.append(stmt)
+    elif isinstance(stmt, ast.TargetDecl):
+        decls.targets.append(stmt)
+    elif isinstance(stmt, ast.FnDef):
         decls.functions[name.text] = stmt
 
 

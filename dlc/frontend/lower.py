@@ -221,7 +221,10 @@ class Lowering:
         if isinstance(decl, ast.InputDecl):
             return self.make(decl.shape.span, g.input_node, decl.name.text, "input", decl.shape.dims)
         if isinstance(decl, ast.TargetDecl):
-            return self.make(decl.shape.span, g.input_node, decl.name.text, "target", decl.shape.dims)
+            classes = decl.shape.dims[0] if decl.classes is not None else 0
+            return self.make(
+                decl.shape.span, g.input_node, decl.name.text, "target", decl.shape.dims, classes
+            )
         if isinstance(decl, ast.ParamDecl):
             init = check_init(decl.init, decl.shape.dims)
             return self.make(decl.shape.span, g.param_node, decl.name.text, decl.shape.dims, init)

@@ -298,7 +298,16 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.InputDecl(_ident(children[1]), children[2])
 
     def target_decl(self, children: list[Any]) -> ast.TargetDecl:
-        return ast.TargetDecl(_ident(children[1]), children[2])
+        _, name, kind, shape = children
+        if kind is None:
+            return ast.TargetDecl(_ident(name), shape)
+        if str(kind) != "class":
+            raise DlcError(
+                f"unexpected '{kind}' before the target's shape", _span(kind), hint="write [dims] or class[k]"
+            )
+        if len(shape.dims) != 1 or shape.dims[0] < 2:
+            raise DlcError("a class target names how many classes there are: class[k], k >= 2", shape.span)
+        return ast.TargetDecl(_ident(name), shape, _span(kind))
 
     def param_decl(self, children: list[Any]) -> ast.ParamDecl:
         return ast.ParamDecl(_ident(children[1]), children[2], children[3])
@@ -314,8 +323,8 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.LetDef(_ident(children[0]), children[1])
 
     def output_stmt(self, children: list[Any]) -> ast.OutputStmt:
-        keyword, expr = children
-        return ast.OutputStmt(expr, _span(keyword))
+        keyword, name, expr = children
+        return ast.OutputStmt(expr, _span(keyword), None if name is None else _ident(name))
 
     def loss_stmt(self, children: list[Any]) -> ast.LossStmt:
         keyword, expr = children

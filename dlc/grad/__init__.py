@@ -77,13 +77,14 @@ def _fused(graph: Graph, grads: dict[str, Node], extra: dict[str, Node]) -> Prog
     new = fuse_nodes(roots)
     forward = Graph(
         name=graph.name,
-        input=graph.input,
-        target=graph.target,
+        inputs=graph.inputs,
+        targets=graph.targets,
         params=graph.params,
-        output=new[graph.output] if graph.output is not None else None,
+        outputs={k: new[v] for k, v in graph.outputs.items()},
         loss=new[graph.loss],
         train=graph.train,
         names={new[n]: name for n, name in graph.names.items() if n in new},
+        named_outputs=graph.named_outputs,
     )
     return Program(
         forward,

@@ -23,6 +23,7 @@ from dlc.grad.rules import _output_form
 from dlc.graph.graph import Builder, Graph
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Constant,
     Einsum,
     Elementwise,
@@ -195,8 +196,8 @@ def _given_name(graph: Graph, node: Node) -> str | None:
         return graph.names[node]
     if isinstance(node, Loss):
         return "ell"
-    if node is graph.output:
-        return "yhat"
+    if node in graph.outputs.values():
+        return "yhat" if not graph.named_outputs else None
     return "L" if node is graph.loss else None
 
 
@@ -256,6 +257,7 @@ _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {
     Slice: lambda n, a: nt.Part(a[0], sympy.Symbol(_slice_text(n))),
     Index: lambda n, a: nt.Part(a[0], sympy.Symbol(":, " * n.axis + str(n.index))),
     Reshape: lambda n, a: sympy.Function("reshape")(a[0], *n.shape),
+    ClassDelta: lambda n, a: a[2] * (a[0] - sympy.Function("onehot")(a[1])),  # never built as written
     Constant: lambda n, a: _sym("C"),
 }
 

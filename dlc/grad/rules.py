@@ -19,6 +19,7 @@ import sympy
 from dlc.graph import ops
 from dlc.graph.graph import Builder
 from dlc.graph.nodes import (
+    ClassDelta,
     Concat,
     Einsum,
     Elementwise,
@@ -274,6 +275,9 @@ def _loss(node: Node, g: Node, i: int, b: Builder) -> Node:
     assert isinstance(node, Loss)
     p, y = node.inputs
     n = max(p.size, 1)
+    if node.kind == "softmax_ce_index":  # d/dz = softmax(z) - onehot(label), the label is data
+        assert i == 0, "a class index is data: nothing is differentiated by it"
+        return b.add(ops.class_delta(b.add(ops.softmax(p)), y, g))
     if node.kind == "softmax_ce":
         # The stable, cheap rule: d/dz = softmax(z) - y;  d/dy = -(z - logsumexp(z)).
         if i == 0:
@@ -284,3 +288,14 @@ def _loss(node: Node, g: Node, i: int, b: Builder) -> Node:
         fn = _LOSS_GRADS[node.kind][i]
         c = ew(b, lambda pp, yy, gg: fn(pp, yy, gg, n), p, y, g)
     return unbroadcast(c, node.inputs[i], b)
+
+
+@rule(ClassDelta)
+def _class_delta(node: Node, g: Node, i: int, b: Builder) -> Node:
+    """Only through s (second derivatives of the loss): g * s less a constant in s."""
+    s, _, weight = node.inputs
+    if i != 0:
+        raise NotImplementedError(
+            "no second derivative of softmax_cross_entropy of a class target by its weight"
+        )
+    return unbroadcast(ew(b, lambda c, w: c * w, g, weight), s, b)

@@ -54,7 +54,7 @@ def fuse(graph: Graph) -> Graph:
     names = {new[n]: name for n, name in graph.names.items() if n in new}
     return replace(
         graph,
-        output=new[graph.output] if graph.output is not None else None,
+        outputs={k: new[v] for k, v in graph.outputs.items()},
         loss=new[graph.loss],
         names=names,
     )

@@ -38,30 +38,39 @@ class Graph:
 
     Attributes:
         name: the model's name.
-        input: the per-example input, if the model has one.
-        target: the per-example target, if the model has one.
+        inputs: the per-example inputs, in declaration order (none, one or several).
+        targets: the per-example targets, in declaration order.
         params: the trainable parameters, in declaration order.
-        output: what ``predict`` returns, if the model declares an output.
+        outputs: what ``predict`` returns, by name, in declaration order; a model's
+            single unnamed output (``output EXPR``) is named ``output``.
         loss: the scalar loss (a mean over the batch when it depends on the data).
         train: the training settings.
         names: user-given names of intermediate nodes (``h = ...``) and constants.
         activations: the user's elementwise functions (``swish(z) = z * sigmoid(z)``):
             name -> (argument symbols, scalar body).
+        named_outputs: whether the outputs were named (``output probs = ...``): then
+            ``predict`` gives a dict by name, else the one output's array.
     """
 
     name: str
-    input: Input | None
-    target: Input | None
+    inputs: tuple[Input, ...]
+    targets: tuple[Input, ...]
     params: tuple[Param, ...]
-    output: Node | None
+    outputs: dict[str, Node]
     loss: Node
     train: TrainConfig = TrainConfig()
     names: dict[Node, str] = field(default_factory=dict)
     activations: dict[str, tuple[tuple[sympy.Symbol, ...], sympy.Expr]] = field(default_factory=dict)
+    named_outputs: bool = False
 
     @property
     def roots(self) -> tuple[Node, ...]:
-        return tuple(r for r in (self.output, self.loss) if r is not None)
+        return (*self.outputs.values(), self.loss)
+
+    @property
+    def data(self) -> tuple[Input, ...]:
+        """The leaves fed per example: inputs, then targets (the order of CSV columns and slots)."""
+        return (*self.inputs, *self.targets)
 
     def nodes(self) -> list[Node]:
         """Every node reachable from the roots, each after its inputs."""

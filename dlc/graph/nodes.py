@@ -95,10 +95,15 @@ class Init:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Input(Node):
-    """Data fed per example: the model's input (role "input") or its target."""
+    """Data fed per example: one of the model's inputs (role "input") or targets.
+
+    ``classes``: for a target declared ``class[k]``, k; its value is then one class
+    index 0..k-1 per example (shape ``()``). 0 for any other input or target.
+    """
 
     name: str
     role: str
+    classes: int = 0
     op_name: ClassVar[str] = "input"
 
     def key(self) -> tuple[Any, ...]:
@@ -277,7 +282,8 @@ class Loss(Node):
 
     kinds: ``mse`` (mean of squared differences), ``bce`` (binary cross-entropy
     of probabilities), ``bce_logits`` (the same of logits), ``softmax_ce``
-    (softmax cross-entropy of logits against a probability vector).
+    (softmax cross-entropy of logits against a probability vector),
+    ``softmax_ce_index`` (the same against a class index: logsumexp(z) - z[label]).
     """
 
     kind: str
@@ -288,3 +294,15 @@ def typed_shape(node: Node) -> str:
     """The shape with the batch axis shown as ``B``: ``[B, 8]``."""
     dims = (["B"] if node.batched else []) + [str(d) for d in node.shape]
     return "[" + ", ".join(dims) + "]"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ClassDelta(Node):
+    """g * (s - onehot(label)), without the one-hot: inputs (s, label, g).
+
+    ``s`` is softmax(z) ``[k]``, ``label`` a class index 0..k-1 (shape ``()``), ``g``
+    one number per example: the gradient of softmax cross-entropy against a class
+    target. out_j = g * s_j, less g where j is the label (nothing for an index out of range).
+    """
+
+    op_name: ClassVar[str] = "class_delta"

@@ -14,6 +14,7 @@ import sympy
 
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Concat,
     Constant,
     Einsum,
@@ -63,8 +64,9 @@ def _check_size(shape: Shape) -> Shape:
     return shape
 
 
-def input_node(name: str, role: str, shape: Shape) -> Input:
-    return Input((), _check_size(shape), True, name, role)
+def input_node(name: str, role: str, shape: Shape, classes: int = 0) -> Input:
+    """An input or target; a target of ``classes`` > 0 holds one class index per example (shape ())."""
+    return Input((), _check_size(shape) if not classes else (), True, name, role, classes)
 
 
 def param_node(name: str, shape: Shape, init: Init) -> Param:
@@ -262,6 +264,14 @@ def concat(xs: tuple[Node, ...], axis: int) -> Concat:
 def loss(kind: str, prediction: Node, target: Node) -> Loss:
     """A per-example loss; messages name it as a model file writes it (``softmax_cross_entropy``)."""
     name = LOSS_NAMES.get(kind, kind)
+    classes = target.classes if isinstance(target, Input) else 0
+    if classes and kind == "softmax_ce":  # a class index: logsumexp(z) - z[label], no one-hot
+        if prediction.shape != (classes,):
+            raise ShapeError(
+                f"softmax_cross_entropy against a class[{classes}] target needs {classes} class scores, "
+                f"not {show_shape(prediction.shape)}"
+            )
+        return Loss((prediction, target), (), True, "softmax_ce_index")
     if prediction.shape != target.shape:
         raise ShapeError(
             f"{name} needs a prediction and a target of one shape, "
@@ -270,6 +280,11 @@ def loss(kind: str, prediction: Node, target: Node) -> Loss:
     if kind == "softmax_ce" and len(prediction.shape) != 1:
         raise ShapeError(f"{name} needs a vector of class scores, not {show_shape(prediction.shape)}")
     return Loss((prediction, target), (), _batched(prediction, target), kind)
+
+
+def class_delta(s: Node, label: Node, g: Node) -> ClassDelta:
+    """g * (s - onehot(label)) for softmax probabilities ``s`` and a class index ``label``."""
+    return ClassDelta((s, label, g), s.shape, True)
 
 
 def symbols(n: int) -> tuple[sympy.Symbol, ...]:

@@ -26,6 +26,7 @@ LOSS_NAMES = {
     "bce": "bce",
     "bce_logits": "bce_with_logits",
     "softmax_ce": "softmax_cross_entropy",
+    "softmax_ce_index": "softmax_cross_entropy",
 }
 
 
@@ -81,9 +82,9 @@ def format_graph(graph: Graph) -> str:
     """The graph as text, leaves first, then each computed node after its inputs."""
     names = node_names(graph)
     lines = [f"model {graph.name}"]
-    for leaf in (graph.input, graph.target):
-        if leaf is not None:
-            lines.append(f"  {leaf.role:<6} {leaf.name} : {typed_shape(leaf)}")
+    for leaf in graph.data:
+        kind = f" class[{leaf.classes}]" if leaf.classes else ""
+        lines.append(f"  {leaf.role:<6} {leaf.name} : {typed_shape(leaf)}{kind}")
     for param in graph.params:
         lines.append(f"  param  {param.name} : {typed_shape(param)} = {param.init}")
     rows = [
@@ -95,8 +96,8 @@ def format_graph(graph: Graph) -> str:
     for name, body, shape in rows:
         left = f"{name} = {body}"
         lines.append(f"  {left:<{width}} : {shape}")
-    if graph.output is not None:
-        lines.append(f"  output {names[graph.output]}")
+    for key, node in graph.outputs.items():
+        lines.append(f"  output {f'{key} = ' if graph.named_outputs else ''}{names[node]}")
     lines.append(f"  loss   {names[graph.loss]}")
     t = graph.train
     lines.append(

@@ -24,7 +24,7 @@ import numpy as np
 from dlc.atomic import replacing
 from dlc.errors import DlcError
 from dlc.graph.graph import Graph
-from dlc.graph.nodes import Constant, typed_shape
+from dlc.graph.nodes import Constant, Input, Node, Param, typed_shape
 from dlc.graph.printer import body_text, node_names
 from dlc.train.npzfile import read_npz
 
@@ -52,15 +52,20 @@ def fingerprint(graph: Graph) -> str:
     anonymous = replace(graph, names={})
     names = node_names(anonymous)
     digest = hashlib.sha256(b"dlc-model-1\n")
-    for leaf in (graph.input, graph.target, *graph.params):
-        if leaf is not None:
-            digest.update(f"{type(leaf).__name__} {leaf.name} {typed_shape(leaf)}\n".encode())
+    leaves: list[Input | Param] = [*graph.data, *graph.params]
+    for leaf in leaves:
+        kind = f" class[{leaf.classes}]" if isinstance(leaf, Input) and leaf.classes else ""
+        digest.update(f"{type(leaf).__name__} {leaf.name} {typed_shape(leaf)}{kind}\n".encode())
     for node in anonymous.nodes():
         if node.inputs or isinstance(node, Constant):
             digest.update(f"{names[node]} = {body_text(node, names)} : {typed_shape(node)}\n".encode())
         if isinstance(node, Constant):
             digest.update(np.ascontiguousarray(node.value, dtype=np.float64).tobytes())
-    for role, root in (("output", graph.output), ("loss", graph.loss)):
+    outputs: list[tuple[str, Node | None]] = [
+        (f"output {k}" if graph.named_outputs else "output", v) for k, v in graph.outputs.items()
+    ]
+    roles = [*(outputs or [("output", None)]), ("loss", graph.loss)]
+    for role, root in roles:
         digest.update(f"{role} {names[root] if root is not None else '-'}\n".encode())
     return digest.hexdigest()
 

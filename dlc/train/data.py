@@ -32,6 +32,15 @@ Sources:
     shape, or the same number of values per example (reshaped row-major).
     A 1-D integer target array holds class labels and is converted as above.
 
+A model with several inputs or targets, or a target of class indices
+(``target label : class[k]``), reads its data in one way (:func:`_general`):
+CSV columns in declaration order, the inputs and then the targets, each
+flattened row-major, a class-index target as one column of labels 0..k-1;
+from an .npz, one array per input and target, by its declared name; a
+built-in set of named arrays (``builtin:two_heads``) likewise. ``X`` and
+``Y`` are then as the module takes them (:mod:`dlc.train.arrays`): a dict
+by name where there are several.
+
 Only regular files are read (never a FIFO or a device such as /dev/zero);
 a CSV file may hold at most 1 GiB (larger data belongs in an .npz).
 
@@ -51,6 +60,7 @@ from dlc.errors import DlcError, Span
 from dlc.graph.graph import Graph
 from dlc.graph.nodes import Input, Loss
 from dlc.train import datasets
+from dlc.train.arrays import Arrays, module_form
 from dlc.train.csvfile import Table, error, read_csv
 from dlc.train.npzfile import Archive, read_npz
 
@@ -63,15 +73,17 @@ class Dataset:
     """Examples shaped for a model.
 
     Attributes:
-        X: float64 ``[N, *input shape]``, or None if the model has no input.
-        Y: float64 ``[N, *target shape]``, or None if the model has no target.
+        X: float64 ``[N, *input shape]``, or None if the model has no input (a dict
+            of such arrays by name when it has several).
+        Y: float64 ``[N, *target shape]``, or None if the model has no target (a dict
+            by name when it has several; ``[N]`` of class indices for a class target).
         name: where it came from: ``xor.csv``, ``builtin:spiral``.
         classes: the number of classes when the target is a class (one-hot
             rows of k >= 2, or a single 0/1 value), else None.
     """
 
-    X: np.ndarray | None
-    Y: np.ndarray | None
+    X: Arrays
+    Y: Arrays
     name: str
     classes: int | None
 
@@ -83,6 +95,9 @@ def load_data(source: str, graph: Graph) -> Dataset:
         DlcError: if the source cannot be read or does not fit the model.
     """
     kind = _kind(source)
+    if not _simple(graph) and (kind != "builtin" or len(graph.inputs) > 1 or len(graph.targets) > 1):
+        X, Y = _general(source, kind, graph, inputs_only=False)
+        return Dataset(X, Y, Path(source).name, None)
     if kind == "builtin":
         return _builtin_data(source, graph)
     if kind == "csv":
@@ -90,23 +105,26 @@ def load_data(source: str, graph: Graph) -> Dataset:
     return _npz_data(source, graph)
 
 
-def load_inputs(source: str, graph: Graph) -> np.ndarray:
+def load_inputs(source: str, graph: Graph) -> Arrays:
     """Read only the model's inputs from ``source``; a target there is ignored.
 
     Raises:
         DlcError: if the model has no input, or the source cannot be read or does not fit.
     """
-    if graph.input is None:
+    if not graph.inputs:
         raise DlcError(f"model {graph.name} has no input, so there is nothing to read from {source}")
     kind = _kind(source)
+    if len(graph.inputs) > 1:
+        return _general(source, kind, graph, inputs_only=True)[0]
+    inp = graph.inputs[0]
     if kind == "builtin":
         data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
-        return _fit(data.X, graph.input, f"{source}: the inputs")
+        return _fit(data.X, inp, f"{source}: the inputs")
     if kind == "csv":
         table = read_csv(source)
         _check_columns(table, graph, inputs_only=True)
-        return _rows(table.values[:, : _size(graph.input)], graph.input)
-    return _npz_array(read_npz(source, [graph.input.name]), graph.input)
+        return _rows(table.values[:, : _size(inp)], inp)
+    return _npz_array(read_npz(source, [inp.name]), inp)
 
 
 def _kind(source: str) -> str:
@@ -124,7 +142,19 @@ def _kind(source: str) -> str:
 
 
 def _describe(node: Input) -> str:
-    return f"{node.role} {node.name} : [{', '.join(map(str, node.shape))}]"
+    shape = f"class[{node.classes}]" if node.classes else f"[{', '.join(map(str, node.shape))}]"
+    return f"{node.role} {node.name} : {shape}"
+
+
+def _one(leaves: tuple[Input, ...]) -> Input | None:
+    """The one input (or target) of a model that has at most one."""
+    assert len(leaves) <= 1, "a model of several inputs or targets reads its data in _general"
+    return leaves[0] if leaves else None
+
+
+def _simple(graph: Graph) -> bool:
+    """A model of at most one input and one target, not a class index: read as it always was."""
+    return len(graph.inputs) <= 1 and len(graph.targets) <= 1 and not any(t.classes for t in graph.targets)
 
 
 def _size(node: Input | None) -> int:
@@ -133,7 +163,7 @@ def _size(node: Input | None) -> int:
 
 def _class_count(graph: Graph) -> int | None:
     """k when the target is a class: ``[k]`` with k >= 2, or one value under a bce loss."""
-    target = graph.target
+    target = _one(graph.targets)
     if target is None:
         return None
     if len(target.shape) == 1 and target.shape[0] >= 2:
@@ -184,7 +214,7 @@ def _classes_of(Y: np.ndarray, graph: Graph) -> int | None:
     classes = _class_count(graph)
     if classes is None or not np.isin(Y, (0.0, 1.0)).all():
         return None
-    if _size(graph.target) == 1:
+    if _size(_one(graph.targets)) == 1:
         return classes
     return classes if (Y.reshape(len(Y), -1).sum(axis=1) == 1).all() else None
 
@@ -194,18 +224,21 @@ def _classes_of(Y: np.ndarray, graph: Graph) -> int | None:
 
 def _builtin_data(source: str, graph: Graph) -> Dataset:
     data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
-    X = _fit(data.X, graph.input, f"{source}: the inputs") if graph.input is not None else None
-    if graph.target is None:
+    inp, target = _one(graph.inputs), _one(graph.targets)
+    X = _fit(data.X, inp, f"{source}: the inputs") if inp is not None else None
+    if target is None:
         return Dataset(X, None, source, None)
     if data.classes is None:
-        return Dataset(X, _fit(data.target, graph.target, f"{source}: the targets"), source, None)
-    return Dataset(X, _builtin_labels(source, data, graph.target), source, data.classes)
+        return Dataset(X, _fit(data.target, target, f"{source}: the targets"), source, None)
+    return Dataset(X, _builtin_labels(source, data, target), source, data.classes)
 
 
 def _builtin_labels(source: str, data: datasets.Builtin, target: Input) -> np.ndarray:
     classes = data.classes
     assert classes is not None
-    if target.shape == (classes,) or (classes == 2 and _size(target) == 1):
+    if target.classes == classes:
+        return np.ascontiguousarray(data.target, dtype=np.float64)
+    if (target.shape == (classes,) and not target.classes) or (classes == 2 and _size(target) == 1):
         return _encode(data.target, classes, target)
     fits = f"[{classes}] (one-hot)" + (" or [1] (0/1)" if classes == 2 else "")
     raise DlcError(
@@ -219,7 +252,7 @@ def _builtin_labels(source: str, data: datasets.Builtin, target: Input) -> np.nd
 
 def _column_options(graph: Graph, inputs_only: bool) -> dict[int, str]:
     """The column counts a file may have, each with what its columns are."""
-    inp, target = graph.input, graph.target
+    inp, target = _one(graph.inputs), _one(graph.targets)
     head = [f"{_size(inp)} for {_describe(inp)}"] if inp is not None else []
     options = {_size(inp): head[0]} if inputs_only and inp is not None else {}
     if target is not None:
@@ -248,9 +281,10 @@ def _check_columns(table: Table, graph: Graph, inputs_only: bool = False) -> Non
 def _csv_data(path: str, graph: Graph) -> Dataset:
     table = read_csv(path)
     _check_columns(table, graph)
-    name, n_in = Path(path).name, _size(graph.input)
-    X = _rows(table.values[:, :n_in], graph.input) if graph.input is not None else None
-    target = graph.target
+    inp = _one(graph.inputs)
+    name, n_in = Path(path).name, _size(inp)
+    X = _rows(table.values[:, :n_in], inp) if inp is not None else None
+    target = _one(graph.targets)
     if target is None:
         return Dataset(X, None, name, None)
     classes = _class_count(graph)
@@ -292,7 +326,7 @@ def _npz_array(npz: Archive, node: Input) -> np.ndarray:
 
 
 def _npz_data(path: str, graph: Graph) -> Dataset:
-    inp, target = graph.input, graph.target
+    inp, target = _one(graph.inputs), _one(graph.targets)
     npz = read_npz(path, [n.name for n in (inp, target) if n is not None])
     name = Path(path).name
     X = _npz_array(npz, inp) if inp is not None else None
@@ -311,3 +345,76 @@ def _npz_data(path: str, graph: Graph) -> Dataset:
         problem = _label_problem(float(raw[bad]), classes, target)
         raise DlcError(f"{path}: array '{target.name}': {problem} (example {bad})")
     return Dataset(X, _encode(raw, classes, target), name, classes)
+
+
+# ---------------------------------------------------------------- several inputs or targets
+
+
+def _width(node: Input) -> int:
+    """Columns of a CSV row: one class label, or the values of the shape."""
+    return 1 if node.classes else _size(node)
+
+
+def _general(source: str, kind: str, graph: Graph, inputs_only: bool) -> tuple[Arrays, Arrays]:
+    """(X, Y) of any model: by declaration order (CSV) or by name (.npz, built-in); see the docstring."""
+    leaves = graph.inputs if inputs_only else graph.data
+    if kind == "builtin":
+        data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
+        if data.named is None:
+            raise DlcError(
+                f"{source} has one input and one target, but model {graph.name} has "
+                f"{len(graph.inputs)} inputs and {len(graph.targets)} targets",
+                hint="give the data as a .csv or .npz file",
+            )
+        arrays = _general_npz(Archive(source, data.named, tuple(data.named)), leaves)
+    elif kind == "csv":
+        arrays = _general_csv(source, graph, leaves)
+    else:
+        arrays = _general_npz(read_npz(source, [n.name for n in leaves]), leaves)
+    return module_form(graph.inputs, arrays), None if inputs_only else module_form(graph.targets, arrays)
+
+
+def _general_csv(path: str, graph: Graph, leaves: tuple[Input, ...]) -> dict[str, np.ndarray]:
+    table = read_csv(path)
+    counts = {sum(map(_width, leaves)), sum(map(_width, graph.data))}
+    if table.values.shape[1] not in counts:
+        each = ", ".join(f"{_width(n)} for {_describe(n)}" for n in graph.data)
+        line, text = table.header
+        message = (f"the file has {table.values.shape[1]} columns, but model {graph.name} reads "
+                   f"{' or '.join(map(str, sorted(counts)))} ({each})")  # fmt: skip
+        raise error(table.path, table.text, message, Span(line, 1, line, len(text) + 1))
+    arrays, column = {}, 0
+    for node in leaves:
+        block = table.values[:, column : column + _width(node)]
+        if node.classes:
+            bad = _bad_label(block[:, 0], node.classes)
+            if bad is not None:
+                raise table.fielderror(_label_problem(float(block[bad, 0]), node.classes, node), bad, column)
+        arrays[node.name] = _rows(block, node)
+        column += _width(node)
+    return arrays
+
+
+def _general_npz(npz: Archive, leaves: tuple[Input, ...]) -> dict[str, np.ndarray]:
+    """The arrays of ``leaves`` by name (an .npz, or a built-in set of named arrays), checked."""
+    path = npz.path
+    arrays = {}
+    for node in leaves:
+        raw = _npz_raw(npz, node)
+        where = f"{path}: array '{node.name}'"
+        if node.classes:
+            if raw.ndim != 1:
+                raise DlcError(
+                    f"{where} has shape {list(raw.shape)}, but {_describe(node)} takes one label per example"
+                )
+            bad = _bad_label(raw, node.classes)
+            if bad is not None:
+                raise DlcError(
+                    f"{where}: {_label_problem(float(raw[bad]), node.classes, node)} (example {bad})"
+                )
+        arrays[node.name] = _fit(raw, node, f"{where}: the examples")
+        first = leaves[0].name
+        if len(arrays[node.name]) != len(arrays[first]):
+            counts = f"'{first}' has {len(arrays[first])} examples, but '{node.name}' has {len(raw)}"
+            raise DlcError(f"{path}: array {counts}")
+    return arrays

@@ -11,6 +11,7 @@ Each is the same on every call and every machine: no files, no downloads
 | ``regression`` | 256 | x in [-3, 3] | sin(x) plus a little noise |
 | ``digits`` | 1797 | 8x8 images of handwritten digits, 64 values in [0, 1] | class 0..9 |
 | ``chars`` | 476 | 4 characters of a text, one-hot over 14 letters: ``[4, 14]`` | class 0..13: the next |
+| ``two_heads`` | 600 | ``image`` [8] and ``meta`` [3], by name | ``label`` (class 0..2) and ``value``, by name |
 
 :mod:`dlc.train.data` turns class labels into what the model's target expects.
 """
@@ -36,11 +37,14 @@ class Builtin:
         target: int64 class labels ``[N]`` (0..classes-1) when ``classes`` is set,
             else float64 targets ``[N, *target shape]``.
         classes: the number of classes, or None for a regression target.
+        named: for a set of several inputs and targets, every array by name (a model
+            takes those its inputs and targets are called); X and target are two of them.
     """
 
     X: np.ndarray
     target: np.ndarray
     classes: int | None
+    named: dict[str, np.ndarray] | None = None
 
 
 def xor() -> Builtin:
@@ -122,6 +126,23 @@ def chars(repeats: int = 10) -> Builtin:
     return Builtin(X.reshape(len(starts), -1), codes[starts + WINDOW], len(letters))
 
 
+def two_heads(count: int = 600, noise: float = 0.05) -> Builtin:
+    """Two inputs and two targets: a class and a number, both depending on both inputs.
+
+    ``image`` [8] and ``meta`` [3] are standard normal; ``label`` (0, 1 or 2) is the
+    largest of three fixed linear scores of both, ``value`` a smooth function of both
+    plus noise. For a model with a shared trunk and two heads (examples/two_heads.dlc).
+    """
+    rng = np.random.default_rng(SEED)
+    image, meta = rng.normal(size=(count, 8)), rng.normal(size=(count, 3))
+    mix = np.random.default_rng(SEED + 1)
+    scores = image @ mix.normal(size=(8, 3)) + meta @ mix.normal(size=(3, 3))
+    label = np.argmax(scores, axis=1).astype(np.int64)
+    value = np.tanh(image[:, 0] - image[:, 1]) + 0.5 * meta[:, 0] * meta[:, 1] + rng.normal(0.0, noise, count)
+    named = {"image": image, "meta": meta, "label": label, "value": value}
+    return Builtin(image, label, 3, named)
+
+
 BUILTINS: dict[str, Callable[[], Builtin]] = {
     "xor": xor,
     "spiral": spiral,
@@ -129,6 +150,7 @@ BUILTINS: dict[str, Callable[[], Builtin]] = {
     "regression": regression,
     "digits": digits,
     "chars": chars,
+    "two_heads": two_heads,
 }
 
 

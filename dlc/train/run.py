@@ -24,10 +24,11 @@ from dlc.errors import DlcError
 from dlc.frontend import Model, load_source
 from dlc.graph.graph import Graph, TrainConfig
 from dlc.train import checkpoint, history
+from dlc.train.arrays import Arrays, cast, count, take
 from dlc.train.data import BUILTIN_PREFIX, Dataset, load_data
 from dlc.train.history import Epoch
 from dlc.train.outputs import RunFiles, history_path
-from dlc.train.predict import class_labels, target_labels
+from dlc.train.predict import classifier, compared
 from dlc.train.threads import training_threads
 
 #: Whole-number settings go up to 2^31, on the command line as in a model file.
@@ -181,7 +182,7 @@ def _files(model: Model, options: Options) -> RunFiles | None:
 
 
 def _data(graph: Graph, options: Options, config: TrainConfig) -> Dataset:
-    if graph.input is None and graph.target is None:
+    if not graph.data:
         return Dataset(None, None, "(no data)", None)
     source = options.data or (f"builtin:{config.data}" if config.data else None)
     if source is None:
@@ -196,21 +197,17 @@ def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset 
     """A seeded random hold-out of ``fraction`` of the examples."""
     if data.X is None or fraction == 0:
         return data, None
-    n = len(data.X)
+    n = count(data.X)
     held = round(n * fraction)
     if held == 0 or held == n:
         raise DlcError(f"--val-split {fraction} leaves {n - held} of {n} examples for training")
     order = np.random.default_rng([seed, 1 << 20]).permutation(n)
-    pick = lambda a, idx: None if a is None else a[idx]  # noqa: E731
+    pick = take
     keep, out = order[: n - held], order[n - held :]
     return (
         replace(data, X=pick(data.X, keep), Y=pick(data.Y, keep)),
         replace(data, X=pick(data.X, out), Y=pick(data.Y, out), name=data.name + " (validation)"),
     )
-
-
-def _cast(array: np.ndarray | None, dtype: str) -> np.ndarray | None:
-    return None if array is None else array.astype(dtype, copy=False)
 
 
 class _Run:
@@ -222,9 +219,9 @@ class _Run:
         self.module, self.graph, self.config, self.options = module, graph, config, options
         self.observer, self.files = observer, files
         self.result = Result(config)
-        self.X, self.Y = _cast(train_set.X, options.dtype), _cast(train_set.Y, options.dtype)
+        self.X, self.Y = cast(train_set.X, options.dtype), cast(train_set.Y, options.dtype)
         self.val = (
-            None if val_set is None else (_cast(val_set.X, options.dtype), _cast(val_set.Y, options.dtype))
+            None if val_set is None else (cast(val_set.X, options.dtype), cast(val_set.Y, options.dtype))
         )
         self.rows = eval_rows(graph)
 
@@ -237,7 +234,7 @@ class _Run:
         self.best: tuple[float, checkpoint.Checkpoint] | None = None  # early stopping's
         self.waited = 0
         self._begin_history(first)
-        n = 1 if self.X is None else len(self.X)
+        n = 1 if self.X is None else count(self.X)
         if self.observer:
             self.observer.start(first, self.config.epochs, -(-n // self.config.batch_size))
         began = time.perf_counter()
@@ -251,7 +248,7 @@ class _Run:
         return self.result
 
     def _loop(self, first: int) -> None:
-        batch = min(self.config.batch_size, 1 if self.X is None else len(self.X))
+        batch = min(self.config.batch_size, 1 if self.X is None else count(self.X))
         try:
             # a diverging run is reported once, not per overflow; BLAS threads as dlc.train.threads says
             with np.errstate(all="ignore"), training_threads(self.graph, batch) as threads:
@@ -342,28 +339,35 @@ def eval_rows(graph: Graph) -> int:
     return max(1, EVAL_BYTES // (8 * max(per_example, 1)))
 
 
-def accuracy(graph: Graph, module: ModuleType, params: dict[str, Any], X: Any, Y: Any,
+def accuracy(graph: Graph, module: ModuleType, params: dict[str, Any], X: Arrays, Y: Arrays,
              rows: int | None = None) -> float | None:  # fmt: skip
     """The fraction of examples classified right, for classifiers with a declared output.
 
     The examples are predicted ``rows`` at a time (default: :func:`eval_rows`).
     """
-    if graph.output is None or X is None or Y is None or len(X) == 0:
+    pair = classifier(graph)
+    if pair is None or X is None or Y is None or count(X) == 0:
         return None
+    name, target = pair
     rows = rows or eval_rows(graph)
     right = 0
-    for s in range(0, len(X), rows):
-        predicted = class_labels(graph, module.predict(params, X[s : s + rows]))
-        if predicted is None:
-            return None
-        right += int(np.count_nonzero(predicted == target_labels(graph, Y[s : s + rows])))
-    return right / len(X)
-
-
-def mean_loss(module: ModuleType, params: dict[str, Any], X: Any, Y: Any, rows: int) -> float:
-    """The loss over all examples (a mean over the batch), computed ``rows`` examples at a time."""
-    total = 0.0
-    for s in range(0, len(X), rows):
+    for s in range(0, count(X), rows):
         part = slice(s, s + rows)
-        total += float(module.loss(params, X[part], None if Y is None else Y[part])) * len(X[part])
-    return total / len(X)
+        out = module.predict(params, take(X, part))
+        y = take(Y, part)
+        assert y is not None
+        found = compared(graph, out[name] if graph.named_outputs else out,
+                         y[target.name] if isinstance(y, dict) else y, target)  # fmt: skip
+        if found is None:
+            return None
+        right += int(np.count_nonzero(found[0] == found[1]))
+    return right / count(X)
+
+
+def mean_loss(module: ModuleType, params: dict[str, Any], X: Arrays, Y: Arrays, rows: int) -> float:
+    """The loss over all examples (a mean over the batch), computed ``rows`` examples at a time."""
+    total, n = 0.0, count(X) or count(Y)
+    for s in range(0, n, rows):
+        part = slice(s, s + rows)
+        total += float(module.loss(params, take(X, part), take(Y, part))) * min(rows, n - s)
+    return total / n

@@ -2,7 +2,7 @@
 
     for s in FIRST_STEP .. LAST_STEP - 1:
         rows = ORDER[s*bs : min((s+1)*bs, N)]
-        gather X_ALL[rows], Y_ALL[rows] into the batch homes
+        gather each input's and target's rows (all examples at DATA_ALL) into their batch homes
         loss = step(batch, TABLE[s])         # forward, backward, update
         STEP_LOSSES[s] = loss                # if asked for
         if loss is not finite: FAILED_STEP = s; stop
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from llvmlite import ir
 
 from dlc.backends.llvm.kernels import I64, View
-from dlc.backends.llvm.layout import Home, Slots
+from dlc.backends.llvm.layout import Slots
 from dlc.backends.llvm.scalar import intrinsic
 
 if TYPE_CHECKING:
@@ -38,10 +38,9 @@ def define_epoch(entries: Entries, core: ir.Function) -> None:
     n, bs = f.slot_int(Slots.N), f.slot_int(Slots.BATCH_SIZE)
     order, losses = f.slot_ptr(Slots.ORDER), f.slot_ptr(Slots.STEP_LOSSES)
     first, last = f.slot_int(Slots.FIRST_STEP), f.slot_int(Slots.LAST_STEP)
-    x_all, y_all = f.slot_ptr(Slots.X_ALL), f.slot_ptr(Slots.Y_ALL)
+    sources = [f.slot_ptr(native.slots.data_all(i)) for i in range(len(entries.graph.data))]
     table, width = f.slot_ptr(Slots.TABLE), f.slot_int(Slots.WIDTH)
-    xb = _home(f, native.x_home)
-    yb = _home(f, native.y_home)
+    homes = [f.at(home) for home in native.data_homes]
     total = k.variable("total", ir.Constant(F64, 0.0))
     f.set_slot(Slots.FAILED_STEP, ir.Constant(I64, -1))
     stop = b.append_basic_block("stop")
@@ -49,11 +48,10 @@ def define_epoch(entries: Entries, core: ir.Function) -> None:
         step = b.add(first, offset)
         start = b.mul(step, bs)
         rows = _min(b, bs, b.sub(n, start))
-        for home_ptr, source, node in ((xb, x_all, entries.graph.input), (yb, y_all, entries.graph.target)):
-            if node is not None:
-                _gather(f, home_ptr, source, order, start, rows, math.prod(node.shape))
+        for home, source, node in zip(homes, sources, entries.graph.data, strict=True):
+            _gather(f, home, source, order, start, rows, math.prod(node.shape))
         row = b.gep(table, [b.mul(step, width)], inbounds=True, source_etype=F64)
-        loss = b.call(core, [f.ctx, xb, yb, rows, row])
+        loss = b.call(core, [f.ctx, *homes, rows, row])
         with b.if_then(b.icmp_unsigned("!=", losses, ir.Constant(PTR, None))):
             b.store(loss, b.gep(losses, [step], inbounds=True, source_etype=F64))
         finite = b.fcmp_ordered(
@@ -74,10 +72,6 @@ def define_epoch(entries: Entries, core: ir.Function) -> None:
 
 
 PTR = ir.PointerType()
-
-
-def _home(f: Frame, home: Home | None) -> ir.Value:
-    return ir.Constant(PTR, None) if home is None else f.at(home)
 
 
 def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:

@@ -67,40 +67,43 @@ class Arena:
                 self.place(node, math.prod(node.shape), node.batched)
 
 
-#: Slots of arrays (parameters, optimizer state, the batch's X and Y) hold an address this many bytes
-#: before the array's data pointer: in CPython, NumPy's array object itself (its data pointer
-#: follows the object header). The runtime checks this where it runs, and otherwise points the
-#: slot at a cell of its own that holds the data pointer.
+#: Slots of arrays (parameters, optimizer state, the batch's inputs and targets) hold an address
+#: this many bytes before the array's data pointer: in CPython, NumPy's array object itself (its
+#: data pointer follows the object header). The runtime checks this where it runs, and otherwise
+#: points the slot at a cell of its own that holds the data pointer.
 DATA_FIELD = 16
 
 
 class Slots:
-    """The context block: one 64-bit slot each (pointers, counts, float64 settings)."""
+    """The context block: one 64-bit slot each (pointers, counts, float64 settings).
+
+    After the fixed slots: a slot per parameter, per parameter and state, per tangent
+    (see DATA_FIELD), per input and target of the batch (inputs then targets, in
+    declaration order; see DATA_FIELD), and for an epoch the data pointer of all the
+    examples of each input and target, [N, *shape].
+    """
 
     SCRATCH = 0  # pointer to the arena
     CAP = 1  # the arena's batch capacity
     BATCH = 2  # B: examples in this batch
-    X = 3  # refers to the batch's inputs, [B, *INPUT_SHAPE] (see DATA_FIELD)
-    Y = 4  # refers to the batch's targets
-    ROW = 5  # train_step: refers to the optimizer's numbers for the step, float64 (see DATA_FIELD)
-    TABLE = 6  # epoch: those numbers for each step of the epoch, a row per step
-    WIDTH = 7  # how many numbers a row holds
-    GEMM = 8  # address of a BLAS gemm (Fortran interface), or 0 for generated loops
-    N = 9  # epoch: number of examples
-    ORDER = 10  # epoch: int64 permutation of the examples
-    BATCH_SIZE = 11  # epoch: examples per step
-    FIRST_STEP = 12  # epoch: steps first .. last - 1 run
-    LAST_STEP = 13
-    STEP_LOSSES = 14  # epoch: float64 per step, or 0
-    FAILED_STEP = 15  # epoch, written: the step whose loss was not finite, or -1
-    X_ALL = 16  # epoch: all inputs, [N, *INPUT_SHAPE]
-    Y_ALL = 17
-    BLAS_MIN = 18  # products of at least this many multiply-adds go to BLAS (when GEMM is set)
-    PARAMS = 19  # then a slot per parameter, per parameter and state, per tangent (see DATA_FIELD)
+    ROW = 3  # train_step: refers to the optimizer's numbers for the step, float64 (see DATA_FIELD)
+    TABLE = 4  # epoch: those numbers for each step of the epoch, a row per step
+    WIDTH = 5  # how many numbers a row holds
+    GEMM = 6  # address of a BLAS gemm (Fortran interface), or 0 for generated loops
+    N = 7  # epoch: number of examples
+    ORDER = 8  # epoch: int64 permutation of the examples
+    BATCH_SIZE = 9  # epoch: examples per step
+    FIRST_STEP = 10  # epoch: steps first .. last - 1 run
+    LAST_STEP = 11
+    STEP_LOSSES = 12  # epoch: float64 per step, or 0
+    FAILED_STEP = 13  # epoch, written: the step whose loss was not finite, or -1
+    BLAS_MIN = 14  # products of at least this many multiply-adds go to BLAS (when GEMM is set)
+    PARAMS = 15  # then the slots of parameters, states, tangents and data (see the class docstring)
 
-    def __init__(self, n_params: int, n_states: int = 0) -> None:
+    def __init__(self, n_params: int, n_states: int = 0, n_data: int = 0) -> None:
         self.n_params = n_params
         self.n_states = n_states
+        self.n_data = n_data
 
     def param(self, i: int) -> int:
         return self.PARAMS + i
@@ -113,6 +116,14 @@ class Slots:
         """The direction v of a Hessian-vector product, for parameter i."""
         return self.PARAMS + (1 + self.n_states) * self.n_params + i
 
+    def data(self, i: int) -> int:
+        """The batch's input or target i (inputs first): refers to an array [B, *shape]."""
+        return self.PARAMS + (2 + self.n_states) * self.n_params + i
+
+    def data_all(self, i: int) -> int:
+        """Epoch: the data pointer of all examples of input or target i, [N, *shape]."""
+        return self.data(self.n_data + i)
+
     @property
     def count(self) -> int:
-        return self.PARAMS + (2 + self.n_states) * self.n_params
+        return self.data_all(self.n_data)

@@ -53,14 +53,13 @@ def _home(home: Home | None) -> tuple[int, int] | None:
 def _layout(native: NativeProgram, program: Program) -> dict[str, object]:
     graph = program.graph
     slots = {name: getattr(Slots, name) for name in dir(Slots) if name.isupper()}
-    output = graph.output
     return {
         "params": [p.name for p in graph.params],
         "shapes": {p.name: p.shape for p in graph.params},
-        "input": graph.input.shape if graph.input is not None else None,
-        "target": graph.target.shape if graph.target is not None else None,
+        "data": len(graph.data),  # inputs and targets, each a slot of the batch and one of an epoch's data
         "arena": (native.arena.per_example, native.arena.fixed),
-        "output": None if output is None else (_home(native.output_home), output.shape, output.batched),
+        "outputs": {k: (_home(native.output_homes[k]), v.shape, v.batched) for k, v in graph.outputs.items()},
+        "named_outputs": graph.named_outputs,
         "grads": {k: _home(h) for k, h in native.grad_homes.items()},
         "hvp": {k: _home(h) for k, h in native.hvp_homes.items()},
         "slots": dict(sorted(slots.items(), key=lambda kv: kv[1])),
@@ -92,21 +91,21 @@ def _native():
     return _NATIVE[0]
 
 
-def predict(params, X):
+def predict(params, X=None, **named):
     """The model's output for a batch X (batch-major)."""
-    X, _, rows = _CHECK.batch(X, None, target=False)
+    X, _, rows = _CHECK.batch(X, None, target=False, named=named)
     return _native().predict(_CHECK.params(params), X, rows)
 
 
-def loss(params, X, Y):
+def loss(params, X=None, Y=None, **named):
     """The loss: the mean over the batch."""
-    X, Y, rows = _CHECK.examples(X, Y)
+    X, Y, rows = _CHECK.examples(X, Y, named)
     return _native().loss(_CHECK.params(params), X, Y, rows)
 
 
-def value_and_grad(params, X, Y):
+def value_and_grad(params, X=None, Y=None, **named):
     """The loss and its gradient with respect to every parameter."""
-    X, Y, rows = _CHECK.examples(X, Y)
+    X, Y, rows = _CHECK.examples(X, Y, named)
     return _native().value_and_grad(_CHECK.params(params), X, Y, rows)
 
 
@@ -172,9 +171,9 @@ def _epoch(*work):
     return _native().epoch(*work)
 
 
-def _culprit(params, X, Y):
-    """Which parameter's gradient is not finite at these parameters, if one is."""
-    _, grads = value_and_grad(params, X, Y)
+def _culprit(params, X, Y, B):
+    """Which parameter's gradient is not finite at these parameters (and checked data), if one is."""
+    _, grads = _native().value_and_grad(_CHECK.params(params), X, Y, B)
     for k, g in grads.items():
         if not np.all(np.isfinite(g)):
             return f" (the gradient for {k} is not finite)"

@@ -17,11 +17,19 @@ from llvmlite import ir
 
 from dlc.backends.llvm.kernels import I64, Extent, Kernel, Operand, View, contract, map_elements
 from dlc.backends.llvm.layout import is_number
-from dlc.backends.llvm.rows import LOSSES, logsumexp_rows, softmax_ce_rows, softmax_rows, temp_need
+from dlc.backends.llvm.rows import (
+    LOSSES,
+    class_delta_rows,
+    logsumexp_rows,
+    softmax_ce_rows,
+    softmax_rows,
+    temp_need,
+)
 from dlc.backends.llvm.scalar import BodyEmitter, UnsupportedError, intrinsic, number
 from dlc.backends.llvm.tensor import einsum_kernel, packed_size
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Concat,
     Einsum,
     Elementwise,
@@ -295,6 +303,11 @@ def _(node: Softmax, op: Op) -> None:
 @emit.register
 def _(node: LogSumExp, op: Op) -> None:
     logsumexp_rows(op, node)
+
+
+@emit.register
+def _(node: ClassDelta, op: Op) -> None:
+    class_delta_rows(op, node)
 
 
 @emit.register

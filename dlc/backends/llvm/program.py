@@ -46,8 +46,8 @@ class NativeProgram:
     Attributes:
         module: the LLVM module.
         arena: the scratch homes (per example and fixed sizes).
-        output_home, grad_homes, x_home, y_home: where predict's output, each
-            gradient, and an epoch's gathered batch live.
+        output_homes, grad_homes, data_homes: where predict's outputs (by name), each
+            gradient, and an epoch's gathered batch (per input and target) live.
     """
 
     def __init__(self, program: Program, dtype: str) -> None:
@@ -57,7 +57,7 @@ class NativeProgram:
         # No model name in the IR: models that differ only in names share compiled code in the cache.
         self.module = ir.Module(name="dlc")
         self.optimizer = training_optimizer(program)
-        self.slots = Slots(len(graph.params), len(self.optimizer.states))
+        self.slots = Slots(len(graph.params), len(self.optimizer.states), len(graph.data))
         self.arena = Arena()
         nodes = program.nodes()
         self.arena.place_all(nodes)
@@ -67,7 +67,7 @@ class NativeProgram:
         self.paired_kernels: dict[Node, ir.Function] = {}
         self.comments: dict[str, str] = {}  # kernel name -> what it computes
         self._name_kernels(nodes)
-        self.output_home = self._result_home("output", graph.output) if graph.output is not None else None
+        self.output_homes = {k: self._result_home(("output", k), v) for k, v in graph.outputs.items()}
         self.grad_homes = {
             p.name: self._result_home(("grad", p.name), program.grads[p.name]) for p in graph.params
         }
@@ -75,8 +75,7 @@ class NativeProgram:
         self.hvp_homes = {
             k.split(":", 1)[1]: self._result_home(("hvp", k), node) for k, node in program.extra.items()
         }
-        self.x_home = self._input_home("x", graph.input)
-        self.y_home = self._input_home("y", graph.target)
+        self.data_homes = [self.arena.place(("data", n.name), math.prod(n.shape), True) for n in graph.data]
         self.constants: dict[Node, ir.GlobalVariable] = {}
         self.update = define_update(self.module, self.ty, self.optimizer)
         Entries(self).define()
@@ -114,9 +113,6 @@ class NativeProgram:
         if is_computed(node):
             return self.arena.homes[node]
         return self.arena.place(key, math.prod(node.shape), node.batched)
-
-    def _input_home(self, key: str, node: Input | None) -> Home | None:
-        return None if node is None else self.arena.place(key, math.prod(node.shape), True)
 
     def constant(self, node: Constant) -> ir.GlobalVariable:
         if node not in self.constants:
@@ -186,7 +182,7 @@ class Frame:
         if isinstance(node, Param):
             return self.array(native.slots.param(native.program.graph.params.index(node)))
         if isinstance(node, Input):
-            return self.array(Slots.X if node.role == "input" else Slots.Y)
+            return self.array(native.slots.data(native.program.graph.data.index(node)))
         if isinstance(node, Tangent):  # v:<parameter>
             names = [p.name for p in native.program.graph.params]
             return self.array(native.slots.tangent(names.index(node.name.split(":", 1)[1])))
@@ -258,11 +254,10 @@ class Entries:
 
     def _predict(self) -> None:
         f = self.entry("predict", ir.VoidType())
-        output = self.graph.output
-        if output is not None:
-            f.compute(topological_order([output]), set())
-            assert self.native.output_home is not None
-            f.copy_result(output, self.native.output_home)
+        outputs = self.graph.outputs
+        f.compute(topological_order(outputs.values()), set())
+        for name, node in outputs.items():
+            f.copy_result(node, self.native.output_homes[name])
         f.b.ret_void()
 
     def _loss(self) -> None:
@@ -291,16 +286,20 @@ class Entries:
         return value if value.type == F64 else f.b.fpext(value, F64)
 
     def _step_core(self) -> ir.Function:
-        """loss = step(ctx, X, Y, B, row): forward, and if the loss is finite, backward and update.
+        """loss = step(ctx, data..., B, row): forward, and if the loss is finite, backward and update.
 
-        ``row``: the optimizer's numbers for this step (float64).
+        ``data``: the batch of each input and target, ``row``: the optimizer's numbers for
+        this step (float64).
         """
-        fnty = ir.FunctionType(F64, [PTR, PTR, PTR, I64, PTR])
+        count = len(self.graph.data)
+        fnty = ir.FunctionType(F64, [PTR, *[PTR] * count, I64, PTR])
         fn = ir.Function(self.module, fnty, "step")
         fn.linkage = "internal"
-        ctx, x, y, batch, row = fn.args
+        ctx, *data, batch, row = fn.args
         f = Frame(self.native, fn, ctx)
-        f.arrays[Slots.X], f.arrays[Slots.Y], f.batch = x, y, batch  # the batch comes as arguments
+        for i, array in enumerate(data):  # the batch comes as arguments
+            f.arrays[self.native.slots.data(i)] = array
+        f.batch = batch
         f.k.batch = batch
         done: set[Node] = set()
         grads = list(self.program.grads.values())
@@ -348,10 +347,8 @@ class Entries:
 
     def _train_step(self, core: ir.Function) -> None:
         f = self.entry("train_step", F64)
-        graph = self.graph
-        x = f.array(Slots.X) if graph.input is not None else ir.Constant(PTR, None)
-        y = f.array(Slots.Y) if graph.target is not None else ir.Constant(PTR, None)
-        f.b.ret(f.b.call(core, [f.ctx, x, y, f.batch, f.array(Slots.ROW)]))
+        data = [f.array(self.native.slots.data(i)) for i in range(len(self.graph.data))]
+        f.b.ret(f.b.call(core, [f.ctx, *data, f.batch, f.array(Slots.ROW)]))
 
     def _train_epoch(self, core: ir.Function) -> None:
         from dlc.backends.llvm.epoch import define_epoch

@@ -24,7 +24,7 @@ from llvmlite import ir
 from dlc.backends.llvm.kernels import I64, Extent, Operand, View, contract, map_elements
 from dlc.backends.llvm.mathlib import math_function
 from dlc.backends.llvm.scalar import BodyEmitter, intrinsic
-from dlc.graph.nodes import LogSumExp, Loss, Node, Softmax
+from dlc.graph.nodes import ClassDelta, LogSumExp, Loss, Node, Softmax
 
 if TYPE_CHECKING:
     from dlc.backends.llvm.ops import Op
@@ -41,6 +41,8 @@ def temp_need(node: Node) -> int:
         return _row_count(x.shape) * (1 + x.shape[-1])  # maxima, and exp(x - max)
     if isinstance(node, Loss):
         n = math.prod(node.inputs[0].shape)
+        if node.kind == "softmax_ce_index":
+            return 1 + n  # max, exp(z - max)
         return 3 + n if node.kind == "softmax_ce" else n  # max, y.z, 1/sum, exp(z - max); or each term
     return 0
 
@@ -203,4 +205,58 @@ LOSSES: dict[str, Callable[[Op, Node], None]] = {
     "bce": lambda op, node: _mean_loss(op, node, _bce),
     "bce_logits": lambda op, node: _mean_loss(op, node, _bce_logits),
     "softmax_ce": softmax_ce_rows,
+    "softmax_ce_index": lambda op, node: softmax_ce_index_rows(op, node),
 }
+
+
+def _class_index(op: Op, label: Node, r: ir.Value, n: int) -> tuple[ir.Value, ir.Value]:
+    """(index, whether it is one): the class index of example ``r``, as an integer in 0..n-1.
+
+    The module's checks let only whole numbers 0..n-1 through; whatever the label
+    holds, nothing outside the row is read (an index out of range, or NaN, is not one).
+    """
+    k, b = op.k, op.k.b
+    value = k.load(View(op.src(label), (1,)), [r])
+    ok = b.and_(b.fcmp_ordered(">=", value, k.const(0.0)), b.fcmp_ordered("<", value, k.const(float(n))))
+    return b.select(ok, b.fptosi(value, I64), ir.Constant(I64, 0)), ok
+
+
+def softmax_ce_index_rows(op: Op, node: Node) -> None:
+    """out[b] = logsumexp(z) - z[label]: the row's exps in one flat pass, then one pick per row.
+
+    A label that is no class index gives NaN.
+    """
+    z, label = node.inputs
+    n = z.shape[-1]
+    rows = Rows(op, Extent(1, node.batched), n)
+    zv, out, k = rows.operand(z), View(op.out, (1, 0)), op.k
+    m, e = rows.scratch(1), rows.scratch(n)
+    rows.row_max(zv, m)
+    rows.exp_shifted(zv, m, e)
+    rows.row_sum(out, e)
+    rows.each_row(out, [m, out], lambda v: k.b.fadd(v[0], rows.call("log", v[1])))
+    column = View(op.out, (1,))
+    with k.loop(rows.rows, "r") as r:
+        index, ok = _class_index(op, label, r, n)
+        picked = k.b.select(ok, k.load(zv, [r, index]), k.const(math.nan))
+        k.store(k.b.fsub(k.load(column, [r]), picked), column, [r])
+
+
+def class_delta_rows(op: Op, node: ClassDelta) -> None:
+    """out[b, j] = g[b] * s[b, j], less g[b] where j is the label of example b."""
+    s, label, g = node.inputs
+    n = node.shape[-1]
+    k, b = op.k, op.k.b
+    rows = Rows(op, Extent(1, True), n)
+    sv, out = rows.operand(s), View(op.out, (n, 1))
+    weight = op.src(g)
+    if isinstance(weight, View) or isinstance(weight.type, ir.PointerType):
+        weight = View(weight.ptr if isinstance(weight, View) else weight, (1 if g.batched else 0,))
+    with k.loop(rows.rows, "r") as r:
+        index, ok = _class_index(op, label, r, n)
+        index = b.select(ok, index, ir.Constant(I64, -1))
+        w = k.load(weight, [r])
+        with k.loop(Extent(n), "j") as j:
+            value = b.fmul(k.load(sv, [r, j]), w)
+            value = b.select(b.icmp_signed("==", j, index), b.fsub(value, w), value)
+            k.store(value, out, [r, j])

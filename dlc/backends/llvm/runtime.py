@@ -57,8 +57,9 @@ class Native:
         self.first_param = self.slot["PARAMS"]
         self.first_state = self.first_param + len(self.names)
         self.first_tangent = self.first_state + len(self.names) * layout["states"]
-        self.x_slot, self.batch_slot = self.slot["X"], self.slot["BATCH"]
-        assert self.slot["Y"] == self.x_slot + 1
+        self.first_data = self.first_tangent + len(self.names)  # the batch's inputs, then targets
+        self.first_data_all = self.first_data + layout["data"]  # an epoch's: all examples of each
+        self.batch_slot = self.slot["BATCH"]
 
     # ------------------------------------------------------------ state
 
@@ -93,12 +94,15 @@ class Native:
         Every slot of an array that the call's entry point reads is written
         here, from arrays checked in the same call (the optimizer's state only
         for training; an epoch writes its own slots); the native code reads each
-        array's data pointer when it runs.
+        array's data pointer when it runs. ``X`` and ``Y`` are tuples of arrays,
+        one per input and target (``Y`` empty, or None, where no target is read:
+        its slots are null).
         """
         self.refer(self.first_param, params)
         if states is not None:
             self.refer(self.first_state, states)
-        self.refer(self.x_slot, (X, Y))
+        data = (*X, *(Y or ())) if X is not None else ()
+        self.refer(self.first_data, data + (None,) * (self.layout["data"] - len(data)))
         if rows > self.cap or self.scratch is None:
             self.reserve(max(rows, 1))
         self.ctx[self.batch_slot] = rows
@@ -117,16 +121,19 @@ class Native:
     # ------------------------------------------------------------ calls
 
     def predict(self, params, X, rows):
-        out = self.layout["output"]
-        if out is None:
+        outputs = self.layout["outputs"]
+        if not outputs:
             raise NotImplementedError("this model declares no output")
-        where, shape, batched = out
-        if batched and rows == 0:
-            return np.zeros((0, *shape), dtype=self.dtype)
-        with self.lock:
-            self.enter(params, None, X, None, rows)
-            self.functions["predict"](self.ctx_ptr)
-            return self.home(where, shape, batched, rows).copy()
+        if rows == 0 and all(batched for _, _, batched in outputs.values()):
+            found = {k: np.zeros((0, *shape) if batched else shape, dtype=self.dtype)
+                     for k, (_, shape, batched) in outputs.items()}  # fmt: skip
+        else:
+            with self.lock:
+                self.enter(params, None, X, None, rows)
+                self.functions["predict"](self.ctx_ptr)
+                found = {k: self.home(where, shape, batched, rows).copy()
+                         for k, (where, shape, batched) in outputs.items()}  # fmt: skip
+        return found if self.layout["named_outputs"] else next(iter(found.values()))
 
     def loss(self, params, X, Y, rows):
         with self.lock:
@@ -185,7 +192,8 @@ class Native:
         all three are the training loop's own.
         """
         n = len(order)
-        if n != (len(X) if X is not None else len(Y) if Y is not None else 1):
+        data = (*X, *Y)
+        if len(data) != self.layout["data"] or any(len(a) != n for a in data) or (not data and n != 1):
             raise ValueError(f"a permutation of {n} examples for data of another size")
         if (
             order.dtype != np.int64
@@ -203,7 +211,7 @@ class Native:
         self._table(table, steps)
         s = self.slot
         with self.lock:
-            self.enter(params, states, None, None, min(batch_size, max(n, 1)))
+            self.enter(params, states, (), (), min(batch_size, max(n, 1)))
             ctx = self.ctx
             ctx[s["N"]] = n
             ctx[s["ORDER"]] = order.ctypes.data
@@ -211,12 +219,13 @@ class Native:
             ctx[s["FIRST_STEP"]] = first
             ctx[s["LAST_STEP"]] = last
             ctx[s["STEP_LOSSES"]] = 0 if losses is None else losses.ctypes.data
-            ctx[s["X_ALL"]] = 0 if X is None else X.ctypes.data
-            ctx[s["Y_ALL"]] = 0 if Y is None else Y.ctypes.data
+            everything = slice(self.first_data_all, self.first_data_all + len(data))
+            ctx[everything] = [a.ctypes.data for a in data]
             ctx[s["TABLE"]] = table.ctypes.data
             ctx[s["WIDTH"]] = self.layout["scalars"]
             total = self.functions["train_epoch"](self.ctx_ptr)
-            for name in ("ORDER", "STEP_LOSSES", "X_ALL", "Y_ALL", "TABLE"):
+            ctx[everything] = 0
+            for name in ("ORDER", "STEP_LOSSES", "TABLE"):
                 ctx[s[name]] = 0
             return total, int(ctx[s["FAILED_STEP"]])
 

@@ -37,7 +37,8 @@ RESERVED = {
     "init_params", "predict", "loss", "value_and_grad", "train_step", "train", "params", "velocity",
     "init_state", "state", "STATES", "SETTINGS", "OPTIMIZER", "CLIP_NORM", "UPDATE", "_scalars", "_update",
     "_epoch", "UPDATE_CHUNK", "train_loop", "checked_train", "checked_step", "Chunks", "StepRows", "_ROWS",
-    "_run_epoch", "time", "settings", "step_numbers",
+    "_run_epoch", "time", "settings", "step_numbers", "named", "INPUT_SHAPES", "TARGET_SHAPES", "CLASSES",
+    "OUTPUTS",
     "grads", "X", "Y", "B", "rng", "lr", "momentum", "nesterov", "value",
     "_CHECK", "Checks", "_step", "_value_and_grad", "_restore", "_culprit", "numbers", "operator",
     "hvp", "tangents", "itertools", "NO_HVP",
@@ -156,8 +157,10 @@ class Writer:
             return [f"{name} = params[{node.name!r}]"]
         if isinstance(node, Tangent):  # v:<parameter>, the direction of a Hessian-vector product
             return [f"{name} = tangents[{node.name.split(':', 1)[1]!r}]"]
-        if isinstance(node, Input):
-            return [f"{name} = {'X' if node.role == 'input' else 'Y'}"]
+        if isinstance(node, Input):  # X and Y: tuples of arrays, in declaration order
+            graph = self.program.graph
+            which = ("X", graph.inputs) if node.role == "input" else ("Y", graph.targets)
+            return [f"{name} = {which[0]}[{which[1].index(node)}]"]
         if isinstance(node, Constant) or ops.is_number(node):
             return []
         code = ops.emit(node, self.ctx, name)
@@ -238,8 +241,14 @@ def write_module(
     """
     w = Writer(program, reuse_from)
     graph = program.graph
-    if graph.output is not None:
-        predict = [PREDICT_CHECK, *w.body([graph.output]), f"return {w.variable(graph.output)}"]
+    if graph.outputs:
+        outputs = list(graph.outputs.values())
+        result = (
+            "{" + ", ".join(f"{k!r}: {w.variable(v)}" for k, v in graph.outputs.items()) + "}"
+            if graph.named_outputs
+            else w.variable(outputs[0])
+        )
+        predict = [PREDICT_CHECK, *w.body(outputs), f"return {result}"]
     else:
         predict = [PREDICT_CHECK, "raise NotImplementedError('this model declares no output')"]
     loss_lines = [LOSS_CHECK, *w.body([graph.loss]), f"return float({w.variable(graph.loss)})"]
@@ -271,10 +280,10 @@ def write_module(
         _constants(program, derivation, dtype, w, helpers, [k for k, v in program.grads.items() if v in own]),
         helper_source(helpers),
         common.init_function(program),
-        _function("predict(params, X)", common.API_DOCS["predict"], predict),
-        _function("loss(params, X, Y)", common.API_DOCS["loss"], loss_lines),
+        _function("predict(params, X=None, **named)", common.API_DOCS["predict"], predict),
+        _function("loss(params, X=None, Y=None, **named)", common.API_DOCS["loss"], loss_lines),
         _function(
-            "value_and_grad(params, X, Y)",
+            "value_and_grad(params, X=None, Y=None, **named)",
             common.API_DOCS["value_and_grad"],
             [LOSS_CHECK, "return _value_and_grad(params, X, Y, B)"],
         ),
@@ -289,9 +298,9 @@ def write_module(
 
 
 #: The first lines of predict and of loss and value_and_grad: their arguments, checked.
-PREDICT_CHECK = "X, _, B = _CHECK.batch(X, None, target=False)\nparams = _CHECK.named(params)"
-LOSS_CHECK = "X, Y, B = _CHECK.examples(X, Y)\nparams = _CHECK.named(params)"
-HVP_CHECK = LOSS_CHECK + "\ntangents = _CHECK.named(v, 'v')"
+PREDICT_CHECK = "X, _, B = _CHECK.batch(X, None, target=False, named=named)\nparams = _CHECK.named(params)"
+LOSS_CHECK = "X, Y, B = _CHECK.examples(X, Y, named)\nparams = _CHECK.named(params)"
+HVP_CHECK = "X, Y, B = _CHECK.examples(X, Y)\nparams = _CHECK.named(params)\ntangents = _CHECK.named(v, 'v')"
 
 
 def _as_param(expr: str, shape: tuple[int, ...], node: Node) -> str:
@@ -366,8 +375,7 @@ def _epoch(p, s, X, Y, order, batch_size, first, last, losses, table):
     total = 0.0
     for step in range(first, last):
         rows = order[step * batch_size : (step + 1) * batch_size]
-        xb = None if X is None else X[rows]
-        yb = None if Y is None else Y[rows]
+        xb, yb = tuple(a[rows] for a in X), tuple(a[rows] for a in Y)
         value = _step(p, s, xb, yb, len(rows), table[step])
         losses[step] = value
         if not math.isfinite(value):
@@ -378,10 +386,10 @@ def _epoch(p, s, X, Y, order, batch_size, first, last, losses, table):
 
 '''
 
-CULPRIT = '''def _culprit(params, X, Y):
-    """Which parameter's gradient is not finite at these parameters, if one is."""
+CULPRIT = '''def _culprit(params, X, Y, B):
+    """Which parameter's gradient is not finite at these parameters (and checked data), if one is."""
     with np.errstate(all="ignore"):
-        _, grads = value_and_grad(params, X, Y)
+        _, grads = _value_and_grad(_CHECK.named(params), X, Y, B)
     for k, g in grads.items():
         if not np.all(np.isfinite(g)):
             return f" (the gradient for {k} is not finite)"

@@ -18,6 +18,7 @@ from dlc.backends.numpy.inplace import BATCH
 from dlc.backends.numpy.printer import print_body
 from dlc.graph.nodes import (
     BatchSize,
+    ClassDelta,
     Concat,
     Constant,
     Einsum,
@@ -279,13 +280,20 @@ def _(node: Reshape, ctx: Context, name: str) -> Code:
 
 @emit.register
 def _(node: Loss, ctx: Context, name: str) -> Code:
-    if node.kind == "softmax_ce":
+    if node.kind in ("softmax_ce", "softmax_ce_index"):
         ctx.helpers.add("logsumexp")
     ctx.helpers.add(node.kind)
     p, y = _batch_all(node, node.inputs, ctx)
     if not node.batched:  # a loss of parameters alone: give it a batch of one
         return Code(f"{node.kind}({p}[None], {y}[None])[0]")
     return Code(f"{node.kind}({p}, {y})")
+
+
+@emit.register
+def _(node: ClassDelta, ctx: Context, name: str) -> Code:
+    ctx.helpers.add("class_delta")
+    s, label, g = (_arr(ctx, x) for x in node.inputs)
+    return Code(f"class_delta({s}, {label}, {g})")
 
 
 @emit.register

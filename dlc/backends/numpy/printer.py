@@ -19,7 +19,17 @@ from dlc.graph import scalar
 #: dlc's own scalar functions; a body that uses one needs its helper in the module.
 HELPERS = tuple(scalar.FUNCTIONS)
 #: Tensor helpers (softmax, losses), emitted when an op needs them.
-TENSOR_HELPERS = ("softmax", "logsumexp", "mse", "bce", "bce_logits", "softmax_ce", "softmax_ce_softmax")
+TENSOR_HELPERS = (
+    "softmax",
+    "logsumexp",
+    "mse",
+    "bce",
+    "bce_logits",
+    "softmax_ce",
+    "softmax_ce_softmax",
+    "softmax_ce_index",
+    "class_delta",
+)
 
 
 class BodyPrinter(NumPyPrinter):
