@@ -166,7 +166,7 @@ def test_unknown_source_kind(tmp_path: Path) -> None:
 
 
 def test_builtins_table_is_complete() -> None:
-    assert set(datasets.BUILTINS) == {"xor", "spiral", "points", "regression", "digits", "two_heads"}
+    assert set(datasets.BUILTINS) == {"xor", "spiral", "points", "regression", "digits", "chars", "two_heads"}
 
 
 # ---------------------------------------------------------------- CSV: reading

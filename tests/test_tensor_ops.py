@@ -114,11 +114,11 @@ def case_data(name: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
     rng = np.random.default_rng(7)
     if whole:  # small whole numbers: ties in max, min, maximum, minimum and at clip's bounds
         params = {p.name: rng.integers(-1, 2, p.shape).astype(np.float64) for p in graph.params}
-        x = rng.integers(-2, 3, (9, *graph.input.shape)).astype(np.float64)  # type: ignore[union-attr]
+        x = rng.integers(-2, 3, (9, *graph.inputs[0].shape)).astype(np.float64)
     else:
         params = {p.name: rng.normal(size=p.shape) for p in graph.params}
-        x = rng.normal(size=(9, *graph.input.shape))  # type: ignore[union-attr]
-    y = rng.uniform(size=(9, *graph.target.shape))  # type: ignore[union-attr]
+        x = rng.normal(size=(9, *graph.inputs[0].shape))
+    y = rng.uniform(size=(9, *graph.targets[0].shape))
     if name == "conditions":
         y /= y.sum(axis=1, keepdims=True)
     return params, x, y
