@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from llvmlite import ir
 
-from dlc.backends.llvm import mathconst
 from dlc.backends.llvm.mathlib import FUNCTIONS, math_function
+from dlc.backends.llvm.mathlib import constants as mathconst
 
 IR_TYPES = {"f64": ir.DoubleType, "f32": ir.FloatType}
 NP_TYPES: dict[str, type[np.floating[Any]]] = {"f64": np.float64, "f32": np.float32}

@@ -11,7 +11,7 @@ Each is the same on every call and every machine: no files, no downloads
 | ``regression`` | 256 | x in [-3, 3] | sin(x) plus a little noise |
 | ``digits`` | 1797 | 8x8 images of handwritten digits, 64 values in [0, 1] | class 0..9 |
 | ``chars`` | 476 | 4 characters of a text, one-hot over 14 letters: ``[4, 14]`` | class 0..13: the next |
-| ``two_heads`` | 600 | ``image`` [8] and ``meta`` [3], by name | ``label`` (class 0..2) and ``value``, by name |
+| ``two_heads`` | 600 | ``image`` [8] and ``meta`` [3], by name | ``label`` (class 0..2), ``value`` |
 
 :mod:`dlc.train.data` turns class labels into what the model's target expects.
 """

@@ -16,29 +16,25 @@ backends visit the examples in the same order.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
+from dlc.backends.llvm.frame import Frame
 from dlc.backends.llvm.kernels import I64, View
 from dlc.backends.llvm.layout import Slots
+from dlc.backends.llvm.native import NativeProgram
 from dlc.backends.llvm.scalar import intrinsic
-
-if TYPE_CHECKING:
-    from dlc.backends.llvm.program import Entries, Frame
 
 F64 = ir.DoubleType()
 
 
-def define_epoch(entries: Entries, core: ir.Function) -> None:
-    """``double train_epoch(ptr ctx)``."""
-    native = entries.native
-    f = entries.entry("train_epoch", F64)
+def define_epoch(native: NativeProgram, f: Frame, core: ir.Function) -> None:
+    """``double train_epoch(ptr ctx)``, written into the entry ``f``."""
     b, k = f.b, f.k
     n, bs = f.slot_int(Slots.N), f.slot_int(Slots.BATCH_SIZE)
     order, losses = f.slot_ptr(Slots.ORDER), f.slot_ptr(Slots.STEP_LOSSES)
     first, last = f.slot_int(Slots.FIRST_STEP), f.slot_int(Slots.LAST_STEP)
-    sources = [f.slot_ptr(native.slots.data_all(i)) for i in range(len(entries.graph.data))]
+    sources = [f.slot_ptr(native.slots.data_all(i)) for i in range(len(native.program.graph.data))]
     table, width = f.slot_ptr(Slots.TABLE), f.slot_int(Slots.WIDTH)
     homes = [f.at(home) for home in native.data_homes]
     total = k.variable("total", ir.Constant(F64, 0.0))
@@ -48,7 +44,7 @@ def define_epoch(entries: Entries, core: ir.Function) -> None:
         step = b.add(first, offset)
         start = b.mul(step, bs)
         rows = _min(b, bs, b.sub(n, start))
-        for home, source, node in zip(homes, sources, entries.graph.data, strict=True):
+        for home, source, node in zip(homes, sources, native.program.graph.data, strict=True):
             _gather(f, home, source, order, start, rows, math.prod(node.shape))
         row = b.gep(table, [b.mul(step, width)], inbounds=True, source_etype=F64)
         loss = b.call(core, [f.ctx, *homes, rows, row])

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dlc.backends import common, guard, loop
 from dlc.backends.llvm import cache, runtime
 from dlc.backends.llvm.layout import DATA_FIELD, Home, Slots
-from dlc.backends.llvm.program import NativeProgram
+from dlc.backends.llvm.native import NativeProgram
+from dlc.backends.llvm.program import native_program
 from dlc.backends.llvm.tensor import GEMM_MIN_FLOPS
 from dlc.grad import Program
 from dlc.grad.formulas import Derivation
@@ -28,7 +29,7 @@ train() makes one native call per epoch.
 
 def write_module(program: Program, derivation: Derivation, dtype: str, model_file: str) -> str:
     """The module's source text: deterministic, readable, importing NumPy and llvmlite."""
-    native = NativeProgram(program, dtype)
+    native = native_program(program, dtype)
     imports, machinery = common.carried_source([guard, loop, cache, runtime])
     optimizer = common.training_optimizer(program)
     parts = [

@@ -18,214 +18,29 @@ The text is deterministic: the same program gives byte-identical IR.
 from __future__ import annotations
 
 import math
-import re
 
-import numpy as np
 from llvmlite import ir
 
-from dlc.backends.common import training_optimizer
-from dlc.backends.llvm.kernels import I64, Extent, Kernel, View, map_elements
-from dlc.backends.llvm.layout import DATA_FIELD, Arena, Home, Slots, is_computed, is_number
-from dlc.backends.llvm.ops import PTR, define_kernel, pointer_inputs, temp_size
-from dlc.backends.llvm.scalar import UnsupportedError, intrinsic, number
-from dlc.backends.llvm.update import define_update
+from dlc.backends.llvm.epoch import define_epoch
+from dlc.backends.llvm.frame import Frame
+from dlc.backends.llvm.kernels import I64, View
+from dlc.backends.llvm.layout import Slots
+from dlc.backends.llvm.native import NativeProgram
+from dlc.backends.llvm.ops import PTR
+from dlc.backends.llvm.scalar import intrinsic
 from dlc.grad import Program
-from dlc.grad import notation as nt
-from dlc.grad.formulas import Notation, forward_names
 from dlc.graph.graph import topological_order
-from dlc.graph.nodes import Constant, Input, Node, Param, Tangent
-from dlc.graph.pairs import softmax_pairs
+from dlc.graph.nodes import Node, Param
 
 F64 = ir.DoubleType()
 I8 = ir.IntType(8)
 
 
-class NativeProgram:
-    """Builds the module; ``arena`` and ``homes`` tell the runtime where results are.
-
-    Attributes:
-        module: the LLVM module.
-        arena: the scratch homes (per example and fixed sizes).
-        output_homes, grad_homes, data_homes: where predict's outputs (by name), each
-            gradient, and an epoch's gathered batch (per input and target) live.
-    """
-
-    def __init__(self, program: Program, dtype: str) -> None:
-        self.program = program
-        graph = program.graph
-        self.ty = F64 if dtype == "float64" else ir.FloatType()
-        # No model name in the IR: models that differ only in names share compiled code in the cache.
-        self.module = ir.Module(name="dlc")
-        self.optimizer = training_optimizer(program)
-        self.slots = Slots(len(graph.params), len(self.optimizer.states), len(graph.data))
-        self.arena = Arena()
-        nodes = program.nodes()
-        self.arena.place_all(nodes)
-        self.temps = {n: self.arena.place(("temp", n), *temp_size(n)) for n in nodes if temp_size(n)[0]}
-        self.pairs = softmax_pairs(nodes)
-        self.kernels: dict[Node, ir.Function] = {}
-        self.paired_kernels: dict[Node, ir.Function] = {}
-        self.comments: dict[str, str] = {}  # kernel name -> what it computes
-        self._name_kernels(nodes)
-        self.output_homes = {k: self._result_home(("output", k), v) for k, v in graph.outputs.items()}
-        self.grad_homes = {
-            p.name: self._result_home(("grad", p.name), program.grads[p.name]) for p in graph.params
-        }
-        # Hessian-vector products, by parameter name (programs from hessian_vector_program)
-        self.hvp_homes = {
-            k.split(":", 1)[1]: self._result_home(("hvp", k), node) for k, node in program.extra.items()
-        }
-        self.data_homes = [self.arena.place(("data", n.name), math.prod(n.shape), True) for n in graph.data]
-        self.constants: dict[Node, ir.GlobalVariable] = {}
-        self.update = define_update(self.module, self.ty, self.optimizer)
-        Entries(self).define()
-
-    def _name_kernels(self, nodes: list[Node]) -> None:
-        display = forward_names(self.program.graph)
-        shower = Notation(display)
-        grad_of = {node: name for name, node in self.program.grads.items()}
-        taken: set[str] = set()
-        for i, node in enumerate(n for n in nodes if is_computed(n)):
-            wanted = display.get(node) or (f"d_{grad_of[node]}" if node in grad_of else f"t{i}")
-            name = _unique(f"k_{_ident(wanted)}", taken)
-            self.kernels[node] = define_kernel(self.module, self.ty, node, name)
-            if node in display:
-                self.comments[name] = f"{display[node]} = {nt.text(shower.forward(node))}"
-            elif node in grad_of:
-                self.comments[name] = f"the gradient of the loss with respect to {grad_of[node]}"
-            if node in self.pairs:
-                paired = _unique(f"{name}_and_softmax", taken)
-                self.paired_kernels[node] = define_kernel(self.module, self.ty, node, paired, True)
-
-    def text(self) -> str:
-        """The module's IR, each kernel headed by a comment saying what it computes (in ASCII)."""
-        lines = []
-        for line in str(self.module).splitlines():
-            if line.startswith("define internal void @"):
-                name = line.split("@", 1)[1].split("(", 1)[0].strip('"')
-                if name in self.comments:
-                    lines.append(f"; {ascii_formula(self.comments[name])}")
-            lines.append(line)
-        return "\n".join(lines) + "\n"
-
-    def _result_home(self, key: object, node: Node) -> Home:
-        """A computed node's own home; other results get a home to be copied into."""
-        if is_computed(node):
-            return self.arena.homes[node]
-        return self.arena.place(key, math.prod(node.shape), node.batched)
-
-    def constant(self, node: Constant) -> ir.GlobalVariable:
-        if node not in self.constants:
-            values = np.asarray(node.value, dtype=np.float64).ravel()
-            arrty = ir.ArrayType(self.ty, len(values))
-            var = ir.GlobalVariable(self.module, arrty, f"const.{len(self.constants)}")
-            var.global_constant = True
-            var.linkage = "internal"
-            var.initializer = ir.Constant(arrty, [ir.Constant(self.ty, float(v)) for v in values])
-            self.constants[node] = var
-        return self.constants[node]
-
-
-class Frame:
-    """One entry function: the context block and what it says (scratch, batch, input, target)."""
-
-    def __init__(self, native: NativeProgram, fn: ir.Function, ctx: ir.Value) -> None:
-        self.native = native
-        self.k = Kernel(fn, native.ty)
-        self.b = self.k.b
-        self.ctx = ctx
-        self.scratch = self.slot_ptr(Slots.SCRATCH)
-        self.cap = self.slot_int(Slots.CAP)
-        self.gemm = self.slot_ptr(Slots.GEMM)
-        self.gemm_min = self.slot_int(Slots.BLAS_MIN)
-        self.batch: ir.Value = self.slot_int(Slots.BATCH)
-        self.k.batch = self.batch
-        self.arrays: dict[int, ir.Value] = {}  # slot -> the data of the array it refers to
-
-    def _slot(self, index: int) -> ir.Value:
-        return self.b.gep(self.ctx, [ir.Constant(I64, index)], inbounds=True, source_etype=I64)
-
-    def slot_ptr(self, index: int) -> ir.Value:
-        return self.b.load(self._slot(index), typ=PTR)
-
-    def slot_int(self, index: int) -> ir.Value:
-        return self.b.load(self._slot(index), typ=I64)
-
-    def array(self, index: int) -> ir.Value:
-        """The data of the array that slot ``index`` refers to, loaded once per entry.
-
-        Such a slot holds the address ``DATA_FIELD`` bytes before a pointer to
-        the array's data (in CPython, the NumPy array object itself): the data
-        pointer is read in the call that uses it, from the array checked in it.
-        """
-        if index not in self.arrays:
-            field = self.b.gep(self.slot_ptr(index), [ir.Constant(I64, DATA_FIELD)], source_etype=I8)
-            self.arrays[index] = self.b.load(field, typ=PTR)
-        return self.arrays[index]
-
-    def slot_f64(self, index: int) -> ir.Value:
-        return self.b.load(self._slot(index), typ=F64)
-
-    def set_slot(self, index: int, value: ir.Value) -> None:
-        self.b.store(value, self._slot(index))
-
-    def at(self, home: Home) -> ir.Value:
-        """The address of a home in the scratch arena."""
-        b = self.b
-        offset = b.add(b.mul(self.cap, ir.Constant(I64, home.per_example)), ir.Constant(I64, home.fixed))
-        return b.gep(self.scratch, [offset], inbounds=True, source_etype=self.native.ty)
-
-    def pointer(self, node: Node) -> ir.Value:
-        native = self.native
-        if is_computed(node):
-            return self.at(native.arena.homes[node])
-        if isinstance(node, Param):
-            return self.array(native.slots.param(native.program.graph.params.index(node)))
-        if isinstance(node, Input):
-            return self.array(native.slots.data(native.program.graph.data.index(node)))
-        if isinstance(node, Tangent):  # v:<parameter>
-            names = [p.name for p in native.program.graph.params]
-            return self.array(native.slots.tangent(names.index(node.name.split(":", 1)[1])))
-        if isinstance(node, Constant):
-            return native.constant(node)
-        raise UnsupportedError(f"the LLVM backend cannot address the op {node.op_name}")
-
-    def compute(self, nodes: list[Node], done: set[Node], later: list[Node] | None = None) -> None:
-        """Call the kernel of every computed node in ``nodes`` not in ``done`` (in order).
-
-        ``later``: nodes the entry computes after these; a softmax among them that a loss
-        here can give from its own exps is computed with that loss.
-        """
-        needed = set(nodes) | set(later or ())
-        for node in nodes:
-            if node in done or not is_computed(node):
-                continue
-            done.add(node)
-            args = [self.pointer(node), *(self.pointer(x) for x in pointer_inputs(node))]
-            temp = self.native.temps.get(node)
-            scratch = ir.Constant(PTR, None) if temp is None else self.at(temp)
-            args += [self.batch, self.gemm, self.gemm_min, scratch]
-            softmax = self.native.pairs.get(node)
-            if softmax is not None and softmax in needed and softmax not in done:
-                done.add(softmax)  # one pass of exp gives the loss and the softmax its gradient needs
-                self.b.call(self.native.paired_kernels[node], [*args, self.pointer(softmax)])
-            else:
-                self.b.call(self.native.kernels[node], args)
-
-    def copy_result(self, node: Node, home: Home) -> None:
-        """A result that is not computed into a home (a parameter, a number ...) copied into ``home``."""
-        if is_computed(node):
-            return
-        space = ([Extent(1, True)] if node.batched else []) + [Extent(math.prod(node.shape))]
-        out = View(self.at(home), tuple([math.prod(node.shape)] * node.batched + [1]))
-        source = self.scalar(node) if is_number(node) else View(self.pointer(node), out.strides)
-        map_elements(self.k, space, out, [source], lambda v: v[0])
-
-    def scalar(self, node: Node) -> ir.Value:
-        """A scalar node's value (the loss)."""
-        if is_number(node):
-            return self.k.const(number(node.expr))  # type: ignore[attr-defined]
-        return self.b.load(self.pointer(node), typ=self.native.ty)
+def native_program(program: Program, dtype: str) -> NativeProgram:
+    """The program's kernels, homes and entry points, in one LLVM module."""
+    native = NativeProgram(program, dtype)
+    Entries(native).define()
+    return native
 
 
 class Entries:
@@ -351,29 +166,4 @@ class Entries:
         f.b.ret(f.b.call(core, [f.ctx, *data, f.batch, f.array(Slots.ROW)]))
 
     def _train_epoch(self, core: ir.Function) -> None:
-        from dlc.backends.llvm.epoch import define_epoch
-
-        define_epoch(self, core)
-
-
-_ASCII = str.maketrans(
-    {**{chr(0x2080 + d): str(d) for d in range(10)}, "ᵀ": "^T", "⊙": "*", "σ": "sigmoid", "²": "^2",
-     "δ": "delta_", "ŷ": "yhat", "ℓ": "l", "Σ": "sum", "∂": "d", "·": "*", "ᵢ": "i"}
-)  # fmt: skip
-
-
-def ascii_formula(text: str) -> str:
-    """A formula for an IR comment: subscripts and symbols spelt out, anything else left out."""
-    plain = text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
-    return " ".join(plain.replace("?", "_").split())  # one line
-
-
-def _ident(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "v"
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
+        define_epoch(self.native, self.entry("train_epoch", F64), core)

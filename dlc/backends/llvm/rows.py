@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
 from dlc.backends.llvm.kernels import I64, Extent, Operand, View, contract, map_elements
 from dlc.backends.llvm.mathlib import math_function
+from dlc.backends.llvm.op import Op
 from dlc.backends.llvm.scalar import BodyEmitter, intrinsic
 from dlc.graph.nodes import ClassDelta, LogSumExp, Loss, Node, Softmax
-
-if TYPE_CHECKING:
-    from dlc.backends.llvm.ops import Op
 
 Body = Callable[[list[ir.Value]], ir.Value]
 

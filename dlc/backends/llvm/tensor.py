@@ -16,16 +16,13 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from llvmlite import ir
 
 from dlc.backends.llvm.gemm import gemm_function
 from dlc.backends.llvm.kernels import I64, Extent, View, contract, map_elements
+from dlc.backends.llvm.op import Op
 from dlc.graph.nodes import Node
-
-if TYPE_CHECKING:
-    from dlc.backends.llvm.ops import Op
 
 PTR = ir.PointerType()
 I32 = ir.IntType(32)

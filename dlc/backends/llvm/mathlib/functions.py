@@ -9,7 +9,7 @@ LLVM's loop vectorizer turns it into SIMD code for the host CPU.
 exp, tanh, sigmoid and softplus share one short exponential (`_reduce`): the
 vectorized loop is what they cost, so they keep no more precision than their
 results need, and take out a rounding where one costs an instruction or two
-(`_refine`). expm1, pow, sin and cos, which need more, are in `mathdd`.
+(`_refine`). expm1, pow, sin and cos, which need more, are in `precise`.
 
 Max error in ulps, measured against long double (f64, 4 10^6 arguments per
 function), mpmath (f64 expm1 ... cos, 10^5) and the float64 result (f32, 2^29
@@ -39,10 +39,10 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
-from dlc.backends.llvm import mathconst as const
-from dlc.backends.llvm import mathdd
-from dlc.backends.llvm.mathdd import exp_range
-from dlc.backends.llvm.mathir import F32, F64, MathBuilder, format_of
+from dlc.backends.llvm.mathlib import constants as const
+from dlc.backends.llvm.mathlib import precise
+from dlc.backends.llvm.mathlib.builder import F32, F64, MathBuilder, format_of
+from dlc.backends.llvm.mathlib.precise import exp_range
 
 INF, NAN = math.inf, math.nan
 #: tanh(x) rounds to +-1 from here on (1 - tanh(x) ~ 2 exp(-2x) below half an ulp of 1).
@@ -263,13 +263,13 @@ def _log1p(m: MathBuilder, x: ir.Value) -> ir.Value:
 #: name -> (number of arguments, body builder, whether f32 is computed in f64)
 FUNCTIONS: dict[str, tuple[int, Callable[..., ir.Value], bool]] = {
     "exp": (1, _exp, False),
-    "expm1": (1, mathdd.expm1, False),
+    "expm1": (1, precise.expm1, False),
     "log": (1, _log, False),
     "log1p": (1, _log1p, False),
     "tanh": (1, _tanh, False),
     "sigmoid": (1, _sigmoid, False),
     "softplus": (1, _softplus, False),
-    "pow": (2, mathdd.power, True),
-    "sin": (1, mathdd.sin, True),
-    "cos": (1, mathdd.cos, True),
+    "pow": (2, precise.power, True),
+    "sin": (1, precise.sin, True),
+    "cos": (1, precise.cos, True),
 }

@@ -1,7 +1,7 @@
 """Math library functions that carry extra precision: expm1, pow, sin, cos.
 
 These keep the low-order parts of their reductions (double-double pieces,
-Cody–Waite remainders) where the fast exp family in `mathlib` drops them:
+Cody–Waite remainders) where the fast exp family in `functions` drops them:
 expm1 because its result cancels, pow because an error in y log|x| is
 magnified up to 745 times, sin and cos because reductions by pi/2 cancel.
 pow, sin and cos serve f32 by computing in f64 (see `math_function`).
@@ -13,8 +13,8 @@ import math
 
 from llvmlite import ir
 
-from dlc.backends.llvm import mathconst as const
-from dlc.backends.llvm.mathir import F64, FloatFormat, MathBuilder
+from dlc.backends.llvm.mathlib import constants as const
+from dlc.backends.llvm.mathlib.builder import F64, FloatFormat, MathBuilder
 
 INF, NAN = math.inf, math.nan
 LN2 = math.log(2.0)
