@@ -8,6 +8,9 @@ the function itself where that is the cheap form (sigmoid' = s (1 - s)).
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+
 import sympy
 from sympy import Function, Integer, S
 
@@ -274,9 +277,8 @@ class _Comparison(Function):
             return S.One if cls.holds(float(a), float(b)) else S.Zero
         return None
 
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        raise NotImplementedError
+    #: Whether ``a <op> b`` holds, for two floats.
+    holds: Callable[[float, float], bool]
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return S.Zero  # piecewise constant: its derivative is 0 wherever it has one
@@ -293,50 +295,32 @@ class _Comparison(Function):
 
 class gt(_Comparison):  # noqa: N801
     symbol = ">"
-
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        return a > b
+    holds = staticmethod(operator.gt)
 
 
 class ge(_Comparison):  # noqa: N801
     symbol = ">="
-
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        return a >= b
+    holds = staticmethod(operator.ge)
 
 
 class lt(_Comparison):  # noqa: N801
     symbol = "<"
-
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        return a < b
+    holds = staticmethod(operator.lt)
 
 
 class le(_Comparison):  # noqa: N801
     symbol = "<="
-
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        return a <= b
+    holds = staticmethod(operator.le)
 
 
 class eq(_Comparison):  # noqa: N801
     symbol = "=="
-
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        return a == b
+    holds = staticmethod(operator.eq)
 
 
 class ne(_Comparison):  # noqa: N801
     symbol = "!="
-
-    @staticmethod
-    def holds(a: float, b: float) -> bool:
-        return a != b
+    holds = staticmethod(operator.ne)
 
 
 class where(Function):  # noqa: N801
@@ -363,40 +347,35 @@ class where(Function):  # noqa: N801
         return rf"\begin{{cases}} {a} & \text{{if }} {c} \\ {b} & \text{{otherwise}} \end{{cases}}"
 
 
-class maximum(Function):  # noqa: N801
-    """The larger of a and b (NaN if either is). At a tie each gets half the gradient, as in torch."""
+class _Extreme(Function):
+    """The larger (``sign`` 1) or smaller (-1) of a and b, NaN if either is. At a tie each gets
+    half the gradient, as in torch."""
 
     nargs = 2
+    sign = 1
 
     @classmethod
     def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
         if a == b:
             return a
         if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
-            return a if a > b else b
+            return a if cls.sign * (a - b) > 0 else b
         return None
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         a, b = self.args
-        return (1 + sympy.sign(a - b)) / 2 if argindex == 1 else (1 - sympy.sign(a - b)) / 2
+        toward_a = self.sign * sympy.sign(a - b)  # 1 where a wins, -1 where b does, 0 at a tie
+        return (1 + toward_a) / 2 if argindex == 1 else (1 - toward_a) / 2
 
 
-class minimum(Function):  # noqa: N801
-    """The smaller of a and b (NaN if either is). At a tie each gets half the gradient, as in torch."""
+class maximum(_Extreme):  # noqa: N801
+    """The larger of a and b (NaN if either is); half the gradient to each at a tie."""
 
-    nargs = 2
 
-    @classmethod
-    def eval(cls, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
-        if a == b:
-            return a
-        if a.is_number and b.is_number and a.is_extended_real and b.is_extended_real:
-            return a if a < b else b
-        return None
+class minimum(_Extreme):  # noqa: N801
+    """The smaller of a and b (NaN if either is); half the gradient to each at a tie."""
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        a, b = self.args
-        return (1 - sympy.sign(a - b)) / 2 if argindex == 1 else (1 + sympy.sign(a - b)) / 2
+    sign = -1
 
 
 #: dlc's own scalar functions by name: each backend has code for every one (its NumPy form in
