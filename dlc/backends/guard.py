@@ -54,6 +54,10 @@ class Checks:
         self.classes = dict(classes or {})
         self.data_shapes = [*self.inputs.values(), *self.targets.values()]
         self.data_labels = [*_labels(self.inputs, "X"), *_labels(self.targets, "Y")]
+        # the common case, one input and one target given as arrays, checked without the by-name machinery
+        self.lone_input = next(iter(self.inputs.values())) if len(self.inputs) == 1 else None
+        self.lone_target = next(iter(self.targets.values())) if len(self.targets) == 1 else None
+        self.lone_classes = self.classes.get(next(iter(self.targets))) if len(self.targets) == 1 else None
 
     # ------------------------------------------------------------ parameters
 
@@ -184,6 +188,12 @@ class Checks:
         ``Y`` likewise for the targets); ``named``: the arrays given as keyword arguments
         instead. ``target``: whether Y is needed (False for predict, which takes no Y).
         """
+        if not named and type(X) is np.ndarray and self.lone_input is not None:
+            xs = (self._data(X, self.lone_input, "X", "input"),)
+            if not target:
+                return xs, (), X.shape[0]
+            if type(Y) is np.ndarray and self.lone_target is not None and Y.shape[:1] == X.shape[:1]:
+                return xs, (self._data(Y, self.lone_target, "Y", "target", self.lone_classes),), X.shape[0]
         if named:
             X, Y = self._by_name(X, Y, named, target)
         xs, labels = self._pack(X, self.inputs, "X", "input")

@@ -60,6 +60,11 @@ class Native:
         self.first_data = self.first_tangent + len(self.names)  # the batch's inputs, then targets
         self.first_data_all = self.first_data + layout["data"]  # an epoch's: all examples of each
         self.batch_slot = self.slot["BATCH"]
+        self.data_count = layout["data"]
+        outputs = layout["outputs"]
+        # a model's one unnamed output, which predict returns as an array
+        lone = len(outputs) == 1 and not layout["named_outputs"]
+        self.lone_output = next(iter(outputs.values())) if lone else None
 
     # ------------------------------------------------------------ state
 
@@ -101,8 +106,12 @@ class Native:
         self.refer(self.first_param, params)
         if states is not None:
             self.refer(self.first_state, states)
-        data = (*X, *(Y or ())) if X is not None else ()
-        self.refer(self.first_data, data + (None,) * (self.layout["data"] - len(data)))
+        data = X + Y if Y else X
+        if len(data) != self.data_count:  # no target for predict, or no data for an epoch
+            if len(data) > self.data_count:
+                raise ValueError(f"{len(data)} arrays of data for a model of {self.data_count}")
+            data += (None,) * (self.data_count - len(data))
+        self.refer(self.first_data, data)
         if rows > self.cap or self.scratch is None:
             self.reserve(max(rows, 1))
         self.ctx[self.batch_slot] = rows
@@ -121,6 +130,12 @@ class Native:
     # ------------------------------------------------------------ calls
 
     def predict(self, params, X, rows):
+        if self.lone_output is not None and rows:
+            where, shape, batched = self.lone_output
+            with self.lock:
+                self.enter(params, None, X, None, rows)
+                self.functions["predict"](self.ctx_ptr)
+                return self.home(where, shape, batched, rows).copy()
         outputs = self.layout["outputs"]
         if not outputs:
             raise NotImplementedError("this model declares no output")
