@@ -10,7 +10,6 @@ only through ``repr`` or after filtering to plain characters.
 from __future__ import annotations
 
 import inspect
-import math
 import re
 import textwrap
 from types import ModuleType
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 import sympy
 from sympy.printing.numpy import NumPyPrinter
 
+from dlc.backends.initializers import glorot_limit, he_scale
 from dlc.grad import Program
 from dlc.grad import notation as nt
 from dlc.grad.formulas import Derivation
@@ -118,10 +118,6 @@ def init_function(program: Program) -> str:
     return INIT_TEMPLATE.format(body="\n".join(rows))
 
 
-def _fan(shape: tuple[int, ...]) -> tuple[int, int]:
-    return shape[-1], shape[0]
-
-
 def _symmetric_uniform(limit: float, shape: tuple[int, ...]) -> str:
     return f"rng.uniform(-{limit!r}, {limit!r}, size={shape!r}).astype(DTYPE)"
 
@@ -133,8 +129,8 @@ INITIALIZERS = {
     "normal": lambda s, a: f"rng.normal(0.0, {a[0]!r}, size={s!r}).astype(DTYPE)",
     "uniform": lambda s, a: f"rng.uniform(-{a[0]!r}, {a[0]!r}, size={s!r}).astype(DTYPE)",
     # The same numbers as dlc.backends.initializers, written out.
-    "glorot": lambda s, a: _symmetric_uniform(math.sqrt(6.0 / sum(_fan(s))), s),
-    "he": lambda s, a: f"rng.normal(0.0, {math.sqrt(2.0 / _fan(s)[0])!r}, size={s!r}).astype(DTYPE)",
+    "glorot": lambda s, a: _symmetric_uniform(glorot_limit(s), s),
+    "he": lambda s, a: f"rng.normal(0.0, {he_scale(s)!r}, size={s!r}).astype(DTYPE)",
 }
 
 INIT_TEMPLATE = '''def init_params(seed=0):

@@ -1,8 +1,9 @@
 """Initial parameter values, drawn with NumPy from a seed.
 
 Matrices are [out, in] (math orientation), so fan-in is the last dimension
-and fan-out the first: glorot draws U(-a, a) with a = sqrt(6 / (fan_in +
-fan_out)), he draws N(0, 2 / fan_in).
+and fan-out the first; a convolution's kernel [O, C, *k] has fan-in C times
+the window's size and fan-out O times it (PyTorch's rule). glorot draws
+U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), he draws N(0, 2 / fan_in).
 """
 
 from __future__ import annotations
@@ -29,13 +30,26 @@ def initial_value(param: Param, rng: np.random.Generator, dtype: type = np.float
     elif kind == "uniform":
         value = rng.uniform(-args[0], args[0], size=shape)
     elif kind == "glorot":
-        limit = math.sqrt(6.0 / (shape[-1] + shape[0]))
-        value = rng.uniform(-limit, limit, size=shape)
+        value = rng.uniform(-glorot_limit(shape), glorot_limit(shape), size=shape)
     elif kind == "he":
-        value = rng.normal(0.0, math.sqrt(2.0 / shape[-1]), size=shape)
+        value = rng.normal(0.0, he_scale(shape), size=shape)
     else:
         raise NotImplementedError(f"no initializer '{kind}'")
     return np.asarray(value, dtype=dtype)
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan-in, fan-out) of a matrix [out, in] or a kernel [O, C, *window]."""
+    window = math.prod(shape[2:])
+    return shape[1] * window, shape[0] * window
+
+
+def glorot_limit(shape: tuple[int, ...]) -> float:
+    return math.sqrt(6.0 / sum(fans(shape)))
+
+
+def he_scale(shape: tuple[int, ...]) -> float:
+    return math.sqrt(2.0 / fans(shape)[0])
 
 
 def initial_params(params: Iterable[Param], seed: int = 0, dtype: type = np.float64) -> dict[str, np.ndarray]:

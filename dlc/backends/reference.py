@@ -26,6 +26,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Fold,
     Index,
     Input,
     LogSumExp,
@@ -33,6 +34,7 @@ from dlc.graph.nodes import (
     MatMul,
     Node,
     Param,
+    Permute,
     Reduce,
     ReduceKind,
     Reshape,
@@ -40,6 +42,8 @@ from dlc.graph.nodes import (
     Softmax,
     Tangent,
     Transpose,
+    Unfold,
+    Window,
     unknown,
 )
 from dlc.graph.ops import matmul_spec
@@ -228,3 +232,58 @@ def _(node: Loss, args: list[Array], env: Env) -> Array:
 @compute.register
 def _(node: ClassDelta, args: list[Array], env: Env) -> Array:
     return sn.class_delta(*args)
+
+
+def _window_pairs(window: Window, spatial: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(position, kernel offset) of every element of every window, by plain enumeration."""
+    out = window.positions(spatial)
+    return [(p, k) for p in np.ndindex(*out) for k in np.ndindex(*window.kernel)]
+
+
+def _source(window: Window, p: tuple[int, ...], k: tuple[int, ...]) -> tuple[int, ...]:
+    """The (unpadded) coordinates an element of a window reads."""
+    return tuple(
+        pi * s + ki - lo for pi, ki, s, (lo, _) in zip(p, k, window.stride, window.padding, strict=True)
+    )
+
+
+def _window_index(window: Window, c: Any, p: tuple[int, ...], k: tuple[int, ...]) -> tuple[Any, ...]:
+    return (*p, c, *k) if window.channels_last else (c, *p, *k)
+
+
+def _at(*index: Any) -> tuple[Any, ...]:
+    """An index of slices and numbers (typed loosely: NumPy's stubs take one kind at a time)."""
+    return index
+
+
+@compute.register
+def _(node: Unfold, args: list[Array], env: Env) -> Array:
+    (x,) = node.inputs
+    value = args[0] if x.batched else args[0][None]
+    spatial = x.shape[1:]
+    out = np.full((value.shape[0], *node.shape), node.fill, dtype=env.dtype)
+    every = slice(None)
+    for p, k in _window_pairs(node.window, spatial):
+        at = _source(node.window, p, k)
+        if all(0 <= a < n for a, n in zip(at, spatial, strict=True)):
+            out[(every, *_window_index(node.window, every, p, k))] = value[_at(every, every, *at)]
+    return out if node.batched else out[0]
+
+
+@compute.register
+def _(node: Fold, args: list[Array], env: Env) -> Array:
+    value = args[0] if node.batched else args[0][None]
+    spatial = node.shape[1:]
+    out = np.zeros((value.shape[0], *node.shape), dtype=env.dtype)
+    every = slice(None)
+    for p, k in _window_pairs(node.window, spatial):
+        at = _source(node.window, p, k)
+        if all(0 <= a < n for a, n in zip(at, spatial, strict=True)):
+            out[_at(every, every, *at)] += value[(every, *_window_index(node.window, every, p, k))]
+    return out if node.batched else out[0]
+
+
+@compute.register
+def _(node: Permute, args: list[Array], env: Env) -> Array:
+    lead = (0,) if node.batched else ()
+    return np.transpose(args[0], lead + tuple(a + len(lead) for a in node.axes))

@@ -148,3 +148,34 @@ def class_delta(s: Array, label: Array, g: Array) -> Array:
     ok = np.flatnonzero((label >= 0) & (label < s.shape[-1]))
     out[ok, label[ok].astype(np.intp)] -= g[ok]
     return out
+
+
+# Windows (convolution and pooling): x is [B, C, *spatial]; one Python step per kernel offset
+# at most, never per example or position.
+
+
+def unfold(x: Array, kernel: tuple, stride: tuple, padding: tuple, fill: float, channels_last: bool) -> Array:
+    """Every window of x [B, C, *spatial]: [B, *positions, C, *kernel] (channels last) or
+    [B, C, *positions, *kernel]; padding (before, after) per axis holds ``fill``. A read-only view
+    of x where there is no padding."""
+    rank = len(kernel)
+    if any(lo or hi for lo, hi in padding):
+        x = np.pad(x, ((0, 0), (0, 0), *padding), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=tuple(range(2, 2 + rank)))
+    windows = windows[(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
+    return np.moveaxis(windows, 1, 1 + rank) if channels_last else windows
+
+
+def fold(g: Array, shape: tuple, kernel: tuple, stride: tuple, padding: tuple, channels_last: bool) -> Array:
+    """The windows g added back into x [B, *shape] where they came from (the adjoint of unfold)."""
+    rank = len(kernel)
+    if channels_last:
+        g = np.moveaxis(g, 1 + rank, 1)  # [B, C, *positions, *kernel]
+    positions = g.shape[2 : 2 + rank]
+    padded = [n + lo + hi for n, (lo, hi) in zip(shape[1:], padding, strict=True)]
+    out = np.zeros((len(g), shape[0], *padded), dtype=g.dtype)
+    for k in np.ndindex(*kernel):
+        at = tuple(slice(i, i + s * (p - 1) + 1, s) for i, s, p in zip(k, stride, positions, strict=True))
+        out[(slice(None), slice(None), *at)] += g[(..., *k)]
+    inside = tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape[1:], padding, strict=True))
+    return out[(slice(None), slice(None), *inside)]

@@ -9,38 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NoReturn, Protocol
 
 import sympy
 
+from dlc.frontend import conv
+from dlc.frontend.signature import Builtin, Call
 from dlc.graph import nodes, scalar
 from dlc.graph import ops as g
-
-
-class Call(Protocol):
-    """What a built-in sees of its call (implemented by the lowering pass)."""
-
-    def given(self, name: str) -> bool: ...
-    def tensor(self, name: str) -> nodes.Node: ...
-    def tensors(self) -> list[nodes.Node]: ...
-    def integer(self, name: str) -> int | None: ...
-    def is_integer(self, name: str) -> bool: ...
-    def dims(self, name: str) -> tuple[int, ...]: ...
-    def fail(self, message: str, argument: str | None = None, hint: str | None = None) -> NoReturn: ...
-    def make(self, build: Callable[..., nodes.Node], *args: object) -> nodes.Node: ...
-    def elementwise(self, fn: Callable[..., sympy.Expr], *args: nodes.Node) -> nodes.Node: ...
-
-
-@dataclass(frozen=True)
-class Builtin:
-    """A built-in function: ``params`` in order, those in ``optional`` may be left out."""
-
-    params: tuple[str, ...]
-    build: Callable[[Call], nodes.Node]
-    optional: tuple[str, ...] = ()
-    variadic: bool = False  # takes any number of tensors (``params`` then are keywords only)
-    doc: str = ""
 
 
 def _unary(fn: Callable[[sympy.Expr], sympy.Expr], doc: str) -> Builtin:
@@ -248,4 +223,6 @@ BUILTINS: dict[str, Builtin] = {
     "softmax_cross_entropy": Builtin(
         ("prediction", "target"), _loss("softmax_ce"), doc="cross-entropy of softmax(logits)"
     ),
+    # convolution and pooling
+    **conv.library(),
 }

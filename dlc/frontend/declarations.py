@@ -13,6 +13,7 @@ from dlc.errors import DlcError, Note, Span
 from dlc.frontend import ast
 from dlc.frontend.builtins import BUILTINS
 from dlc.frontend.hints import did_you_mean
+from dlc.frontend.signature import WORDS
 
 Definition = ast.InputDecl | ast.TargetDecl | ast.ParamDecl | ast.ConstDecl | ast.FnDef | ast.LetDef
 
@@ -154,6 +155,12 @@ def _define_optimizer(decls: Declarations, stmt: ast.OptimizerDef) -> None:
     decls.optimizers[stmt.name.text] = stmt
 
 
+def is_word(keyword: ast.Keyword) -> bool:
+    """Whether a keyword argument is one of the words it takes (not a name to look up)."""
+    value = keyword.value
+    return isinstance(value, ast.Name) and value.ident.text in WORDS.get(keyword.ident.text, ())
+
+
 def subexpressions(expr: ast.Expr) -> Iterator[ast.Expr]:
     """Every expression inside ``expr`` (itself included), left to right, without recursion."""
     stack: list[ast.Expr] = [expr]
@@ -161,7 +168,7 @@ def subexpressions(expr: ast.Expr) -> Iterator[ast.Expr]:
         e = stack.pop()
         yield e
         if isinstance(e, ast.Call):
-            stack.extend(reversed([*e.args, *(k.value for k in e.keywords)]))
+            stack.extend(reversed([*e.args, *(k.value for k in e.keywords if not is_word(k))]))
         elif isinstance(e, ast.BinOp):
             stack.extend((e.right, e.left))
         elif isinstance(e, ast.Neg):

@@ -341,6 +341,31 @@ class CallSite:
             )
         return e.values
 
+    def sizes(self, name: str, rank: int) -> tuple[int, ...] | None:
+        """A whole number for each of ``rank`` axes: one for all (``2``), or a list (``[2, 3]``); None if
+        not given."""
+        e = self.bound.get(name)
+        if e is None:
+            return None
+        if isinstance(e, ast.Dims):
+            if len(e.values) != rank:
+                count = f"{rank} numbers, one per axis, not {len(e.values)}"
+                raise DlcError(f"'{name}' of {self.name} needs {count}", e.span)
+            return e.values
+        if not self.is_integer(name):
+            example = "2" if rank == 1 else f"2 or [{', '.join(['2'] * rank)}]"
+            raise DlcError(f"'{name}' of {self.name} must be a whole number ({example})", e.span)
+        value = self.integer(name)
+        assert value is not None
+        return (value,) * rank
+
+    def word(self, name: str, words: tuple[str, ...]) -> str | None:
+        """The argument if it is one of ``words`` written as a bare name (``padding = same``), else None."""
+        e = self.bound.get(name)
+        if isinstance(e, ast.Name) and e.ident.text in words:
+            return e.ident.text
+        return None
+
     def fail(self, message: str, argument: str | None = None, hint: str | None = None) -> NoReturn:
         culprit = self.bound.get(argument or "")
         raise DlcError(message, culprit.span if culprit is not None else self.call.func.span, hint=hint)
@@ -388,9 +413,10 @@ def check_init(init: ast.Init, shape: tuple[int, ...]) -> nodes.Init:
         )
     if kind in ("normal", "uniform") and not 0 < init.args[0] <= 1e150:
         raise DlcError(f"the scale of {kind} must be positive and at most 1e150", init.span)
-    if kind in ("glorot", "he") and len(shape) != 2:
+    if kind in ("glorot", "he") and len(shape) < 2:
         raise DlcError(
-            f"{kind} initializes matrices [out, in], not shape [{', '.join(map(str, shape))}]",
+            f"{kind} initializes matrices [out, in] and kernels [O, C, ...], not shape "
+            f"[{', '.join(map(str, shape))}]",
             init.span,
             hint="use zeros or normal(scale) for vectors and scalars",
         )

@@ -24,17 +24,20 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Fold,
     Index,
     LogSumExp,
     Loss,
     MatMul,
     Node,
+    Permute,
     Reduce,
     ReduceKind,
     Reshape,
     Slice,
     Softmax,
     Transpose,
+    Unfold,
     unknown,
 )
 from dlc.graph.scalar import as_real, clip01, element_symbol, eq, inside01, sigmoid, substitute_real
@@ -254,6 +257,28 @@ def _index(node: Node, g: Node, i: int, b: Builder) -> Node:
 def _reshape(node: Node, g: Node, i: int, b: Builder) -> Node:
     (x,) = node.inputs
     return b.add(ops.reshape(g, x.shape))
+
+
+@rule(Unfold)
+def _unfold(node: Node, g: Node, i: int, b: Builder) -> Node:
+    """Each window's cotangent added back where its elements came from (col2im); none to the padding."""
+    assert isinstance(node, Unfold)
+    (x,) = node.inputs
+    return unbroadcast(b.add(ops.fold(g, x.shape, node.window)), x, b)
+
+
+@rule(Fold)
+def _fold(node: Node, g: Node, i: int, b: Builder) -> Node:
+    """Fold is linear and Unfold (with zeros in the padding) its adjoint."""
+    assert isinstance(node, Fold)
+    return b.add(ops.unfold(g, node.window))
+
+
+@rule(Permute)
+def _permute(node: Node, g: Node, i: int, b: Builder) -> Node:
+    assert isinstance(node, Permute)
+    inverse = tuple(sorted(range(len(node.axes)), key=node.axes.__getitem__))
+    return b.add(ops.permute(g, inverse))
 
 
 # Per-example losses; g is the per-example scalar cotangent, n the number of

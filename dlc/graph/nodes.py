@@ -306,3 +306,66 @@ class ClassDelta(Node):
     """
 
     op_name: ClassVar[str] = "class_delta"
+
+
+# ------------------------------------------------------------ windows
+
+
+@dataclass(frozen=True)
+class Window:
+    """Sliding windows over the spatial axes of a per-example ``[C, *spatial]``: convolution and pooling.
+
+    ``kernel``, ``stride``: one number per spatial axis; ``padding``: (before, after) per axis.
+    ``channels_last`` lays the windows out as ``[*positions, C, *kernel]``, so that a
+    convolution is one matrix product ([positions, C * kernel] by the kernel's [C * kernel, O]);
+    else ``[C, *positions, *kernel]``, so that pooling reduces the trailing axes.
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    channels_last: bool
+
+    def positions(self, spatial: Shape) -> Shape:
+        """How many windows fit along each spatial axis: (n + before + after - k) // stride + 1."""
+        return tuple(
+            (n + lo + hi - k) // s + 1
+            for n, k, s, (lo, hi) in zip(spatial, self.kernel, self.stride, self.padding, strict=True)
+        )
+
+    def windows_shape(self, x: Shape) -> Shape:
+        """The shape of the windows of a per-example ``x`` = [C, *spatial]."""
+        channels, out = x[0], self.positions(x[1:])
+        if self.channels_last:
+            return (*out, channels, *self.kernel)
+        return (channels, *out, *self.kernel)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Unfold(Node):
+    """Every window of x (im2col); elements of the padding are ``fill`` (0, or -inf for a max).
+
+    Element ``[*p, c, *k]`` (channels last) is x[c, *(p * stride + k - before)].
+    """
+
+    window: Window
+    fill: float = 0.0
+    op_name: ClassVar[str] = "unfold"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Fold(Node):
+    """The adjoint of :class:`Unfold` (col2im): each window's elements added back where they
+    came from, the padding's dropped; ``shape`` is x's."""
+
+    window: Window
+    op_name: ClassVar[str] = "fold"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Permute(Node):
+    """The axes reordered: output axis j is input axis ``axes[j]`` (per-example axes; the batch
+    axis stays first)."""
+
+    axes: tuple[int, ...]
+    op_name: ClassVar[str] = "permute"

@@ -20,6 +20,7 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Fold,
     Index,
     Init,
     Input,
@@ -28,6 +29,7 @@ from dlc.graph.nodes import (
     MatMul,
     Node,
     Param,
+    Permute,
     Reduce,
     ReduceKind,
     Reshape,
@@ -37,6 +39,8 @@ from dlc.graph.nodes import (
     Softmax,
     Tangent,
     Transpose,
+    Unfold,
+    Window,
     broadcast,
     show_shape,
 )
@@ -285,6 +289,55 @@ def loss(kind: str, prediction: Node, target: Node) -> Loss:
 def class_delta(s: Node, label: Node, g: Node) -> ClassDelta:
     """g * (s - onehot(label)) for softmax probabilities ``s`` and a class index ``label``."""
     return ClassDelta((s, label, g), s.shape, True)
+
+
+def unfold(x: Node, window: Window, fill: float = 0.0) -> Unfold:
+    """The windows of ``x`` = [C, *spatial] (see :class:`Window`); checked by :func:`check_window`."""
+    check_window(x.shape, window)
+    return Unfold((x,), _check_size(window.windows_shape(x.shape)), x.batched, window, float(fill))
+
+
+def fold(g: Node, shape: Shape, window: Window) -> Fold:
+    """The windows ``g`` added back into an x of ``shape`` (the adjoint of :func:`unfold`)."""
+    check_window(shape, window)
+    if g.shape != window.windows_shape(shape):
+        raise ShapeError(f"cannot fold {show_shape(g.shape)} into {show_shape(shape)}")
+    return Fold((g,), shape, g.batched, window)
+
+
+def check_window(x: Shape, window: Window) -> None:
+    """Raise unless every window fits: each spatial axis gives at least one position."""
+    rank = len(window.kernel)
+    names = SPATIAL_NAMES.get(rank, tuple(f"N{i + 1}" for i in range(rank)))
+    if len(x) != rank + 1:
+        raise ShapeError(
+            f"{show_shape(x)} is not [C, {', '.join(names)}]: channels, then {rank} spatial "
+            f"dimension{'s' if rank > 1 else ''}"
+        )
+    for name, n, k, s, (lo, hi) in zip(
+        names, x[1:], window.kernel, window.stride, window.padding, strict=True
+    ):
+        if k < 1 or s < 1 or lo < 0 or hi < 0:
+            raise ShapeError("kernel sizes and strides must be positive, and paddings not negative")
+        if n + lo + hi < k:
+            pad = f"2*{lo}" if lo == hi else f"{lo} + {hi}"
+            raise ShapeError(
+                f"the window ({k}) is larger than the input's {name} ({n}) with its padding: "
+                f"({n} + {pad} - {k}) / {s} + 1 = {(n + lo + hi - k) / s + 1:g}, not a whole position"
+            )
+
+
+#: How messages name the spatial dimensions of 1-D and 2-D windows.
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W")}
+
+
+def permute(x: Node, axes: tuple[int, ...]) -> Permute | Node:
+    """``x`` with its per-example axes reordered (x itself for the identity)."""
+    if sorted(axes) != list(range(len(x.shape))):
+        raise ShapeError(f"cannot permute {show_shape(x.shape)} by {axes}")
+    if axes == tuple(range(len(axes))):
+        return x
+    return Permute((x,), tuple(x.shape[a] for a in axes), x.batched, tuple(axes))
 
 
 def symbols(n: int) -> tuple[sympy.Symbol, ...]:

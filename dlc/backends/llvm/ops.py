@@ -26,6 +26,7 @@ from dlc.backends.llvm.rows import (
 )
 from dlc.backends.llvm.scalar import BodyEmitter, UnsupportedError, intrinsic, number
 from dlc.backends.llvm.tensor import einsum_kernel, packed_size
+from dlc.backends.llvm.windows import fold_kernel, unfold_kernel
 from dlc.graph.nodes import (
     BatchSize,
     ClassDelta,
@@ -33,17 +34,20 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Fold,
     Index,
     LogSumExp,
     Loss,
     MatMul,
     Node,
+    Permute,
     Reduce,
     ReduceKind,
     Reshape,
     Slice,
     Softmax,
     Transpose,
+    Unfold,
     unknown,
 )
 from dlc.graph.ops import matmul_spec
@@ -171,6 +175,22 @@ def _(node: Concat, op: Op) -> None:
         source = over(op, part, node, list(range(len(node.shape))))
         map_elements(op.k, space(part.shape, node.batched), target, [source], identity)
         start += part.shape[node.axis]
+
+
+@emit.register
+def _(node: Permute, op: Op) -> None:
+    (x,) = node.inputs
+    map_elements(op.k, extents(node), home(node, op.out), [over(op, x, node, list(node.axes))], identity)
+
+
+@emit.register
+def _(node: Unfold, op: Op) -> None:
+    unfold_kernel(op, node)
+
+
+@emit.register
+def _(node: Fold, op: Op) -> None:
+    fold_kernel(op, node)
 
 
 # ---------------------------------------------------------- reductions

@@ -24,17 +24,21 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Fold,
     Index,
     LogSumExp,
     Loss,
     MatMul,
     Node,
+    Permute,
     Reduce,
     ReduceKind,
     Reshape,
     Slice,
     Softmax,
     Transpose,
+    Unfold,
+    Window,
     broadcast,
     unknown,
 )
@@ -294,6 +298,42 @@ def _(node: ClassDelta, ctx: Context, name: str) -> Code:
     ctx.helpers.add("class_delta")
     s, label, g = (_arr(ctx, x) for x in node.inputs)
     return Code(f"class_delta({s}, {label}, {g})")
+
+
+def _window_args(window: Window) -> str:
+    return f"{window.kernel!r}, {window.stride!r}, {window.padding!r}"
+
+
+def _per_batch(node: Node, x: Node, call: str, ctx: Context) -> str:
+    """``call``, a helper of batch-major arrays with ``{}`` for its argument; an unbatched x goes in
+    as a batch of one."""
+    if node.batched:
+        return call.format(_arr(ctx, x))
+    return call.format(f"{_arr(ctx, x)}[None]") + "[0]"
+
+
+@emit.register
+def _(node: Unfold, ctx: Context, name: str) -> Code:
+    ctx.helpers.add("unfold")
+    (x,) = node.inputs
+    fill = BodyNumber.print(sympy.Float(node.fill)) if node.fill != 0 else "0"
+    args = f"{_window_args(node.window)}, {fill}, {node.window.channels_last}"
+    return Code(_per_batch(node, x, "unfold({}, " + args + ")", ctx))
+
+
+@emit.register
+def _(node: Fold, ctx: Context, name: str) -> Code:
+    ctx.helpers.add("fold")
+    (g,) = node.inputs
+    args = f"{node.shape!r}, {_window_args(node.window)}, {node.window.channels_last}"
+    return Code(_per_batch(node, g, "fold({}, " + args + ")", ctx))
+
+
+@emit.register
+def _(node: Permute, ctx: Context, name: str) -> Code:
+    lead = (0,) if node.batched else ()
+    axes = lead + tuple(a + len(lead) for a in node.axes)
+    return Code(f"np.transpose({_arr(ctx, node.inputs[0])}, {axes!r})")
 
 
 @emit.register
