@@ -28,18 +28,22 @@ from dlc.graph.nodes import (
     Einsum,
     Elementwise,
     Expand,
+    Fold,
     Index,
     Input,
     Loss,
     MatMul,
     Node,
     Param,
+    Permute,
     Reduce,
     ReduceKind,
     Reshape,
     Slice,
     Tangent,
     Transpose,
+    Unfold,
+    Window,
     typed_shape,
     unknown,
 )
@@ -149,6 +153,9 @@ def derive(graph: Graph) -> Derivation:
             for n in graph.nodes()
             if n.inputs and n in names
         )
+        pools = [r for r in map(pool_of, graph.nodes()) if r is not None]
+        show.pool_backs = {cots[r.inputs[0]]: r for r in pools if r.inputs[0] in cots}
+        show.cots = cots
         deltas = _deltas(graph, cots, names)
         show.deltas = {cots[n]: _sym(d) for n, d in deltas.items()}
         backward = tuple(
@@ -169,21 +176,28 @@ def forward_names(graph: Graph) -> dict[Node, str]:
     names: dict[Node, str] = {}
     counters: dict[str, int] = {}
 
+    given = set(graph.names.values())  # the user's names, which no made-up name may take
+
     def fresh(prefix: str) -> str:
         counters[prefix] = counters.get(prefix, 0) + 1
+        while f"{prefix}{counters[prefix]}" in given:
+            counters[prefix] += 1
         return f"{prefix}{counters[prefix]}"
 
     layer: dict[Node, int] = {}  # z_k -> k, so that what a layer's activation makes is h_k
+    hidden = {part for node in graph.nodes() for part in window_parts(node)}
     for node in graph.nodes():
         if isinstance(node, Elementwise) and not node.inputs:
             continue  # a number, shown as itself
+        if node in hidden and node not in graph.names:
+            continue  # part of a convolution or a pooling, shown as the call
         name = _given_name(graph, node)
-        if name is None and isinstance(node, (MatMul, Einsum)):
+        if name is None and (isinstance(node, (MatMul, Einsum)) or conv_of(node)):
             name = fresh("z")
             layer[node] = counters["z"]
         elif name is None and isinstance(node, Elementwise):
             k = next((layer[i] for i in node.inputs if i in layer), None)
-            name = f"h{k}" if k is not None and f"h{k}" not in names.values() else None
+            name = f"h{k}" if k is not None and f"h{k}" not in {*names.values(), *given} else None
         names[node] = name or fresh("u" if node.shape or node.batched else "c")
     return names
 
@@ -205,7 +219,7 @@ def _deltas(graph: Graph, cots: dict[Node, Node], names: dict[Node, str]) -> dic
     """The values whose δ gets a name: matrix products' outputs and the user's named values."""
     deltas = {}
     for node in graph.nodes():
-        named = node in graph.names or isinstance(node, (MatMul, Einsum))
+        named = node in graph.names or isinstance(node, (MatMul, Einsum)) or conv_of(node) or pool_of(node)
         if node in cots and node.inputs and named and node in names:
             n = names[node]
             deltas[node] = "delta" + (n[1:] if n[0] == "z" and n[1:].isdigit() else "_" + n)
@@ -218,6 +232,10 @@ class Notation:
     def __init__(self, names: dict[Node, str]) -> None:
         self.names = names
         self.deltas: dict[Node, sympy.Symbol] = {}
+        self.cots: dict[
+            Node, Node
+        ] = {}  # each value's cotangent, where formulas of the backward pass are shown
+        self.pool_backs: dict[Node, Reduce] = {}  # a pooling's windows' cotangent -> the pooling
 
     def forward(self, node: Node) -> sympy.Expr:
         return self._op(node, self.ref)
@@ -238,11 +256,110 @@ class Notation:
         return self._op(node, lambda n: self.backward_ref(n, defining))
 
     def _op(self, node: Node, arg: Callable[[Node], sympy.Expr]) -> sympy.Expr:
+        call = self._window_call(node, arg)
+        if call is not None:
+            return call
         args = [arg(i) for i in node.inputs]
         notation = _NOTATION.get(type(node))
         if notation is None:
             return sympy.Function(node.op_name)(*args)
         return notation(node, args)
+
+    def _window_call(self, node: Node, arg: Callable[[Node], sympy.Expr]) -> sympy.Expr | None:
+        """A convolution, a pooling or their gradients as the call a person writes, or None.
+
+        conv2d(x, K) is built as the windows of x times K, permuted; its gradients are
+        conv_transpose2d(δ, K) for x and conv2d_weight(x, δ) for K (PyTorch's names for them).
+        """
+        if conv := conv_of(node):
+            einsum, unfold = conv
+            rank = len(unfold.window.kernel)
+            return _call(f"conv{rank}d", [arg(unfold.inputs[0]), arg(einsum.inputs[1])], unfold.window)
+        if pool := pool_of(node):
+            (windows,) = pool.inputs
+            return _call(
+                _pool_name(pool, node_window(windows)), [arg(windows.inputs[0])], node_window(windows)
+            )
+        if isinstance(node, Fold) and node.inputs[0] in self.pool_backs:
+            pool = self.pool_backs[node.inputs[0]]
+            (windows,) = pool.inputs
+            delta = arg(self.cots[pool]) if pool in self.cots else sympy.Symbol("delta")
+            name = _pool_name(pool, node.window) + "_backward"
+            return _call(name, [delta, arg(windows.inputs[0])], node.window)
+        if isinstance(node, Fold) and node.window.channels_last:
+            product = node.inputs[0]  # the windows' cotangent: the kernel times the output's
+            if isinstance(product, Einsum) and isinstance(product.inputs[1], Permute):
+                delta, kernel = product.inputs[1].inputs[0], product.inputs[0]
+                rank = len(node.window.kernel)
+                return _call(f"conv_transpose{rank}d", [arg(delta), arg(kernel)], node.window)
+        if (
+            isinstance(node, Einsum)
+            and isinstance(node.inputs[0], Unfold)
+            and node.inputs[0].window.channels_last
+            and isinstance(node.inputs[1], Permute)
+        ):
+            unfold, delta = node.inputs[0], node.inputs[1].inputs[0]
+            rank = len(unfold.window.kernel)
+            weight = _call(f"conv{rank}d_weight", [arg(unfold.inputs[0]), arg(delta)], unfold.window)
+            lhs, out = node.spec.split("->")
+            return nt.BatchSum(weight) if "B" in lhs and "B" not in out else weight
+        return None
+
+
+def conv_of(node: Node) -> tuple[Einsum, Unfold] | None:
+    """(product, windows) if ``node`` is a convolution's result: its windows times a kernel, permuted."""
+    if isinstance(node, Permute) and isinstance(product := node.inputs[0], Einsum):
+        windows = product.inputs[0]
+        if isinstance(windows, Unfold) and windows.window.channels_last and len(product.inputs) == 2:
+            return product, windows
+    return None
+
+
+def pool_of(node: Node) -> Reduce | None:
+    """``node`` if it is a pooling: a max or a mean over windows (laid out channels first)."""
+    if not isinstance(node, Reduce) or node.kind not in (ReduceKind.MAX, ReduceKind.MEAN):
+        return None
+    windows = node.inputs[0]
+    return node if isinstance(windows, Unfold) and not windows.window.channels_last else None
+
+
+def window_parts(node: Node) -> list[Node]:
+    """The nodes a convolution or pooling is made of besides its result (shown as part of the call)."""
+    if conv := conv_of(node):
+        return list(conv)
+    if pool := pool_of(node):
+        return [pool.inputs[0]]
+    return []
+
+
+def node_window(node: Node) -> Window:
+    assert isinstance(node, Unfold | Fold)
+    return node.window
+
+
+def _pool_name(pool: Reduce, window: Window) -> str:
+    kind = "max" if pool.kind is ReduceKind.MAX else "avg"
+    return f"{kind}_pool{len(window.kernel)}d"
+
+
+def _call(name: str, args: list[sympy.Expr], window: Window) -> sympy.Expr:
+    """``name(args..., settings)``, the settings that differ from the defaults written as options."""
+    shown = list(args)
+    pooling = "pool" in name
+    if pooling:
+        shown.append(sympy.Symbol(_sizes(window.kernel)))
+    if window.stride != (window.kernel if pooling else (1,) * len(window.stride)):
+        shown.append(nt.Option(sympy.Symbol(f"stride = {_sizes(window.stride)}")))
+    if any(lo or hi for lo, hi in window.padding):
+        symmetric = all(lo == hi for lo, hi in window.padding)
+        pads = _sizes(tuple(lo for lo, _ in window.padding)) if symmetric else str(list(window.padding))
+        shown.append(nt.Option(sympy.Symbol(f"padding = {pads}")))
+    return sympy.Function(name)(*shown)
+
+
+def _sizes(values: tuple[int, ...]) -> str:
+    """One number if all are equal (2), else the list ([2, 1])."""
+    return str(values[0]) if len(set(values)) == 1 else str(list(values))
 
 
 _NOTATION: dict[type, Callable[[Any, list[sympy.Expr]], sympy.Expr]] = {

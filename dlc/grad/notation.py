@@ -53,6 +53,10 @@ class Average(sympy.Function):
     """Mean over (some) axes of one example's tensor."""
 
 
+class Option(sympy.Function):
+    """A setting of a call, ``stride = 2``: its argument is a symbol whose name is the text."""
+
+
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 _GREEK = {"delta": "δ", "ell": "ℓ", "sigmoid": "σ", "yhat": "ŷ"}
@@ -145,6 +149,9 @@ class TextPrinter(StrPrinter):
     def _print_Average(self, expr: Average) -> str:
         return f"mean({self._print(expr.args[0])})"
 
+    def _print_Option(self, expr: Option) -> str:
+        return str(expr.args[0].name)
+
     def _print_Deriv(self, expr: Deriv) -> str:
         f, *args = expr.args
         return f"{_GREEK.get(f.name, f.name)}'({', '.join(self._print(a) for a in args)})"
@@ -219,6 +226,10 @@ class MathPrinter(LatexPrinter):
 
     def _print_Average(self, expr: Average) -> str:
         return rf"\operatorname{{mean}}\left({self._print(expr.args[0])}\right)"
+
+    def _print_Option(self, expr: Option) -> str:
+        name, _, value = str(expr.args[0].name).partition(" = ")
+        return rf"\mathrm{{{name}}} = {value}"
 
     def _print_Deriv(self, expr: Deriv) -> str:
         f, *args = expr.args

@@ -45,6 +45,10 @@ def einsum_kernel(op: Op, spec: str) -> None:
     space = [Extent(1, True) if c == "B" else Extent(size[c]) for c in letters]
     operands = [_operand(op, x, sub, letters) for x, sub in zip(op.node.inputs, subs, strict=True)]
     out = View(op.out, tuple(_strides_of(out_sub, op.node.shape, op.node.batched, letters)))
+    subs, out_sub, letters, space, (out, *operands) = merge_letters(
+        subs, out_sub, letters, space, [out, *operands]
+    )
+    assert isinstance(out, View)
     views = [out, *(x for x in operands if isinstance(x, View))]
     order = loop_order(space, [v.strides for v in views])
     count = Extent(math.prod(op.node.shape), op.node.batched)
@@ -61,6 +65,41 @@ def einsum_kernel(op: Op, spec: str) -> None:
             call_gemm(op, plan, out)
         with loops:
             tiled_product(op, plan, out)
+
+
+def merge_letters(
+    subs: list[str], out: str, letters: list[str], space: list[Extent], operands: list[View | ir.Value]
+) -> tuple[list[str], str, list[str], list[Extent], list[View | ir.Value]]:
+    """The einsum with neighbouring letters that every operand walks as one merged into one letter.
+
+    ``hw`` of ``Bhwc,oc->Bhwo`` (a convolution's positions) and then ``B`` with them make the
+    product the plain matrix product ``Xc,oc->Xo``, one gemm for the whole batch. Two letters
+    merge where each subscript has both, the second right after the first, or neither, and each
+    operand's strides step over the second's extent as one.
+    """
+    views = [list(x.strides) if isinstance(x, View) else None for x in operands]
+    changed = all(len(set(sub)) == len(sub) for sub in (*subs, out))  # no diagonals
+    while changed:
+        changed = False
+        for a, b in itertools.permutations(list(letters), 2):
+            if not all((a + b in sub) if a in sub else b not in sub for sub in (*subs, out)):
+                continue
+            i, j = letters.index(a), letters.index(b)
+            if space[j].batch or any(v is not None and v[i] != v[j] * space[j].factor for v in views):
+                continue
+            space[i] = space[i] * space[j]
+            del space[j], letters[j]
+            for v in views:
+                if v is not None:
+                    v[i] = v.pop(j)
+            subs, out = [sub.replace(b, "") for sub in subs], out.replace(b, "")
+            changed = True
+            break
+    merged = [
+        View(x.ptr, tuple(v), x.offset) if isinstance(x, View) and v is not None else x
+        for x, v in zip(operands, views, strict=True)
+    ]
+    return subs, out, letters, space, merged
 
 
 def _tiny(plan: GemmPlan) -> bool:
@@ -170,10 +209,11 @@ def packed_size(spec: str, inputs: Sequence[Node]) -> int:
     letters = list(dict.fromkeys(out + "".join(subs)))
     size = _letter_sizes(subs, inputs)
     space = [Extent(1, True) if c == "B" else Extent(size[c]) for c in letters]
-    fake = [
+    fake: list[View | ir.Value] = [
         View(ir.Constant(PTR, None), tuple(_strides_of(s, x.shape, x.batched, letters)))
         for s, x in zip(subs, inputs, strict=True)
     ]
+    subs, out, letters, space, fake = merge_letters(subs, out, letters, space, fake)
     plan = gemm_plan(subs, out, fake, letters, space)
     return plan.n.factor * plan.k.factor if plan is not None and plan.b_t and not _tiny(plan) else 0
 
