@@ -13,7 +13,7 @@ import math
 
 from llvmlite import ir
 
-from dlc.backends.llvm.kernels import I64, Extent, Kernel, Operand, View, contract, map_elements
+from dlc.backends.llvm.kernels import I64, Extent, Kernel, Operand, View, collapse, contract, map_elements
 from dlc.backends.llvm.layout import is_number
 from dlc.backends.llvm.op import PTR, Op, broadcast_map, extents, home, identity, over, space, strides
 from dlc.backends.llvm.rows import (
@@ -206,10 +206,13 @@ def _(node: Reduce, op: Op) -> None:
     batch = ([0 if node.batch else math.prod(node.shape)] if x.batched else []) + per
     source = over(op, x, x, list(range(len(x.shape))))
     count = Extent(math.prod(node.shape), node.batched)
-    space = extents(x)
+    out = View(op.out, tuple(batch))
+    if isinstance(source, View):  # neighbouring axes both walk as one: fewer, longer loops
+        space, (out, source) = collapse(extents(x), [out, source])
+    else:
+        space = extents(x)
     k = op.k
     order = list(range(len(space)))
-    out = View(op.out, tuple(batch))
     match node.kind:
         case ReduceKind.SUM | ReduceKind.MEAN:
             contract(k, space, order, out, count, [source])

@@ -66,10 +66,13 @@ def fold_kernel(op: Op, node: Fold) -> None:
     (g,) = node.inputs
     k, b = op.k, op.k.b
     window = node.window
-    fill(k, View(op.out, (1,)), Extent(math.prod(node.shape), node.batched), k.const(0.0))
     source = op.src(g)
     assert isinstance(source, ir.Value)
     g_view = home(g, source)
+    if not _padded(window) and all(s >= n for s, n in zip(window.stride, window.kernel, strict=True)):
+        _fold_disjoint(op, node, g_view)
+        return
+    fill(k, View(op.out, (1,)), Extent(math.prod(node.shape), node.batched), k.const(0.0))
     with k.nest(extents(g)) as index:
         address, inside = _source(op, window, node.shape, index, g.batched)
         value = k.load(g_view, index)
@@ -78,6 +81,28 @@ def fold_kernel(op: Op, node: Fold) -> None:
         slot = b.gep(op.out, [address], inbounds=True, source_etype=k.ty)
         total = b.fadd(b.load(slot, typ=k.ty, align=k.align), value)
         b.store(total, slot, align=k.align)
+
+
+def _fold_disjoint(op: Op, node: Fold, g: View) -> None:
+    """Windows that neither overlap nor hang over the edge: each element of x receives at most
+    one element of g, so x is written once, without reading it back (zeros where no window reaches).
+    The loops walk x's own order ([B,] C, then each position with its kernel offset inside it)."""
+    (windows,) = node.inputs
+    window = node.window
+    positions, channel, offsets = _roles(window)
+    lead = 1 if node.batched else 0
+    spatial = node.shape[1:]
+    axes_ = zip(window.positions(spatial), window.stride, spatial, window.kernel, strict=True)
+    covered = all(p * s == n and s == k for p, s, n, k in axes_)
+    if not covered:
+        fill(op.k, View(op.out, (1,)), Extent(math.prod(node.shape), node.batched), op.k.const(0.0))
+    axes = [channel, *(a for pair in zip(positions, offsets, strict=True) for a in pair)]
+    x_along = _x_strides(window, node.shape, node.batched, len(windows.shape))
+    space = extents(windows)
+    order = list(range(lead)) + [lead + a for a in axes]
+    target = View(op.out, tuple(x_along[a] for a in order))
+    source = View(g.ptr, tuple(g.strides[a] for a in order), g.offset)
+    map_elements(op.k, [space[a] for a in order], target, [source], identity)
 
 
 def _source(
