@@ -73,12 +73,19 @@ def instrumented() -> Iterator[list[str]]:
 
 def profile(model: str, entry: str, batch: int, steps: int, dtype: str) -> list[tuple[str, float, str]]:
     """(kernel, share of the cycles, what it computes) for ``steps`` calls of ``entry``."""
-    os.environ["DLC_CACHE_DIR"] = ""  # compile here: an instrumented module is never cached
     from dlc.compiler import compile_model
 
-    with instrumented() as names:
-        module = compile_model(model, backend="llvm", dtype=dtype)
-        native = module._native()  # type: ignore[attr-defined]
+    cache = os.environ.get("DLC_CACHE_DIR")
+    os.environ["DLC_CACHE_DIR"] = ""  # compile here: an instrumented module is never cached
+    try:
+        with instrumented() as names:
+            module = compile_model(model, backend="llvm", dtype=dtype)
+            native = module._native()  # type: ignore[attr-defined]
+    finally:
+        if cache is None:
+            del os.environ["DLC_CACHE_DIR"]
+        else:
+            os.environ["DLC_CACHE_DIR"] = cache
     rng = np.random.default_rng(0)
     params = module.init_params(0)  # type: ignore[attr-defined]
     X = rng.standard_normal((batch, *module.INPUT_SHAPE)).astype(dtype)  # type: ignore[attr-defined]

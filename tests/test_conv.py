@@ -316,3 +316,14 @@ def test_a_flat_input_gets_a_hint_to_reshape() -> None:
 def test_he_refuses_a_vector_still() -> None:
     err = error_at("input x : [3]\ntarget y : []\nparam w : [3] = he\nloss mse(sum(w * x), y)")
     assert "kernels [O, C, ...]" in str(err)
+
+
+def test_the_kernel_profile_accounts_for_every_kernel_of_a_step(tmp_path: Any) -> None:
+    from benchmarks import kernels
+
+    model = tmp_path / "small.dlc"
+    model.write_text(CASES["strided"][0])
+    rows = kernels.profile(str(model), "train_step", batch=4, steps=2, dtype="float64")
+    assert abs(sum(share for _, share, _ in rows) - 1) < 1e-9
+    described = " ".join(what for _, _, what in rows)
+    assert "conv2d(" in described and "fold" in described
