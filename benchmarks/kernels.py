@@ -13,6 +13,7 @@ process and never cached; its kernels are the ones a module gets.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,31 +81,31 @@ def profile(model: str, entry: str, batch: int, steps: int, dtype: str) -> list[
     try:
         with instrumented() as names:
             module = compile_model(model, backend="llvm", dtype=dtype)
-            native = module._native()  # type: ignore[attr-defined]
+            native = module._native()
     finally:
         if cache is None:
             del os.environ["DLC_CACHE_DIR"]
         else:
             os.environ["DLC_CACHE_DIR"] = cache
     rng = np.random.default_rng(0)
-    params = module.init_params(0)  # type: ignore[attr-defined]
-    X = rng.standard_normal((batch, *module.INPUT_SHAPE)).astype(dtype)  # type: ignore[attr-defined]
-    shape = module.TARGET_SHAPE  # type: ignore[attr-defined]
+    params = module.init_params(0)
+    X = rng.standard_normal((batch, *module.INPUT_SHAPE)).astype(dtype)
+    shape = module.TARGET_SHAPE
     Y = rng.uniform(size=(batch, *shape)).astype(dtype)
     if shape:
         Y /= Y.sum(axis=-1, keepdims=True)
     calls = {
-        "loss": lambda: module.loss(params, X, Y),  # type: ignore[attr-defined]
-        "value_and_grad": lambda: module.value_and_grad(params, X, Y),  # type: ignore[attr-defined]
+        "loss": lambda: module.loss(params, X, Y),
+        "value_and_grad": lambda: module.value_and_grad(params, X, Y),
     }
     if entry == "train_step":
-        state = module.init_state(params)  # type: ignore[attr-defined]
-        calls["train_step"] = lambda: module.train_step(params, state, X, Y, lr=1e-6)  # type: ignore[attr-defined]
+        state = module.init_state(params)
+        calls["train_step"] = lambda: module.train_step(params, state, X, Y, lr=1e-6)
     run = calls[entry]
     run()
     engine = native.engine[0]
     counts = np.ctypeslib.as_array(
-        (np.ctypeslib.ctypes.c_int64 * SLOTS).from_address(engine.get_global_value_address(COUNTER))
+        (ctypes.c_int64 * SLOTS).from_address(engine.get_global_value_address(COUNTER))
     )
     counts[:] = 0
     for _ in range(steps):
@@ -121,7 +122,7 @@ def native_comments(model: str, dtype: str) -> dict[str, str]:
     from dlc.compiler import read_model
     from dlc.grad import differentiate
 
-    graph = read_model(model, None).graph  # type: ignore[attr-defined]
+    graph = read_model(model, None).graph
     native = native_program(differentiate(graph), dtype)
     described = {}
     for node, fn in native.kernels.items():
