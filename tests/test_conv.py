@@ -297,15 +297,22 @@ HEAD = "input x : [2, 8, 8]\ninput v : [64]\ntarget y : []\nparam K : [4, 2, 3, 
         ("loss mse(sum(max_pool2d(x, 9)), y)", "max_pool2d", "(8 + 2*0 - 9) / 9 + 1"),
         ("loss mse(sum(avg_pool2d(x, 0)), y)", "0)", "the window must be at least 1"),
         ("loss mse(sum(conv2d(x, K, padding = wide)), y)", "wide", "undefined name 'wide'"),
+        ("loss mse(sum(conv2d(x, K, stride = 99999999999)), y)", "conv2d", "no input is that large"),
+        (
+            "loss mse(sum(conv2d(x, K, padding = 40000)), y)",
+            "conv2d",
+            "would take 1.2e+11 elements per example ([80006, 80006] positions of 2 channels by 3x3)",
+        ),
+        ("same = 2\nloss mse(sum(conv2d(x, K, padding = same)) + same, y)", "same)", "both a value"),
     ],
 )
 def test_a_bad_call_is_a_positioned_error(line: str, at: str, fragment: str) -> None:
     err = error_at(HEAD + line)
     assert fragment in str(err), str(err)
     text = str(err)
-    assert ":5:" in text and "^" in text
-    column = line.index(at) + 1
-    assert f":5:{column}:" in text, text
+    row = 5 + line.count("\n")
+    column = line.split("\n")[-1].index(at) + 1
+    assert f":{row}:{column}:" in text and "^" in text, text
 
 
 def test_a_flat_input_gets_a_hint_to_reshape() -> None:

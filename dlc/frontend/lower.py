@@ -363,6 +363,12 @@ class CallSite:
         """The argument if it is one of ``words`` written as a bare name (``padding = same``), else None."""
         e = self.bound.get(name)
         if isinstance(e, ast.Name) and e.ident.text in words:
+            if e.ident.text in self.lowering.decls.names or e.ident.text in self.scope:
+                raise DlcError(
+                    f"'{e.ident.text}' is both a value of this model and a word {name} takes",
+                    e.span,
+                    hint=f"rename the value: here {name} = {e.ident.text} means the word",
+                )
             return e.ident.text
         return None
 

@@ -294,7 +294,15 @@ def class_delta(s: Node, label: Node, g: Node) -> ClassDelta:
 def unfold(x: Node, window: Window, fill: float = 0.0) -> Unfold:
     """The windows of ``x`` = [C, *spatial] (see :class:`Window`); checked by :func:`check_window`."""
     check_window(x.shape, window)
-    return Unfold((x,), _check_size(window.windows_shape(x.shape)), x.batched, window, float(fill))
+    shape = window.windows_shape(x.shape)
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ShapeError(
+            f"the windows of x would take {math.prod(shape):.2g} elements per example "
+            f"({show_shape(window.positions(x.shape[1:]))} positions of {x.shape[0]} "
+            f"channel{'s' if x.shape[0] != 1 else ''} by "
+            f"{'x'.join(map(str, window.kernel))}), more than {MAX_ELEMENTS:.0e}"
+        )
+    return Unfold((x,), _check_size(shape), x.batched, window, float(fill))
 
 
 def fold(g: Node, shape: Shape, window: Window) -> Fold:
@@ -319,6 +327,8 @@ def check_window(x: Shape, window: Window) -> None:
     ):
         if k < 1 or s < 1 or lo < 0 or hi < 0:
             raise ShapeError("kernel sizes and strides must be positive, and paddings not negative")
+        if s > MAX_ELEMENTS or lo > MAX_ELEMENTS or hi > MAX_ELEMENTS:
+            raise ShapeError(f"a stride or padding above {MAX_ELEMENTS:.0e}: no input is that large")
         if n + lo + hi < k:
             pad = f"2*{lo}" if lo == hi else f"{lo} + {hi}"
             raise ShapeError(
