@@ -248,7 +248,7 @@ def _source(window: Window, p: tuple[int, ...], k: tuple[int, ...]) -> tuple[int
 
 
 def _window_index(window: Window, c: Any, p: tuple[int, ...], k: tuple[int, ...]) -> tuple[Any, ...]:
-    return (*p, c, *k) if window.channels_last else (c, *p, *k)
+    return (*p, c, *k) if window.channels_last else (*k, c, *p)
 
 
 def _at(*index: Any) -> tuple[Any, ...]:

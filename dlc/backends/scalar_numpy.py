@@ -155,27 +155,44 @@ def class_delta(s: Array, label: Array, g: Array) -> Array:
 
 
 def unfold(x: Array, kernel: tuple, stride: tuple, padding: tuple, fill: float, channels_last: bool) -> Array:
-    """Every window of x [B, C, *spatial]: [B, *positions, C, *kernel] (channels last) or
-    [B, C, *positions, *kernel]; padding (before, after) per axis holds ``fill``. A read-only view
-    of x where there is no padding."""
+    """Every window of x [B, C, *spatial], as an array of its own (im2col): [B, *positions, C,
+    *kernel] (channels last, for a matrix product) or [B, *kernel, C, *positions] (for pooling,
+    which then works on whole slices). Padding (before, after) per axis holds ``fill``."""
     rank = len(kernel)
     if any(lo or hi for lo, hi in padding):
         x = np.pad(x, ((0, 0), (0, 0), *padding), constant_values=fill)
     windows = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=tuple(range(2, 2 + rank)))
     windows = windows[(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
-    return np.moveaxis(windows, 1, 1 + rank) if channels_last else windows
+    if channels_last:
+        return np.array(np.moveaxis(windows, 1, 1 + rank), order="C")
+    offsets = tuple(range(2 + rank, 2 + 2 * rank))
+    return np.array(np.moveaxis(windows, offsets, tuple(range(1, 1 + rank))), order="C")
 
 
 def fold(g: Array, shape: tuple, kernel: tuple, stride: tuple, padding: tuple, channels_last: bool) -> Array:
-    """The windows g added back into x [B, *shape] where they came from (the adjoint of unfold)."""
+    """The windows g added back into x [B, *shape] where they came from (the adjoint of unfold):
+    g laid out offsets first, then one whole-slice addition per offset of the kernel."""
     rank = len(kernel)
-    if channels_last:
-        g = np.moveaxis(g, 1 + rank, 1)  # [B, C, *positions, *kernel]
-    positions = g.shape[2 : 2 + rank]
+    if channels_last:  # [B, *positions, C, *kernel] -> [B, *kernel, C, *positions]
+        order = (0, *range(2 + rank, 2 + 2 * rank), 1 + rank, *range(1, 1 + rank))
+        g = np.ascontiguousarray(np.transpose(g, order))
+    positions = g.shape[2 + rank :]
     padded = [n + lo + hi for n, (lo, hi) in zip(shape[1:], padding, strict=True)]
     out = np.zeros((len(g), shape[0], *padded), dtype=g.dtype)
     for k in np.ndindex(*kernel):
         at = tuple(slice(i, i + s * (p - 1) + 1, s) for i, s, p in zip(k, stride, positions, strict=True))
-        out[(slice(None), slice(None), *at)] += g[(..., *k)]
+        out[(slice(None), slice(None), *at)] += g[(slice(None), *k)]
     inside = tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape[1:], padding, strict=True))
     return out[(slice(None), slice(None), *inside)]
+
+
+def reduce_first(x: Array, n: int, how: str) -> Array:
+    """x [B, *a, *rest] reduced over the n axes after the batch axis (a pooling window's offsets),
+    one whole-array step per element of them: NumPy is much faster so than reducing over
+    small strided axes. ``how``: max, min, sum or mean."""
+    step = np.maximum if how == "max" else np.minimum if how == "min" else np.add
+    out = None
+    for i in np.ndindex(*x.shape[1 : 1 + n]):
+        part = x[(slice(None), *i)]
+        out = np.array(part) if out is None else step(out, part, out=out)
+    return out / np.prod(x.shape[1 : 1 + n]) if how == "mean" else out

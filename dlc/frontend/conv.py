@@ -3,7 +3,7 @@
 ``conv2d(x, K)`` is the windows of x (``Unfold``, channels last) times the
 kernel, one matrix product ``[positions, C*kh*kw] @ [C*kh*kw, O]``, then the
 axes put back in PyTorch's order ``[O, H', W']``. Pooling is a max or a mean
-over the windows (``Unfold``, channels first). So neither needs a derivative
+over the windows (``Unfold``, kernel offsets first). So neither needs a derivative
 rule of its own: the chain rule goes through the product, the reduction and
 the windows, whose adjoint (``Fold``, col2im) is the one new rule.
 """
@@ -108,7 +108,7 @@ def pool(kind: nodes.ReduceKind, rank: int) -> Builtin:
             c.fail("padding must be at most half the window", "padding")
         window = nodes.Window(kernel, stride, padding, channels_last=False)
         windows = c.make(g.unfold, x, window, -math.inf if kind is nodes.ReduceKind.MAX else 0.0)
-        return c.make(g.reduce_axes, kind, windows, tuple(range(rank + 1, 2 * rank + 1)))
+        return c.make(g.reduce_axes, kind, windows, tuple(range(rank)))  # the kernel's offsets
 
     what = "largest" if kind is nodes.ReduceKind.MAX else "mean"
     return Builtin(

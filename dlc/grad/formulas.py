@@ -316,7 +316,7 @@ def conv_of(node: Node) -> tuple[Einsum, Unfold] | None:
 
 
 def pool_of(node: Node) -> Reduce | None:
-    """``node`` if it is a pooling: a max or a mean over windows (laid out channels first)."""
+    """``node`` if it is a pooling: a max or a mean over windows (laid out offsets first)."""
     if not isinstance(node, Reduce) or node.kind not in (ReduceKind.MAX, ReduceKind.MEAN):
         return None
     windows = node.inputs[0]

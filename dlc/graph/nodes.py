@@ -318,7 +318,8 @@ class Window:
     ``kernel``, ``stride``: one number per spatial axis; ``padding``: (before, after) per axis.
     ``channels_last`` lays the windows out as ``[*positions, C, *kernel]``, so that a
     convolution is one matrix product ([positions, C * kernel] by the kernel's [C * kernel, O]);
-    else ``[C, *positions, *kernel]``, so that pooling reduces the trailing axes.
+    else as ``[*kernel, C, *positions]``, offsets first, so that pooling reduces the leading
+    axes and each step of it is a whole image of positions (long, contiguous rows).
     """
 
     kernel: tuple[int, ...]
@@ -333,7 +334,7 @@ class Window:
             parts.append("stride " + "x".join(map(str, self.stride)))
         if any(lo or hi for lo, hi in self.padding):
             parts.append("padding " + " ".join(f"{lo}+{hi}" for lo, hi in self.padding))
-        return " ".join([*parts, "channels last" if self.channels_last else "channels first"])
+        return " ".join([*parts, "channels last" if self.channels_last else "offsets first"])
 
     def positions(self, spatial: Shape) -> Shape:
         """How many windows fit along each spatial axis: (n + before + after - k) // stride + 1."""
@@ -347,7 +348,7 @@ class Window:
         channels, out = x[0], self.positions(x[1:])
         if self.channels_last:
             return (*out, channels, *self.kernel)
-        return (channels, *out, *self.kernel)
+        return (*self.kernel, channels, *out)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

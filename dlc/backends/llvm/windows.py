@@ -25,7 +25,7 @@ def _roles(window: Window) -> tuple[list[int], int, list[int]]:
     rank = len(window.kernel)
     if window.channels_last:
         return list(range(rank)), rank, [rank + 1 + t for t in range(rank)]
-    return [1 + t for t in range(rank)], 0, [1 + rank + t for t in range(rank)]
+    return [rank + 1 + t for t in range(rank)], rank, list(range(rank))
 
 
 def _x_strides(window: Window, x_shape: tuple[int, ...], batched: bool, rank_out: int) -> list[int]:

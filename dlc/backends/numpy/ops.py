@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -183,9 +184,46 @@ def gemm(spec: str, a: str, b: str) -> str | None:
     return None
 
 
-def _contract(spec: str, args: list[str]) -> str:
+def _contract(spec: str, args: list[str], node: Node | None = None) -> str:
     found = gemm(spec, *args) if len(args) == 2 else None
+    if found is None and node is not None and len(args) == 2:
+        found = _merged_gemm(spec, args, node)
     return found or f"np.einsum({spec!r}, {', '.join(args)}, optimize=True)"
+
+
+def _merged_gemm(spec: str, args: list[str], node: Node) -> str | None:
+    """The einsum as one ``@`` of reshaped operands, where neighbouring letters that are
+    neighbours in every subscript (or in none) merge: a convolution's windows times its kernel,
+    ``Bhwcij,ocij->Bhwo``, is ``[B*h*w, c*i*j] @ [o, c*i*j].T``. None if that is no plain product."""
+    lhs, out = spec.split("->")
+    subs = lhs.split(",")
+    every = [*subs, out]
+    if any(len(set(s)) != len(s) for s in every):
+        return None
+    size: dict[str, str] = {"B": "B"}
+    for sub, x in zip(subs, node.inputs, strict=True):
+        size.update(zip(sub.replace("B", ""), map(str, x.shape), strict=True))
+    groups = {c: c for s in every for c in s}  # letter -> the letters it stands for
+    merged = True
+    while merged:
+        merged = False
+        for a, b in itertools.permutations(list(groups), 2):
+            if all((a + b in s) if a in s else b not in s for s in every):
+                groups[a] += groups.pop(b)
+                every = [s.replace(b, "") for s in every]
+                merged = True
+                break
+    *new_subs, new_out = every
+    if new_subs == subs:
+        return None
+
+    def dims(sub: str) -> str:
+        parts = ["-1" if "B" in groups[c] else "*".join(size[d] for d in groups[c]) for c in sub]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    shaped = [f"np.reshape({a}, {dims(sub)})" for a, sub in zip(args, new_subs, strict=True)]
+    product = gemm(",".join(new_subs) + "->" + new_out, *shaped)
+    return None if product is None else f"np.reshape({product}, {full_shape(node)})"
 
 
 @emit.register
@@ -195,12 +233,29 @@ def _(node: MatMul, ctx: Context, name: str) -> Code:
 
 @emit.register
 def _(node: Einsum, ctx: Context, name: str) -> Code:
-    return Code(_contract(node.spec, [_arr(ctx, x) for x in node.inputs]))
+    return Code(_contract(node.spec, [_arr(ctx, x) for x in node.inputs], node))
+
+
+#: A reduction over the leading per-example axes of at most this many elements, of a value
+#: at least :data:`FIRST_AXES_REST` times larger, is done one slice at a time (pooling).
+FIRST_AXES_MOST = 16
+FIRST_AXES_REST = 256
 
 
 @emit.register
 def _(node: Reduce, ctx: Context, name: str) -> Code:
     (x,) = node.inputs
+    count = int(np.prod([x.shape[a] for a in node.axes]))
+    if (
+        node.axes == tuple(range(len(node.axes)))
+        and node.axes
+        and not node.batch
+        and count <= FIRST_AXES_MOST
+        and node.size >= FIRST_AXES_REST
+    ):
+        ctx.helpers.add("reduce_first")
+        call = "reduce_first({}, " + f"{len(node.axes)}, {node.kind.value!r})"
+        return Code(_per_batch(node, x, call, ctx))
     shift = 1 if x.batched else 0
     axes = ([0] if node.batch else []) + [a + shift for a in node.axes]
     axis = str(axes[0]) if len(axes) == 1 else repr(tuple(axes))

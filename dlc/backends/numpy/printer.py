@@ -29,10 +29,10 @@ TENSOR_HELPERS = (
     "softmax_ce_softmax",
     "softmax_ce_index",
     "class_delta",
+    "unfold",
     "fold",
+    "reduce_first",
 )
-#: Tensor helpers whose result may be a view of their argument (so never written in place).
-VIEW_HELPERS = ("unfold",)
 
 
 class BodyPrinter(NumPyPrinter):
@@ -171,7 +171,7 @@ def _reached(replacements: list[tuple[sympy.Symbol, sympy.Expr]], reduced: sympy
 
 def helper_source(names: set[str]) -> str:
     """The source of the named helpers, in a fixed order."""
-    order = [*HELPERS, *TENSOR_HELPERS, *VIEW_HELPERS]
+    order = [*HELPERS, *TENSOR_HELPERS]
     parts = []
     for name in sorted(names, key=order.index):
         text = inspect.getsource(getattr(scalar_numpy, name))
