@@ -46,6 +46,7 @@ LOSSES = ("mse", "bce", "bce_with_logits", "softmax_cross_entropy")
 BUILTIN_NAMES = (
     *UNARY, "leaky_relu", "pow", "sum", "mean", "softmax", "logsumexp", "transpose", "concat", *LOSSES,
     "max", "min", "maximum", "minimum", "clip", "where", "reshape", "flatten", "stack",
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
 )
 COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 # fmt: on
@@ -622,6 +623,7 @@ class ModelGen:
             (self.pairwise, 1),
             (self.choose, 1),
             (self.compare, 0.5),
+            (self.window, 2 if rank in (2, 3) and max(s) <= 6 else 0),
         ]
 
     def leaf(self, shape: Shape, scope: dict[str, Shape] | None) -> str:
@@ -815,6 +817,51 @@ class ModelGen:
             return f"stack({', '.join(parts)})"
         return f"stack({', '.join(parts)}, axis = {shown})"
 
+    def window(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
+        """A convolution or a pooling whose result has shape ``s`` = [channels, *positions]."""
+        r = self.r
+        rank = len(s) - 1
+        if r.random() < 0.5:  # pooling keeps the channels
+            k = [r.randint(1, 3) for _ in range(rank)]
+            stride = [r.randint(1, 3) for _ in range(rank)] if r.random() < 0.4 else k
+            pad = [r.randint(0, kk // 2) for kk in k]
+            n = _spans(s[1:], stride, k, pad)
+            if min(n) < 1:
+                return self.expr(s, d, sc)
+            x = self.expr((s[0], *n), d, sc)
+            args = [x, self.sizes(k)]
+            if stride != k:
+                args.append(f"stride = {self.sizes(stride)}")
+            if any(pad):
+                args.append(f"padding = {self.sizes(pad)}")
+            return f"{r.choice(('max', 'avg'))}_pool{rank}d({', '.join(args)})"
+        channels = r.randint(1, 3)
+        k = [r.randint(1, 3) for _ in range(rank)]
+        same = r.random() < 0.2
+        stride = [1] * rank if same else [r.randint(1, 2) for _ in range(rank)]
+        pad = [0] * rank if same else [r.randint(0, 1) for _ in range(rank)]
+        n = (
+            list(s[1:])
+            if same
+            else [(p - 1) * st + kk - 2 * pp for p, st, kk, pp in zip(s[1:], stride, k, pad, strict=True)]
+        )
+        if min(n) < 1 or any(nn + 2 * pp < kk for nn, pp, kk in zip(n, pad, k, strict=True)):
+            return self.expr(s, d, sc)
+        args = [self.expr((channels, *n), d, sc), self.expr((s[0], channels, *k), d, sc)]
+        if any(st != 1 for st in stride):
+            args.append(f"stride = {self.sizes(stride)}")
+        if same:
+            args.append("padding = same")
+        elif any(pad):
+            args.append(f"padding = {self.sizes(pad)}")
+        return f"conv{rank}d({', '.join(args)})"
+
+    def sizes(self, values: list[int]) -> str:
+        """One number for every axis, or the list, as a model file may write them."""
+        if len(set(values)) == 1 and self.r.random() < 0.7:
+            return str(values[0])
+        return "[" + ", ".join(map(str, values)) + "]"
+
     def extreme(self, s: Shape, d: int, sc: dict[str, Shape] | None) -> str:
         r = self.r
         kind = r.choice(("max", "min"))
@@ -980,6 +1027,11 @@ class ModelGen:
             sep = "\n"
             text = sep.join(lines)
         return text + (sep if r.random() < 0.8 else "")
+
+
+def _spans(positions: Shape, stride: list[int], kernel: list[int], pad: list[int]) -> list[int]:
+    """The input sizes that give ``positions`` windows: (p - 1) * stride + k - 2 * padding."""
+    return [(p - 1) * st + k - 2 * pp for p, st, k, pp in zip(positions, stride, kernel, pad, strict=True)]
 
 
 def generate_model(rng: random.Random, wrong: float = 0.0) -> str:

@@ -101,10 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only", default="", help="comma-separated words: count only models that use one (conv,pool)"
+    )
     args = parser.parse_args(argv)
+    words = [w for w in args.only.split(",") if w]
     tally = {"compiled": 0, "rejected": 0, "disagreed": 0}
-    for index in range(args.count):
+    index = made = 0
+    while made < args.count:
         text = fuzz.generate_model(random.Random(f"dlc-backends:{args.seed}:{index}"))
+        index += 1
+        if words and not any(w in text for w in words):
+            continue
+        made += 1
         try:
             tally[compare(text)] += 1
         except Disagreement as bad:
