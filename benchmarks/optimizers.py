@@ -30,10 +30,11 @@ is marked ``*`` and its samples are left out (rerun if a row has none).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,9 @@ def flops(dims: tuple[int, ...], rows: int) -> int:
     return 2 * rows * (2 * macs + hidden)
 
 
-def timed(contenders: dict[str, Callable[[], object]], rounds: int, seconds: float) -> dict[str, list[float]]:
+def timed(
+    contenders: Mapping[str, Callable[[], object]], rounds: int, seconds: float
+) -> dict[str, list[float]]:
     """Seconds per call of each contender, one median per round, interleaved.
 
     Rounds during which other processes kept more than a third of a core busy
@@ -70,7 +73,8 @@ def timed(contenders: dict[str, Callable[[], object]], rounds: int, seconds: flo
             f()  # settle
             load = OtherLoad()
             load.start()
-            samples, end = [], time.perf_counter() + seconds
+            samples: list[float] = []
+            end = time.perf_counter() + seconds
             while time.perf_counter() < end or len(samples) < 3:
                 t0 = time.perf_counter()
                 f()
@@ -81,6 +85,31 @@ def timed(contenders: dict[str, Callable[[], object]], rounds: int, seconds: flo
         disturbed = ", ".join(k for k in names if not quiet[k])
         print(f"  * disturbed by other load: {disturbed} (rerun when quiet)")
     return {k: quiet[k] or busy[k] for k in names}
+
+
+def hold_threads(threads: int) -> contextlib.AbstractContextManager[object]:
+    """Hold XLA, PyTorch and every BLAS library (NumPy's, SciPy's: dlc's gemm) to ``threads`` threads.
+
+    XLA reads its flags when it starts, so this must come before JAX is first
+    imported (an XLA_FLAGS already set is left as it is). The BLAS limit holds
+    inside the returned context; child processes get it from the environment.
+    """
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+        f"intra_op_parallelism_threads={threads}",
+    )
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    return threadpool_limits(threads)
 
 
 def _us(samples: list[float]) -> str:
@@ -255,25 +284,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="BLAS, PyTorch and XLA threads")
     ap.add_argument("--blocks", default="tiny,simple_chains,update")
     args = ap.parse_args()
-    # XLA reads its thread settings when it starts: before JAX is first imported.
-    os.environ.setdefault(
-        "XLA_FLAGS",
-        f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} "
-        f"intra_op_parallelism_threads={args.threads}",
-    )
-    from threadpoolctl import threadpool_limits
-
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
     blocks = args.blocks.split(",")
     print(
         f"{args.rounds} rounds of about {args.seconds} s per contender, interleaved; {args.threads} thread(s)"
     )
-    with threadpool_limits(args.threads):
+    with hold_threads(args.threads):
         if "tiny" in blocks:
             tiny_block(args.rounds, args.seconds)
         if "simple_chains" in blocks:

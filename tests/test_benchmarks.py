@@ -141,3 +141,52 @@ def test_the_tensor_ops_benchmark_makes_its_table(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     for name in ("dlc llvm where", "dlc llvm leaky_relu", "dlc numpy where", "dlc numpy leaky_relu"):
         assert f"| {name} | " in out
+
+
+def test_the_conv_benchmark_makes_its_tables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from benchmarks import conv
+
+    has_torch = importlib.util.find_spec("torch") is not None
+    monkeypatch.setattr(conv, "have", lambda lib: lib != "jax" and has_torch)  # JAX's compiles are slow
+    conv.main(["--rounds", "1", "--seconds", "0.001", "--blocks", "check,step"])
+    out = capsys.readouterr().out
+    assert "held to 1 thread(s)" in out
+    for name in ("dlc LLVM", "dlc NumPy", *(["PyTorch eager"] if has_torch else [])):
+        assert f"| {name} | " in out
+    assert "dlc LLVM ≥ 3× faster than PyTorch eager: " in out
+    assert "no slower than JAX jit: not measured (no JAX)" in out
+    if has_torch:  # dlc against PyTorch at float64, every row within its tolerance
+        assert "| dlc LLVM | float64 | loss and gradients | " in out
+        assert "| dlc NumPy | float64 | loss and gradients | " in out
+        assert "| dlc LLVM | float64 | parameters after 2 steps | " in out
+        assert "**NO**" not in out
+
+
+@pytest.mark.slow  # JAX's jit of LeNet-5, a fresh process for the compile time, three LLVM modules
+def test_the_conv_benchmark_times_jax_compile_time_and_the_breakdown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from benchmarks import conv
+
+    argv = [
+        "--rounds",
+        "1",
+        "--seconds",
+        "0.001",
+        "--compile-runs",
+        "1",
+        "--blocks",
+        "step,compile,breakdown",
+    ]
+    conv.main(argv)
+    out = capsys.readouterr().out
+    assert "| JAX jit | " in out and "JAX / dlc-LLVM = " in out
+    assert "| 1 | " in out and "Goal: model file to first step under 1 s (cold): median " in out
+    for row in ("dlc LLVM", "PyTorch", "JAX jit", "conv1 block + head", "LeNet-5", "*conv2 block*"):
+        assert f"| {row} | " in out
