@@ -334,3 +334,12 @@ def test_the_kernel_profile_accounts_for_every_kernel_of_a_step(tmp_path: Any) -
     assert abs(sum(share for _, share, _ in rows) - 1) < 1e-9
     described = " ".join(what for _, _, what in rows)
     assert "conv2d(" in described and "fold" in described
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_images_of_another_shape_get_a_hint_to_reshape(backend: str) -> None:
+    module = compile_model(CASES["strided"][0], backend=backend)
+    params = module.init_params(0)
+    for flat in (np.zeros((3, 100)), np.zeros((3, 10, 10))):
+        with pytest.raises(ValueError, match=r"expected \(B, 1, 10, 10\).*X\.reshape\(-1, 1, 10, 10\)"):
+            module.predict(params, flat)

@@ -285,6 +285,9 @@ class Checks:
                 hint = f" (one example: add the batch axis with {name}[None])"
             elif classes is not None and a.ndim == 2 and a.shape[1] == classes:
                 hint = f" (class indices 0..{classes - 1}, not one-hot rows: {name}.argmax(axis=1))"
+            elif a.ndim >= 1 and len(shape) >= 2 and a[:1].size == int(np.prod(shape)):
+                dims = ", ".join(map(str, shape))
+                hint = f" (the same elements per example in another shape: {name}.reshape(-1, {dims}))"
             raise ValueError(f"{name} has shape {a.shape}, expected {expected}: B examples{hint}")
         if classes is not None:
             _class_labels(a, classes, name)
