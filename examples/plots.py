@@ -13,7 +13,20 @@ values the network computes, nothing re-implemented here.
 Figures: points.png, spiral.png (decision boundary and hidden representation),
 loss_surface.png (gradient-descent paths), regression.png, training.png
 (loss and accuracy per epoch), momentum.png (the lecture's momentum with its
-plus sign, and corrected).
+plus sign, and corrected), digits_cnn.png (the first convolution's filters,
+and one digit's feature maps layer by layer).
+
+A convolutional network you trained yourself is drawn without retraining:
+
+    dlc train examples/digits_cnn.dlc --val-split 0.2       (writes digits_cnn.npz)
+    python examples/plots.py --cnn digits_cnn.npz [--model examples/digits_cnn.dlc] [--digit 3] [--out DIR]
+
+draws DIR/digits_cnn.png (named after the model) from those parameters: the
+filters of the first kernel of rank 4 the model declares, then the image and
+every named value of shape [C, H, W] in the order the file defines them
+(``conv1``, ``pool1``, ...), computed by compiling the model with those values
+as extra named outputs (``output view_conv1 = conv1``), then the class
+probabilities.
 """
 
 from __future__ import annotations
@@ -27,11 +40,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import matplotlib
+import numpy as np
 
+try:
+    import matplotlib
+except ImportError:  # an optional dependency of dlc: the [plot] extra
+    raise SystemExit("plots.py needs matplotlib: pip install -e '.[plot]'") from None
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 
 from dlc.compiler import compile_model, read_model
 from dlc.frontend import Model
@@ -412,15 +428,131 @@ def plot_momentum(out: Path) -> dict[str, list[float]]:
     return losses
 
 
+# --- a convolutional network: its filters, and one image going through them -----------------------
+
+
+@dataclass
+class Views:
+    """What one image becomes in a convolutional network, layer by layer."""
+
+    filters: tuple[str, np.ndarray]  # the first kernel of rank 4: (name, [O, C, kh, kw])
+    maps: list[tuple[str, np.ndarray]]  # (name, [C, H, W]): the image, then each named feature map
+    probabilities: np.ndarray | None  # the model's output for the image, when it is a vector
+
+
+def cnn_views(model_path: Path, params: dict[str, np.ndarray], image: np.ndarray) -> Views:
+    """The filters of ``model_path``'s first convolution and ``image``'s feature maps, from the network.
+
+    The model is compiled once more with every named value of shape [C, H, W]
+    as an extra named output (``output view_conv1 = conv1``), and the input as
+    one too; its ``predict`` with the trained ``params`` gives the values the
+    network computes. ``image`` is one example, shaped as the model's input.
+    """
+    model = read_model(model_path)
+    graph = model.graph
+    kernels = [p for p in graph.params if len(p.shape) == 4]
+    if not kernels or len(graph.inputs) != 1:
+        raise SystemExit(f"{model_path}: not a convolutional network of one input (no kernel [O, C, kh, kw])")
+    names = [name for node, name in graph.names.items() if len(node.shape) == 3]
+    source = model.source
+    if not graph.named_outputs:  # one unnamed output: name it, so that the views can join it
+        source, count = re.subn(
+            r"^output (?!\w+\s*=[^=])(.*)$", r"output view_output = \1", source, flags=re.M
+        )
+        if count != 1:
+            raise SystemExit(f"{model_path}: write the output statement on one line to draw the network")
+    views = [graph.inputs[0].name, *names]
+    source += "".join(f"\noutput view_{name} = {name}" for name in views)
+    values = compile_model(source).predict(params, image[None])
+    outputs = [v[0] for k, v in values.items() if not k.startswith("view_") or k == "view_output"]
+    probabilities = outputs[0] if outputs and outputs[0].ndim == 1 else None
+    maps = [(name, values[f"view_{name}"][0]) for name in views]
+    maps = [(name, m[None] if m.ndim == 2 else m) for name, m in maps]  # an input [H, W]: one channel
+    kernel = kernels[0]
+    return Views((kernel.name, params[kernel.name]), maps, probabilities)
+
+
+def plot_cnn(views: Views, path: Path, title: str, label: int | None = None) -> Path:
+    """The filters (first row), then one row of maps per layer, then the class probabilities."""
+    name, K = views.filters
+    rows = [(f"filters {name}", K.sum(axis=1) if K.shape[1] > 1 else K[:, 0]), *views.maps]
+    width = max(len(r[1]) for r in rows)
+    fig = plt.figure(figsize=(2.2 + 0.5 * width, 0.75 * len(rows) + 2.4))
+    grid = fig.add_gridspec(
+        len(rows) + 1, width + 1, width_ratios=[4] + [1] * width, hspace=0.55, wspace=0.12
+    )
+    for row, (label_text, maps) in enumerate(rows):
+        is_filter = row == 0
+        lim = float(np.abs(maps).max()) or 1.0
+        lo, hi = (-lim, lim) if is_filter else (0.0, float(maps.max()) or 1.0)
+        head = fig.add_subplot(grid[row, 0])
+        head.axis("off")
+        shape = "[" + ", ".join(map(str, K.shape if is_filter else maps.shape)) + "]"
+        head.text(1.0, 0.5, f"{label_text}\n{shape}", ha="right", va="center", fontsize=9)
+        for i, m in enumerate(maps):
+            ax = fig.add_subplot(grid[row, i + 1])
+            # the filters' weights (blue < 0 < red), the image itself, then the maps
+            cmap = "RdBu_r" if is_filter else "gray_r" if row == 1 else "viridis"
+            ax.imshow(m, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+    if views.probabilities is not None:
+        ax = fig.add_subplot(grid[len(rows), 1 : min(width, 12) + 1])
+        p = views.probabilities
+        ax.bar(range(len(p)), p, color=[ORANGE if i == p.argmax() else BLUE for i in range(len(p))])
+        ax.set_xticks(range(len(p))), ax.set_ylim(0, 1), ax.set_yticks([0, 1])
+        guess = f"the network says {p.argmax()} ({p.max():.0%})"
+        ax.set_title(guess + (f"; the label is {label}" if label is not None else ""), fontsize=9)
+        head = fig.add_subplot(grid[len(rows), 0])
+        head.axis("off")
+        head.text(1.0, 0.5, "output\n(probabilities)", ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_cnn(model_path: Path, params_path: Path, out: Path, digit: int, data: str | None = None) -> Path:
+    """digits_cnn.png (named after the model) from a trained network's parameters file."""
+    model = read_model(model_path)
+    params = checkpoint.load(params_path, model.graph, "float64").params
+    source = data or f"builtin:{model.graph.train.data}"
+    examples = load_data(source, model.graph)
+    X, Y = examples.X, examples.Y
+    if not isinstance(X, np.ndarray):
+        raise SystemExit(f"{model_path}: not a network of one input")
+    if not 0 <= digit < len(X):
+        raise SystemExit(f"--digit {digit}: {source} has examples 0..{len(X) - 1}")
+    label = int(np.argmax(Y[digit])) if examples.classes and isinstance(Y, np.ndarray) else None
+    views = cnn_views(model_path, params, X[digit])
+    title = (
+        f"{model_path.name}: example {digit} of {source} going through the trained network. Top: the "
+        f"first layer's filters {views.filters[0]} (red > 0 > blue);\nthen the image and each layer's "
+        "feature maps (one per channel: the filter's response at every position, after relu; pooling "
+        "keeps the strongest of each 2x2 block)"
+    )
+    return plot_cnn(views, out / f"{model_path.stem}.png", title, label)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "figures", help="where the PNGs go")
+    parser.add_argument(
+        "--cnn", type=Path, metavar="PARAMS.npz", help="only draw this trained CNN (no training)"
+    )
+    parser.add_argument("--model", type=Path, default=HERE / "digits_cnn.dlc", help="the CNN's model file")
+    parser.add_argument("--digit", type=int, default=3, help="which example goes through the CNN")
+    parser.add_argument("--data", help="the CNN's data (default: the model's own)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.cnn is not None:
+        print(f"wrote {draw_cnn(args.model, args.cnn, args.out, args.digit, args.data)}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         trained = {name: fit(name, work) for name in ("xor", "points", "spiral", "regression")}
         trained["digits"] = fit("digits", work, val_split=0.2)
+        fit("digits_cnn", work, val_split=0.2)
+        draw_cnn(HERE / "digits_cnn.dlc", work / "digits_cnn.npz", args.out, args.digit)
     plot_points(trained["points"], args.out)
     plot_spiral(trained["spiral"], args.out)
     plot_regression(trained["regression"], args.out)

@@ -149,8 +149,10 @@ def test_builtin_class_count_must_fit_the_target() -> None:
 def test_builtin_input_shape_must_fit() -> None:
     err = error_of("builtin:regression", REGRESSION)
     assert err.message == (
-        "builtin:regression: the inputs have shape [1] per example, but the model declares input x : [2]"
+        "builtin:regression: the inputs have shape [1] per example (1 value), "
+        "but the model declares input x : [2] (2 values)"
     )
+    assert err.hint == "declare input x as [1]"
 
 
 def test_unknown_builtin_suggests_a_name() -> None:

@@ -81,6 +81,21 @@ def test_digits_on_the_documented_held_out_split(
     assert run["train_accuracy"] >= run["val_accuracy"]
 
 
+@pytest.mark.slow
+def test_the_convolutional_network_beats_the_dense_one_on_the_same_held_out_digits(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """digits_cnn.dlc on digits.dlc's held-out split: 98.9% (355 of 359) against 98.3% (353).
+
+    One backend only: the run takes about 15 s, and both give the same accuracy
+    (their convolution kernels are compared with each other elsewhere).
+    """
+    pytest.importorskip("sklearn")
+    run = train(capsys, tmp_path, "digits_cnn", "llvm", "--val-split", "0.2")
+    assert run["val_accuracy"] >= 354 / 359  # digits.dlc: 353 of 359
+    assert run["train_accuracy"] >= run["val_accuracy"]
+
+
 def test_the_recurrent_network_reads_the_text(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, backend: str
 ) -> None:
@@ -203,6 +218,33 @@ def test_plots_regenerates_every_figure(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "lr 0.05, momentum 0: ends in the local minimum" in out
     assert "lr 0.05, momentum 0.9: ends in the global minimum" in out
-    for name in ("points", "spiral", "loss_surface", "regression", "training"):
+    for name in ("points", "spiral", "loss_surface", "regression", "training", "digits_cnn"):
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, name
+
+
+def test_plots_draws_a_trained_cnn_from_its_parameters_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``python examples/plots.py --cnn PARAMS.npz``: the filters and maps of a network dlc trained."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    model, params = EXAMPLE_DIR / "digits_cnn.dlc", tmp_path / "digits_cnn.npz"
+    assert main(["train", str(model), "--epochs", "1", "--save", str(params), "--quiet"]) == 0
+    spec = importlib.util.spec_from_file_location("dlc_example_plots", EXAMPLE_DIR / "plots.py")
+    assert spec is not None and spec.loader is not None
+    plots = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = plots  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(plots)
+        trained = plots.checkpoint.load(params, read_model(model).graph, "float64").params
+        views = plots.cnn_views(model, trained, np.zeros((1, 8, 8)))
+        shapes = [(name, m.shape) for name, m in views.maps]
+        assert shapes == [("x", (1, 8, 8)), ("conv1", (16, 8, 8)), ("pool1", (16, 4, 4)),
+                          ("conv2", (32, 4, 4)), ("pool2", (32, 2, 2))]  # fmt: skip
+        assert views.filters[0] == "K1" and views.probabilities.shape == (10,)
+        assert plots.main(["--cnn", str(params), "--out", str(tmp_path / "figures"), "--digit", "7"]) == 0
+    finally:
+        del sys.modules[spec.name]
+    png = tmp_path / "figures" / "digits_cnn.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000

@@ -119,7 +119,7 @@ def load_inputs(source: str, graph: Graph) -> Arrays:
     inp = graph.inputs[0]
     if kind == "builtin":
         data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
-        return _fit(data.X, inp, f"{source}: the inputs")
+        return _builtin_inputs(source, data, inp)
     if kind == "csv":
         table = read_csv(source)
         _check_columns(table, graph, inputs_only=True)
@@ -176,15 +176,56 @@ def _rows(values: np.ndarray, node: Input) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float64).reshape(len(values), *node.shape)
 
 
-def _fit(array: np.ndarray, node: Input, what: str) -> np.ndarray:
-    """``array`` as ``[N, *node.shape]``, if it has that many values per example."""
+def _fit(array: np.ndarray, node: Input, what: str, shapes: tuple[tuple[int, ...], ...] = ()) -> np.ndarray:
+    """``array`` as ``[N, *node.shape]``, if it has that many values per example.
+
+    The declared shape wins: any layout of the same number of values is read
+    row-major (``[N, 64]`` or ``[N, 8, 8]`` for ``input x : [1, 8, 8]``),
+    except images stored channels last (``[N, H, W, C]`` for a declared
+    ``[C, H, W]``), which row-major order would scramble. ``shapes`` are the
+    per-example shapes the source naturally has (a built-in set's), for the hint.
+    """
     per_example = math.prod(array.shape[1:]) if array.ndim else -1
     if array.ndim == 0 or per_example != _size(node):
+        has = f"{per_example} value{'s' * (per_example != 1)}"
         raise DlcError(
-            f"{what} have shape [{', '.join(map(str, array.shape[1:]))}] per example, "
-            f"but the model declares {_describe(node)}"
+            f"{what} have shape {_show(array.shape[1:])} per example ({has}), "
+            f"but the model declares {_describe(node)} ({_size(node)} values)",
+            hint=_shape_hint(array.shape[1:], node, shapes),
         )
+    _refuse_channels_last(array.shape[1:], node, what)
     return _rows(array, node)
+
+
+def _show(shape: tuple[int, ...]) -> str:
+    return f"[{', '.join(map(str, shape))}]"
+
+
+def _shape_hint(held: tuple[int, ...], node: Input, shapes: tuple[tuple[int, ...], ...]) -> str | None:
+    """What would fit: the source's own shapes, or the layouts of image data."""
+    if shapes:
+        return f"declare {node.role} {node.name} as " + " or ".join(map(_show, shapes))
+    if len(node.shape) == 3 or len(held) >= 2:
+        return (
+            "images are [N, C, H, W] for a model input [C, H, W] (or [N, H, W] for [1, H, W] or [H, W]); "
+            "any layout of as many values per example is read row-major"
+        )
+    return None
+
+
+def _refuse_channels_last(held: tuple[int, ...], node: Input, what: str) -> None:
+    """Channels last (``[H, W, C]``) where the model declares channels first (``[C, H, W]``)."""
+    declared = node.shape
+    if len(declared) < 2 or len(held) != len(declared) or declared[0] == 1 or held == declared:
+        return
+    if held != (*declared[1:], declared[0]):
+        return
+    axes = (0, len(held), *range(1, len(held)))
+    raise DlcError(
+        f"{what} have shape {_show(held)} per example, channels last, but the model declares "
+        f"{_describe(node)}, channels first; reading it row-major would scramble the channels",
+        hint=f"transpose the array: numpy.transpose(a, {axes})",
+    )
 
 
 def _bad_label(labels: np.ndarray, classes: int) -> int | None:
@@ -225,12 +266,16 @@ def _classes_of(Y: np.ndarray, graph: Graph) -> int | None:
 def _builtin_data(source: str, graph: Graph) -> Dataset:
     data = datasets.builtin(source.removeprefix(BUILTIN_PREFIX))
     inp, target = _one(graph.inputs), _one(graph.targets)
-    X = _fit(data.X, inp, f"{source}: the inputs") if inp is not None else None
+    X = _builtin_inputs(source, data, inp) if inp is not None else None
     if target is None:
         return Dataset(X, None, source, None)
     if data.classes is None:
         return Dataset(X, _fit(data.target, target, f"{source}: the targets"), source, None)
     return Dataset(X, _builtin_labels(source, data, target), source, data.classes)
+
+
+def _builtin_inputs(source: str, data: datasets.Builtin, inp: Input) -> np.ndarray:
+    return _fit(data.X, inp, f"{source}: the inputs", data.shapes or (data.X.shape[1:],))
 
 
 def _builtin_labels(source: str, data: datasets.Builtin, target: Input) -> np.ndarray:

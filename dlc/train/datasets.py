@@ -9,7 +9,7 @@ Each is the same on every call and every machine: no files, no downloads
 | ``spiral`` | 400 | 2-D points on two interleaved spirals, a little noise | class 0 or 1: the spiral |
 | ``points`` | 400 | 2-D points in a rotated frame, with a margin | class 0 or 1: the side of a line |
 | ``regression`` | 256 | x in [-3, 3] | sin(x) plus a little noise |
-| ``digits`` | 1797 | 8x8 images of handwritten digits, 64 values in [0, 1] | class 0..9 |
+| ``digits`` | 1797 | 8x8 images of handwritten digits in [0, 1]: ``[64]``, ``[1, 8, 8]`` | class 0..9 |
 | ``chars`` | 476 | 4 characters of a text, one-hot over 14 letters: ``[4, 14]`` | class 0..13: the next |
 | ``two_heads`` | 600 | ``image`` [8] and ``meta`` [3], by name | ``label`` (class 0..2), ``value`` |
 
@@ -39,12 +39,16 @@ class Builtin:
         classes: the number of classes, or None for a regression target.
         named: for a set of several inputs and targets, every array by name (a model
             takes those its inputs and targets are called); X and target are two of them.
+        shapes: per-example input shapes a model may declare for X, for hints (the
+            images of ``digits`` are 8x8: ``[64]``, ``[8, 8]`` or ``[1, 8, 8]``); any
+            shape of as many values is read row-major.
     """
 
     X: np.ndarray
     target: np.ndarray
     classes: int | None
     named: dict[str, np.ndarray] | None = None
+    shapes: tuple[tuple[int, ...], ...] = ()
 
 
 def xor() -> Builtin:
@@ -106,7 +110,7 @@ def digits() -> Builtin:
     except (OSError, ValueError) as exc:
         raise DlcError(f"builtin:digits: scikit-learn's copy cannot be read ({exc})") from None
     X = np.asarray(bunch.data, dtype=np.float64) / 16.0
-    return Builtin(X, np.asarray(bunch.target, dtype=np.int64), 10)
+    return Builtin(X, np.asarray(bunch.target, dtype=np.int64), 10, shapes=((64,), (8, 8), (1, 8, 8)))
 
 
 #: The text ``chars`` reads; its letters, sorted, are the classes.
@@ -123,7 +127,8 @@ def chars(repeats: int = 10) -> Builtin:
     starts = np.arange(len(codes) - WINDOW)
     windows = codes[starts[:, None] + np.arange(WINDOW)]
     X = np.eye(len(letters))[windows]
-    return Builtin(X.reshape(len(starts), -1), codes[starts + WINDOW], len(letters))
+    shapes = ((WINDOW, len(letters)), (WINDOW * len(letters),))
+    return Builtin(X.reshape(len(starts), -1), codes[starts + WINDOW], len(letters), shapes=shapes)
 
 
 def two_heads(count: int = 600, noise: float = 0.05) -> Builtin:
