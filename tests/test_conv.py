@@ -343,3 +343,12 @@ def test_images_of_another_shape_get_a_hint_to_reshape(backend: str) -> None:
     for flat in (np.zeros((3, 100)), np.zeros((3, 10, 10))):
         with pytest.raises(ValueError, match=r"expected \(B, 1, 10, 10\).*X\.reshape\(-1, 1, 10, 10\)"):
             module.predict(params, flat)
+
+
+def test_a_flattened_map_of_the_wrong_size_is_blamed_on_the_layers_not_the_weight() -> None:
+    err = error_at(
+        "input x : [1, 7, 8]\ntarget y : [3]\nparam K : [4, 1, 3, 3] = he\nparam V : [3, 30] = he\n"
+        "loss mse(V @ flatten(max_pool2d(conv2d(x, K), 2)), y)"
+    )
+    assert "the flattened [4, 2, 3] has 24 elements, but V reads 30: declare it [3, 24]" in str(err)
+    assert "did you mean" not in str(err)

@@ -134,6 +134,11 @@ Hint = tuple[str | None, tuple[Note, ...]]
 
 def _matmul_hint(e: ast.BinOp, a: nodes.Node, b: nodes.Node, names: Mapping[str, object]) -> Hint:
     sa, sb = a.shape, b.shape
+    if len(sa) == 2 and len(sb) == 1 and isinstance(b, nodes.Reshape) and sa[1] != sb[0]:
+        # a flattened feature map of the wrong size: the layers before it, not the weight's orientation
+        source = nodes.show_shape(b.inputs[0].shape)
+        reads = f"{_text(e.left) or 'the matrix'} reads {sa[1]}"
+        return f"the flattened {source} has {sb[0]} elements, but {reads}: declare it [{sa[0]}, {sb[0]}]", ()
     if len(sa) == 2 and _fits(sa[::-1], sb):
         declared = _declared(a, names)
         if declared is not None:
