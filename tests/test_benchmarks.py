@@ -166,13 +166,14 @@ def test_the_conv_benchmark_makes_its_tables(
         assert "**NO**" not in out
 
 
-@pytest.mark.slow  # JAX's jit of LeNet-5, a fresh process for the compile time, three LLVM modules
-def test_the_conv_benchmark_times_jax_compile_time_and_the_breakdown(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.slow  # a fresh process for the compile time, three LLVM modules
+def test_the_conv_benchmark_times_compile_time_and_the_breakdown(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    pytest.importorskip("jax")
     from benchmarks import conv
+
+    monkeypatch.setattr(conv, "have", lambda lib: lib != "jax")  # JAX's jit of LeNet-5 takes 10 s here
 
     argv = [
         "--rounds",
@@ -186,7 +187,7 @@ def test_the_conv_benchmark_times_jax_compile_time_and_the_breakdown(
     ]
     conv.main(argv)
     out = capsys.readouterr().out
-    assert "| JAX jit | " in out and "JAX / dlc-LLVM = " in out
+    assert "no slower than JAX jit: not measured (no JAX)" in out
     assert "| 1 | " in out and "Goal: model file to first step under 1 s (cold): median " in out
-    for row in ("dlc LLVM", "PyTorch", "JAX jit", "conv1 block + head", "LeNet-5", "*conv2 block*"):
+    for row in ("dlc LLVM", "PyTorch", "conv1 block + head", "LeNet-5", "*conv2 block*"):
         assert f"| {row} | " in out
