@@ -31,7 +31,10 @@ def mutations(source: str) -> Iterator[str]:
     for i in range(len(lines)):
         yield "\n".join(lines[:i] + lines[i + 1 :])
         yield "\n".join(lines[: i + 1] + lines[i:])
+    comments = [m.span() for m in re.finditer(r"#[^\n]*", source)]
     for match in TOKEN.finditer(source):
+        if any(start <= match.start() < end for start, end in comments):
+            continue  # a word of a comment changed is the same model
         for new in REPLACEMENTS:
             if new != match.group():
                 yield source[: match.start()] + new + source[match.end() :]
