@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from dlc.errors import DlcError
+from dlc.frontend import load_source
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.dlc"))
 
@@ -33,3 +36,10 @@ def machine_code_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         del os.environ["DLC_CACHE_DIR"]
     else:
         os.environ["DLC_CACHE_DIR"] = before
+
+
+def error_at(source: str) -> DlcError:
+    """The error that loading the model text ``source`` raises (a test fails if none)."""
+    with pytest.raises(DlcError) as info:
+        load_source(source)
+    return info.value

@@ -18,12 +18,12 @@ import pytest
 
 from dlc.backends.llvm.kernels import Extent, View
 from dlc.backends.llvm.tensor import gemm_plan, merge_letters
-from dlc.backends.reference import evaluate
 from dlc.compiler import compile_model
-from dlc.errors import DlcError
 from dlc.frontend import load_source
-from dlc.grad import differentiate
 from dlc.grad.formulas import derive
+
+from .conftest import error_at
+from .torch_oracle import TorchOracle
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -111,37 +111,20 @@ def case_data(name: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
     return params, X, Y
 
 
-def torch_values(name: str) -> tuple[float, dict[str, np.ndarray]]:
-    params, x, y = case_data(name)
-    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    loss = CASES[name][1](tp, torch.tensor(x), torch.tensor(y))
-    loss.backward()
-    return loss.item(), {k: v.grad.numpy() for k, v in tp.items()}
-
-
-def assert_matches(loss: float, grads: dict[str, np.ndarray], name: str, rtol: float = 1e-10) -> None:
-    want_loss, want = torch_values(name)
-    np.testing.assert_allclose(loss, want_loss, rtol=rtol, atol=rtol / 100)
-    assert set(grads) == set(want)
-    for k, g in want.items():
-        np.testing.assert_allclose(grads[k], g, rtol=rtol, atol=rtol / 100, err_msg=f"{name}: {k}")
+ORACLE = TorchOracle(
+    torch, {k: c[0] for k, c in CASES.items()}, {k: c[1] for k, c in CASES.items()}, case_data
+)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_reference_evaluator_matches_torch(name: str) -> None:
-    program = differentiate(load_source(CASES[name][0]).graph)
-    params, x, y = case_data(name)
-    values = evaluate([program.graph.loss, *program.grads.values()], {**params, "x": x, "y": y})
-    assert_matches(float(values[0]), dict(zip(program.grads, values[1:], strict=True)), name)
+    ORACLE.check_reference(name)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_both_backends_match_torch(name: str, backend: str) -> None:
-    module = compile_model(CASES[name][0], backend=backend)
-    params, x, y = case_data(name)
-    loss, grads = module.value_and_grad(params, x, y)
-    assert_matches(loss, grads, name)
+    ORACLE.check_backend(name, backend)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -266,12 +249,6 @@ def test_he_and_glorot_take_a_kernels_fans_as_pytorch_does() -> None:
 
 
 # ----------------------------------------------------------------- errors
-
-
-def error_at(source: str) -> DlcError:
-    with pytest.raises(DlcError) as info:
-        load_source(source)
-    return info.value
 
 
 HEAD = "input x : [2, 8, 8]\ninput v : [64]\ntarget y : []\nparam K : [4, 2, 3, 3] = he\n"

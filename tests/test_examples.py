@@ -9,10 +9,12 @@ also passes ``dlc check``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,19 +204,26 @@ def test_the_examples_readme_lists_every_example() -> None:
     assert "python examples/plots.py" in readme
 
 
-@pytest.mark.slow
-def test_plots_regenerates_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matplotlib")
-    pytest.importorskip("sklearn")
+@contextlib.contextmanager
+def example_plots() -> Iterator[Any]:
+    """examples/plots.py imported as a module, for the length of the block."""
     spec = importlib.util.spec_from_file_location("dlc_example_plots", EXAMPLE_DIR / "plots.py")
     assert spec is not None and spec.loader is not None
     plots = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = plots  # dataclasses look their module up
     try:
         spec.loader.exec_module(plots)
-        assert plots.main(["--out", str(tmp_path)]) == 0
+        yield plots
     finally:
         del sys.modules[spec.name]
+
+
+@pytest.mark.slow
+def test_plots_regenerates_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    with example_plots() as plots:
+        assert plots.main(["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "lr 0.05, momentum 0: ends in the local minimum" in out
     assert "lr 0.05, momentum 0.9: ends in the global minimum" in out
@@ -231,12 +240,7 @@ def test_plots_draws_a_trained_cnn_from_its_parameters_file(
     pytest.importorskip("sklearn")
     model, params = EXAMPLE_DIR / "digits_cnn.dlc", tmp_path / "digits_cnn.npz"
     assert main(["train", str(model), "--epochs", "1", "--save", str(params), "--quiet"]) == 0
-    spec = importlib.util.spec_from_file_location("dlc_example_plots", EXAMPLE_DIR / "plots.py")
-    assert spec is not None and spec.loader is not None
-    plots = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = plots  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(plots)
+    with example_plots() as plots:
         trained = plots.checkpoint.load(params, read_model(model).graph, "float64").params
         views = plots.cnn_views(model, trained, np.zeros((1, 8, 8)))
         shapes = [(name, m.shape) for name, m in views.maps]
@@ -244,7 +248,5 @@ def test_plots_draws_a_trained_cnn_from_its_parameters_file(
                           ("conv2", (32, 4, 4)), ("pool2", (32, 2, 2))]  # fmt: skip
         assert views.filters[0] == "K1" and views.probabilities.shape == (10,)
         assert plots.main(["--cnn", str(params), "--out", str(tmp_path / "figures"), "--digit", "7"]) == 0
-    finally:
-        del sys.modules[spec.name]
     png = tmp_path / "figures" / "digits_cnn.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
