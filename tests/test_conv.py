@@ -329,3 +329,25 @@ def test_a_flattened_map_of_the_wrong_size_is_blamed_on_the_layers_not_the_weigh
     )
     assert "the flattened [4, 2, 3] has 24 elements, but V reads 30: declare it [3, 24]" in str(err)
     assert "did you mean" not in str(err)
+
+
+def test_a_numpy_module_refuses_a_batch_its_arrays_cannot_fit_in_memory() -> None:
+    """Windows multiply memory (im2col): a batch that cannot fit is a MemoryError before any work,
+    in every entry point that takes a batch, not the process killed by the system."""
+    module = compile_model(CASES["strided"][0], backend="numpy")
+    assert module.MEMORY_PER_EXAMPLE >= 8 * (5 * 6 * 1 * 3 * 3)  # at least the first windows, float64
+    assert compile_model(CASES["strided"][0], backend="llvm").MEMORY_PER_EXAMPLE == 0  # sized natively
+    params, x, y = case_data("strided")
+    module._CHECK.memory_per_example = 2**50  # as if each example needed a PiB
+    calls = {
+        "loss": lambda: module.loss(params, x, y),
+        "value_and_grad": lambda: module.value_and_grad(params, x, y),
+        "train_step": lambda: module.train_step(params, module.init_state(params), x, y),
+        "train": lambda: module.train(params, x, y, epochs=1),
+    }
+    for name, call in calls.items():
+        with pytest.raises(MemoryError, match=r"a batch of \d+ examples needs about .* GiB"):
+            call()
+            pytest.fail(f"{name} took a batch that does not fit")
+    module._CHECK.memory_per_example = 8  # a small need is not even looked at
+    module.loss(params, x, y)

@@ -181,7 +181,8 @@ def carried_source(modules: list[ModuleType]) -> tuple[str, str]:
 
 #: The last line of every generated module: its argument checks (see dlc/backends/guard.py).
 CHECKS = (
-    "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPES, TARGET_SHAPES, STATES, SETTINGS, CLASSES)\n"
+    "_CHECK = Checks(DTYPE, PARAM_SHAPES, INPUT_SHAPES, TARGET_SHAPES, STATES, SETTINGS, CLASSES, "
+    "MEMORY_PER_EXAMPLE)\n"
     "_ROWS = StepRows(_scalars)"
 )
 

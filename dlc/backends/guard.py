@@ -18,6 +18,7 @@ Its source is copied into every module that dlc writes (from the line after
 import itertools
 import numbers
 import operator
+import os
 
 import numpy as np
 
@@ -26,6 +27,8 @@ NO_HVP = (
     "this module was compiled without Hessian-vector products: compile it with hvp=True (dlc compile --hvp)"
 )
 _BASE = operator.attrgetter("base")
+#: Calls that hold less than this many bytes of arrays are not checked against the machine's memory.
+LARGE_CALL = 2**30
 _NONES = itertools.repeat(None)
 
 
@@ -38,9 +41,11 @@ class Checks:
     """
 
     def __init__(
-        self, dtype, param_shapes, input_shapes, target_shapes, states=(), settings=(), classes=None
-    ):
+        self, dtype, param_shapes, input_shapes, target_shapes, states=(), settings=(), classes=None,
+        memory_per_example=0,
+    ):  # fmt: skip
         self.dtype = np.dtype(dtype)
+        self.memory_per_example = memory_per_example  # bytes a call holds per example at most
         self.names = list(param_shapes)
         self.shapes = [tuple(param_shapes[k]) for k in self.names]
         self.states = list(states)  # the optimizer's per-parameter state, by name
@@ -224,6 +229,22 @@ class Checks:
             )
             raise ValueError(f"{name} has no rows: the loss is a mean over the examples of a batch")
         return X, Y, rows
+
+    def fits(self, rows):
+        """Raise MemoryError, before anything is computed, if ``rows`` examples cannot fit in this
+        machine's memory (only large batches are looked at: a small one costs nothing here)."""
+        need = rows * self.memory_per_example
+        if need < LARGE_CALL:
+            return
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return
+        if need > memory:
+            raise MemoryError(
+                f"a batch of {rows} examples needs about {need / 2**30:.1f} GiB for its arrays, more than "
+                f"this machine's {memory / 2**30:.1f} GiB: pass the examples in smaller batches"
+            )
 
     def _by_name(self, X, Y, named, target):
         """Keyword arguments (``image=..., label=...``) as the dicts X and Y."""

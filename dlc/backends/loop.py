@@ -27,6 +27,7 @@ def checked_step(take_step, check, rows, params, state, X, Y, epoch, settings):
     """
     p, s, taken = check.state(params, state)
     X, Y, B = check.examples(X, Y)
+    check.fits(B)
     row = rows.row(check.chosen(settings), check.epoch(epoch), taken)
     value = take_step(p, s, X, Y, B, row)
     if not math.isfinite(value):
@@ -41,6 +42,7 @@ def checked_train(run, check, scalars, culprit, defaults, params, X, Y, state, s
     X, Y, n, state, s, chosen = check.training(
         params, X, Y, state, callback, on_step, defaults, settings, **counts
     )
+    check.fits(min(s["batch_size"], n))  # a step holds one batch's arrays
     return train_loop(
         run, check, scalars, params, X, Y, n, state, s, chosen, shuffle, callback, on_step, culprit
     )

@@ -35,7 +35,12 @@ def write_module(program: Program, derivation: Derivation, dtype: str, model_fil
     parts = [
         common.docstring(program.graph.name, "LLVM", dtype, derivation, model_file, NOTE, optimizer),
         imports,
-        "\n".join(common.constants(program, derivation, dtype)),
+        "\n".join(
+            [
+                *common.constants(program, derivation, dtype),
+                "MEMORY_PER_EXAMPLE = 0  # the native code sizes its scratch memory itself (Native.reserve)",
+            ]
+        ),
         common.init_function(program),
         API,
         common.scalars_function(optimizer),

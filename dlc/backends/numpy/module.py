@@ -92,6 +92,7 @@ class Writer:
             if n.inputs and n in self.display
         }
         self.grad_of = {node: name for name, node in program.grads.items()}
+        self.peak = 0  # elements per example that the functions written so far hold at most
         self.counter = itertools.count()
         for node in topological_order(program.roots):
             self.var[node] = self._name_for(node)
@@ -136,7 +137,26 @@ class Writer:
         lines: list[str] = []  # B, the batch size, comes from the arguments' check
         for p, node in enumerate(order):
             lines += self.statement(node, p)
+        self.peak = max(self.peak, self._peak_per_example(order, position))
         return lines
+
+    def _peak_per_example(self, order: list[Node], position: dict[Node, int]) -> int:
+        """Elements per example of the batched arrays of its own that the function holds at once, at most.
+
+        Each array lives from its statement to its last read (a value written into a dead
+        input's array is counted as new: an estimate from above of the arrays, though not of
+        the temporaries inside one statement).
+        """
+        change = [0] * (len(order) + 1)
+        for node in order:
+            if node.batched and self.memory.owned(node):
+                change[position[node]] += math.prod(node.shape)
+                change[min(self.memory.last[node], len(order) - 1) + 1] -= math.prod(node.shape)
+        live = peak = 0
+        for step in change:
+            live += step
+            peak = max(peak, live)
+        return peak
 
     def statement(self, node: Node, p: int) -> list[str]:
         name = self.var[node]
@@ -298,9 +318,10 @@ def write_module(
 
 
 #: The first lines of predict and of loss and value_and_grad: their arguments, checked.
-PREDICT_CHECK = "X, _, B = _CHECK.batch(X, None, target=False, named=named)\nparams = _CHECK.named(params)"
-LOSS_CHECK = "X, Y, B = _CHECK.examples(X, Y, named)\nparams = _CHECK.named(params)"
-HVP_CHECK = "X, Y, B = _CHECK.examples(X, Y)\nparams = _CHECK.named(params)\ntangents = _CHECK.named(v, 'v')"
+_FITS = "\n_CHECK.fits(B)\nparams = _CHECK.named(params)"  # no more examples than memory holds
+PREDICT_CHECK = "X, _, B = _CHECK.batch(X, None, target=False, named=named)" + _FITS
+LOSS_CHECK = "X, Y, B = _CHECK.examples(X, Y, named)" + _FITS
+HVP_CHECK = "X, Y, B = _CHECK.examples(X, Y)" + _FITS + "\ntangents = _CHECK.named(v, 'v')"
 
 
 def _as_param(expr: str, shape: tuple[int, ...], node: Node) -> str:
@@ -320,6 +341,8 @@ def _constants(
 ) -> str:
     lines = common.constants(program, derivation, dtype)
     lines.append(f"UPDATE_CHUNK = {UPDATE_CHUNK}  # elements of a parameter the optimizer updates at once")
+    per_example = w.peak * (8 if dtype == "float64" else 4)
+    lines.append(f"MEMORY_PER_EXAMPLE = {per_example}  # bytes of arrays a call holds per example, at most")
     if helpers & {"clip01", "inside01", "bce"}:
         lines.append(f"EPS = {float(EPS)!r}")
     for node, name in w.constants.items():
