@@ -92,8 +92,8 @@ def _fold_disjoint(op: Op, node: Fold, g: View) -> None:
     positions, channel, offsets = _roles(window)
     lead = 1 if node.batched else 0
     spatial = node.shape[1:]
-    axes_ = zip(window.positions(spatial), window.stride, spatial, window.kernel, strict=True)
-    covered = all(p * s == n and s == k for p, s, n, k in axes_)
+    per_axis = zip(window.positions(spatial), window.stride, spatial, window.kernel, strict=True)
+    covered = all(p * s == n and s == k for p, s, n, k in per_axis)
     if not covered:
         fill(op.k, View(op.out, (1,)), Extent(math.prod(node.shape), node.batched), op.k.const(0.0))
     axes = [channel, *(a for pair in zip(positions, offsets, strict=True) for a in pair)]
