@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import sympy
@@ -192,6 +193,33 @@ def einsum(spec: str, *operands: Node) -> Einsum:
     if "B" in out and not any(x.batched for x in operands):
         raise ShapeError(f"einsum {spec}: no operand has a batch axis")
     return Einsum(tuple(operands), shape, "B" in out, spec)
+
+
+def merged_letters(
+    subs: list[str], out: str, joins: Callable[[str, str], bool] = lambda a, b: True
+) -> tuple[list[str], str, dict[str, str]]:
+    """An einsum's letters merged where two are neighbours, the first right before the second, in
+    every subscript that has either, and ``joins`` (of the letters each stands for) allows it.
+
+    Returns the new subscripts and output, and the original letters each remaining letter
+    stands for, in order: ``Bhwcij,ocij->Bhwo`` becomes ``Bc,oc->Bo`` with B standing for
+    ``Bhw`` and c for ``cij``, a plain matrix product. Nothing merges where a subscript
+    repeats a letter (a diagonal).
+    """
+    every = [*subs, out]
+    groups = {c: c for s in (out, *subs) for c in s}  # the output's letters first, as kernels order them
+    merged = all(len(set(s)) == len(s) for s in every)
+    while merged:
+        merged = False
+        for a, b in itertools.permutations(list(groups), 2):
+            neighbours = all((a + b in s) if a in s else b not in s for s in every)
+            if neighbours and joins(groups[a], groups[b]):
+                groups[a] += groups.pop(b)
+                every = [s.replace(b, "") for s in every]
+                merged = True
+                break
+    *new_subs, new_out = every
+    return new_subs, new_out, groups
 
 
 def slice_axis(x: Node, axis: int, start: int, stop: int, step: int = 1) -> Slice:

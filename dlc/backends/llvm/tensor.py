@@ -12,8 +12,10 @@ setting of the context block that the benchmark varies).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from dlc.backends.llvm.gemm import gemm_function
 from dlc.backends.llvm.kernels import I64, Extent, View, contract, map_elements
 from dlc.backends.llvm.op import Op
 from dlc.graph.nodes import Node
+from dlc.graph.ops import merged_letters
 
 PTR = ir.PointerType()
 I32 = ir.IntType(32)
@@ -70,36 +73,30 @@ def einsum_kernel(op: Op, spec: str) -> None:
 def merge_letters(
     subs: list[str], out: str, letters: list[str], space: list[Extent], operands: list[View | ir.Value]
 ) -> tuple[list[str], str, list[str], list[Extent], list[View | ir.Value]]:
-    """The einsum with neighbouring letters that every operand walks as one merged into one letter.
-
-    ``hw`` of ``Bhwc,oc->Bhwo`` (a convolution's positions) and then ``B`` with them make the
-    product the plain matrix product ``Xc,oc->Xo``, one gemm for the whole batch. Two letters
-    merge where each subscript has both, the second right after the first, or neither, and each
-    operand's strides step over the second's extent as one.
+    """The einsum with neighbouring letters that every operand walks as one merged into one letter
+    (see :func:`dlc.graph.ops.merged_letters`): ``hw`` of ``Bhwc,oc->Bhwo`` (a convolution's
+    positions) and then ``B`` with them make the product ``Xc,oc->Xo``, one gemm for the whole
+    batch. Two groups of letters join where each operand's strides step over the second's
+    extent as one; the batch axis is never the inner one.
     """
+    index = {c: i for i, c in enumerate(letters)}
     views = [list(x.strides) if isinstance(x, View) else None for x in operands]
-    changed = all(len(set(sub)) == len(sub) for sub in (*subs, out))  # no diagonals
-    while changed:
-        changed = False
-        for a, b in itertools.permutations(list(letters), 2):
-            if not all((a + b in sub) if a in sub else b not in sub for sub in (*subs, out)):
-                continue
-            i, j = letters.index(a), letters.index(b)
-            if space[j].batch or any(v is not None and v[i] != v[j] * space[j].factor for v in views):
-                continue
-            space[i] = space[i] * space[j]
-            del space[j], letters[j]
-            for v in views:
-                if v is not None:
-                    v[i] = v.pop(j)
-            subs, out = [sub.replace(b, "") for sub in subs], out.replace(b, "")
-            changed = True
-            break
+
+    def joins(a: str, b: str) -> bool:
+        if any(space[index[c]].batch for c in b):
+            return False
+        inner = math.prod(space[index[c]].factor for c in b)
+        return all(v is None or v[index[a[-1]]] == v[index[b[-1]]] * inner for v in views)
+
+    subs, out, groups = merged_letters(subs, out, joins)
+    new_space = [functools.reduce(operator.mul, (space[index[c]] for c in g)) for g in groups.values()]
     merged = [
-        View(x.ptr, tuple(v), x.offset) if isinstance(x, View) and v is not None else x
+        View(x.ptr, tuple(v[index[g[-1]]] for g in groups.values()), x.offset)
+        if isinstance(x, View) and v is not None
+        else x
         for x, v in zip(operands, views, strict=True)
     ]
-    return subs, out, letters, space, merged
+    return subs, out, list(groups), new_space, merged
 
 
 def _tiny(plan: GemmPlan) -> bool:

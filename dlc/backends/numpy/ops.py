@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,7 +42,7 @@ from dlc.graph.nodes import (
     broadcast,
     unknown,
 )
-from dlc.graph.ops import matmul_spec
+from dlc.graph.ops import matmul_spec, merged_letters
 from dlc.graph.scalar import element_symbol
 
 
@@ -197,25 +196,12 @@ def _merged_gemm(spec: str, args: list[str], node: Node) -> str | None:
     ``Bhwcij,ocij->Bhwo``, is ``[B*h*w, c*i*j] @ [o, c*i*j].T``. None if that is no plain product."""
     lhs, out = spec.split("->")
     subs = lhs.split(",")
-    every = [*subs, out]
-    if any(len(set(s)) != len(s) for s in every):
+    new_subs, new_out, groups = merged_letters(subs, out)
+    if new_subs == subs:
         return None
     size: dict[str, str] = {"B": "B"}
     for sub, x in zip(subs, node.inputs, strict=True):
         size.update(zip(sub.replace("B", ""), map(str, x.shape), strict=True))
-    groups = {c: c for s in every for c in s}  # letter -> the letters it stands for
-    merged = True
-    while merged:
-        merged = False
-        for a, b in itertools.permutations(list(groups), 2):
-            if all((a + b in s) if a in s else b not in s for s in every):
-                groups[a] += groups.pop(b)
-                every = [s.replace(b, "") for s in every]
-                merged = True
-                break
-    *new_subs, new_out = every
-    if new_subs == subs:
-        return None
 
     def dims(sub: str) -> str:
         parts = ["-1" if "B" in groups[c] else "*".join(size[d] for d in groups[c]) for c in sub]
