@@ -350,7 +350,7 @@ def _call(name: str, args: list[sympy.Expr], window: Window) -> sympy.Expr:
         shown.append(sympy.Symbol(_sizes(window.kernel)))
     if window.stride != (window.kernel if pooling else (1,) * len(window.stride)):
         shown.append(nt.Option(sympy.Symbol(f"stride = {_sizes(window.stride)}")))
-    if any(lo or hi for lo, hi in window.padding):
+    if window.padded:
         symmetric = all(lo == hi for lo, hi in window.padding)
         pads = _sizes(tuple(lo for lo, _ in window.padding)) if symmetric else str(list(window.padding))
         shown.append(nt.Option(sympy.Symbol(f"padding = {pads}")))

@@ -327,12 +327,17 @@ class Window:
     padding: tuple[tuple[int, int], ...]
     channels_last: bool
 
+    @property
+    def padded(self) -> bool:
+        """Whether any window hangs over an edge of x."""
+        return any(lo or hi for lo, hi in self.padding)
+
     def __str__(self) -> str:
         """``5x5 stride 2 padding 1 channels last``: how the graph printer shows it."""
         parts = ["x".join(map(str, self.kernel))]
         if any(s != 1 for s in self.stride):
             parts.append("stride " + "x".join(map(str, self.stride)))
-        if any(lo or hi for lo, hi in self.padding):
+        if self.padded:
             parts.append("padding " + " ".join(f"{lo}+{hi}" for lo, hi in self.padding))
         return " ".join([*parts, "channels last" if self.channels_last else "offsets first"])
 

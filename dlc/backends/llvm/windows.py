@@ -40,16 +40,12 @@ def _x_strides(window: Window, x_shape: tuple[int, ...], batched: bool, rank_out
     return ([math.prod(x_shape)] if batched else []) + per
 
 
-def _padded(window: Window) -> bool:
-    return any(lo or hi for lo, hi in window.padding)
-
-
 def unfold_kernel(op: Op, node: Unfold) -> None:
     (x,) = node.inputs
     source = op.src(x)
     assert isinstance(source, ir.Value)
     window = node.window
-    if not _padded(window):
+    if not window.padded:
         view = View(source, tuple(_x_strides(window, x.shape, x.batched, len(node.shape))))
         map_elements(op.k, extents(node), home(node, op.out), [view], identity)
         return
@@ -69,7 +65,7 @@ def fold_kernel(op: Op, node: Fold) -> None:
     source = op.src(g)
     assert isinstance(source, ir.Value)
     g_view = home(g, source)
-    if not _padded(window) and all(s >= n for s, n in zip(window.stride, window.kernel, strict=True)):
+    if not window.padded and all(s >= n for s, n in zip(window.stride, window.kernel, strict=True)):
         _fold_disjoint(op, node, g_view)
         return
     fill(k, View(op.out, (1,)), Extent(math.prod(node.shape), node.batched), k.const(0.0))
@@ -121,7 +117,7 @@ def _source(
     for t, (p, o) in enumerate(zip(positions, offsets, strict=True)):
         lo = window.padding[t][0]
         at = b.add(b.mul(per[p], ir.Constant(I64, window.stride[t])), per[o])
-        if _padded(window):
+        if window.padded:
             at = b.sub(at, ir.Constant(I64, lo))
             ok = b.icmp_unsigned("<", at, ir.Constant(I64, x_shape[1 + t]))  # also false below 0
             inside = ok if inside is None else b.and_(inside, ok)
