@@ -233,6 +233,102 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from dlc.sweeps.sweep import SweepOptions, run_sweep
+
+    model = _load(args.model)
+    out = Path(args.out) if args.out else Path(Path(args.model).stem + "-sweep")
+    if args.plot:
+        _refuse_overwrite(args.plot, "--plot", [("the model file", args.model), ("the data", args.data)])
+        from dlc.atomic import check_writable
+
+        check_writable(args.plot, "the plot")
+    options = SweepOptions(
+        sets=tuple(args.set), seeds=args.seeds, data=args.data, epochs=args.epochs,
+        batch_size=args.batch_size, backend=args.backend, dtype=args.dtype, val_split=args.val_split,
+        workers=args.workers, ray=args.ray, out=out, resume=args.resume,
+    )  # fmt: skip
+    outcome = run_sweep(model, options, None if args.quiet else _SweepProgress())
+    _sweep_report(args, model, outcome)
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if outcome.failed else EXIT_OK
+
+
+class _SweepProgress:
+    """One line on stderr per finished run."""
+
+    def begin(self, total: int, earlier: int, executor: str) -> None:
+        resumed = f", {earlier} finished before" if earlier else ""
+        _say(f"{total} run{'s' * (total != 1)}{resumed}, on {executor}")
+
+    def started(self, job: Any, attempt: int, pid: int) -> None:
+        if attempt > 1:
+            _say(f"  retrying {job.key}: its worker died")
+
+    def finished(self, record: dict[str, Any], done: int, total: int) -> None:
+        status = record["status"]
+        if status == "ok":
+            what = (
+                f"final loss {record['final_loss']:.4g}" if record.get("final_loss") is not None else "done"
+            )
+        else:
+            what = (
+                f"{status}: {(record.get('message') or '').splitlines()[0] if record.get('message') else ''}"
+            )
+        _say(f"[{done}/{total}] {record['key']}: {what} ({record.get('seconds', 0):.2f} s)")
+
+
+def _sweep_report(args: argparse.Namespace, model: Any, outcome: Any) -> None:
+    from dlc.sweeps import results
+
+    print(results.format_table(outcome.rows, outcome.names))
+    folder = outcome.folder
+    if outcome.best is not None:
+        by = "validation" if any(r.stats.get("val_loss") for r in outcome.rows) else "final"
+        chosen = ", ".join(f"{n} = {v}" for n, v in outcome.best.config) or "the only configuration"
+        print(f"\nbest ({by} loss, mean over seeds): {chosen}")
+        print(outcome.block, end="")
+    else:
+        print("\nno configuration had all its runs train to the end")
+    for record in outcome.records:
+        if record["status"] in ("error", "died") and record.get("message"):
+            _say(f"dlc: error: run {record['key']}: {record['message'].splitlines()[0]}")
+    if args.plot and outcome.records:
+        from dlc.sweeps.plot import plot
+
+        histories = {
+            r["key"]: _history(folder / r["history_file"]) for r in outcome.records if r.get("history_file")
+        }
+        plot(Path(args.plot), outcome.rows, outcome.names, histories, model.graph.name)
+    files = [f"{folder}/summary.csv", f"{folder}/runs.csv"] + (
+        [f"{folder}/best.dlc"] if outcome.block else []
+    )
+    if args.plot and outcome.records:
+        files.append(args.plot)
+    print(f"\nwritten: {', '.join(files)}, histories in {folder}/histories/")
+    if outcome.interrupted:
+        finished = outcome.earlier + outcome.ran
+        _say(f"dlc: interrupted: {finished} of {outcome.total} runs finished and are kept in {folder}; "
+             "add --resume to run the others")  # fmt: skip
+
+
+def _history(path: Path) -> list[list[Any]]:
+    """A run's history CSV as rows of numbers (epoch, loss, ...)."""
+    from dlc.train import history
+
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]
+    except OSError:
+        return []
+    for line in lines:
+        epoch = history.parse(line)
+        if epoch is not None:
+            rows.append([epoch.epoch, epoch.loss])
+    return rows
+
+
 def _warn(warnings: Sequence[DlcError]) -> None:
     for warning in warnings:
         print(warning.render(kind="warning"), file=sys.stderr)
@@ -245,6 +341,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "compile": (_compile, "write a standalone module: forward pass, gradients, training loop"),
     "train": (_train, "train a model: data, progress, history, plot, checkpoints"),
     "predict": (_predict, "write a trained model's predictions for new inputs"),
+    "sweep": (_sweep, "train over a grid of settings and seeds, on local workers or a Ray cluster"),
 }
 
 
@@ -302,6 +399,32 @@ def _train_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _sweep_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--set", action="append", default=[], metavar="'NAME = V1, V2, ...'",
+                     help="a setting and its values, in the model's syntax: 'lr = 0.01, 0.1', "
+                     "'optimizer = adam(lr = 1e-3), sgd(lr = 0.1)' (repeat for a grid)")  # fmt: skip
+    cmd.add_argument("--seeds", type=whole(1), default=1, metavar="N",
+                     help="runs per configuration, seeds s .. s+N-1 from the model's seed s")  # fmt: skip
+    cmd.add_argument(
+        "--data", metavar="PATH", help="FILE.csv, FILE.npz or builtin:NAME (default: the model's)"
+    )
+    cmd.add_argument("--epochs", type=whole(0), metavar="N")
+    cmd.add_argument("--batch-size", type=whole(1), metavar="N")
+    cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
+    cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    cmd.add_argument(
+        "--val-split", type=finite, default=0.0, metavar="F", help="fraction held out for validation"
+    )
+    cmd.add_argument(
+        "--workers", type=whole(1), metavar="N", help="local worker processes (default: one per core)"
+    )
+    cmd.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: its address, auto, or local")
+    cmd.add_argument("--out", metavar="DIR", help="the sweep's folder (default: MODEL-sweep here)")
+    cmd.add_argument("--resume", action="store_true", help="skip the runs finished in --out; run the others")
+    cmd.add_argument("--plot", metavar="SWEEP.png", help="every run's loss, and a heat map over a 2-D grid")
+    cmd.add_argument("--quiet", action="store_true", help="no line per run")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a mistake on the command line said in one line (and exit code 2)."""
 
@@ -331,6 +454,8 @@ def _command_flags(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--hvp", action="store_true", help="also compile hvp(params, X, Y, v): H v")
     if name == "train":
         _train_flags(cmd)
+    if name == "sweep":
+        _sweep_flags(cmd)
     if name == "predict":
         cmd.add_argument("--params", required=True, metavar="PARAMS.npz", help="trained parameters")
         cmd.add_argument("--data", required=True, metavar="X.csv", help="inputs (.csv or .npz)")

@@ -38,4 +38,5 @@ def lark_parser() -> Lark:
         lexer="basic",  # keywords are reserved everywhere, not only where they fit
         maybe_placeholders=True,
         transformer=AstBuilder(),
+        start=["start", "sweep_values"],
     )

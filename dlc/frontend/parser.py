@@ -37,12 +37,33 @@ def parse(source: str) -> ast.Module:
         raise DlcError(f"model file is larger than {MAX_SOURCE_BYTES >> 20} MiB")
     _reject_control_characters(source)
     try:
-        module: ast.Module = lark_parser().parse(source)  # type: ignore[assignment]
+        module: ast.Module = lark_parser().parse(source, start="start")  # type: ignore[assignment]
     except UnexpectedInput as exc:
         raise _syntax_error(exc, source) from None
     except RecursionError:  # defensive: the LALR parser itself does not recurse
         raise DlcError(f"model nested more than {MAX_DEPTH} levels deep") from None
     return ast.Module(module.statements, _end_span(source))
+
+
+def parse_sweep_values(text: str) -> tuple[ast.Ident, tuple[ast.Expr, ...]]:
+    """``name = value, value, ...`` (one setting's values in a sweep) -> the name and the values.
+
+    Raises:
+        DlcError: for a syntax error, placed in ``text`` (not yet given a file name).
+    """
+    from dlc.frontend.grammar import lark_parser
+
+    _reject_control_characters(text)
+    try:
+        found: Any = lark_parser().parse(text, start="sweep_values")
+    except UnexpectedInput as exc:
+        err = _syntax_error(exc, text)
+        hint = err.hint
+        if hint is None or hint.startswith("a statement starts"):
+            hint = "write the setting's name, '=' and its values with commas between: lr = 0.01, 0.1, 1"
+        raise DlcError(err.message.replace("end of file", "end"), err.span, hint=hint) from None
+    name, values = found
+    return name, values
 
 
 def _reject_control_characters(source: str) -> None:
@@ -332,6 +353,10 @@ class AstBuilder(Transformer[Token, Any]):
 
     def setting(self, children: list[Any]) -> ast.Setting:
         return ast.Setting(_ident(children[0]), children[1])
+
+    def sweep_values(self, children: list[Any]) -> tuple[ast.Ident, tuple[ast.Expr, ...]]:
+        name, *values = children
+        return _ident(name), tuple(values)
 
     def train_block(self, children: list[Any]) -> ast.TrainBlock:
         keyword, *settings, rbrace = children

@@ -11,9 +11,9 @@ from dlc.frontend.hints import did_you_mean
 from dlc.frontend.optimizers import choose
 from dlc.graph.graph import TrainConfig
 
-_WHOLE = {"batch_size": 1, "epochs": 0, "seed": 0, "patience": 1}  # setting -> smallest allowed value
+WHOLE = {"batch_size": 1, "epochs": 0, "seed": 0, "patience": 1}  # setting -> smallest allowed value
 _SGD = ("lr", "momentum", "nesterov")
-_KNOWN = ["optimizer", *_WHOLE, "data", "clip_norm"]
+_KNOWN = ["optimizer", *WHOLE, "data", "clip_norm"]
 
 
 def train_config(
@@ -40,8 +40,8 @@ def train_config(
                 notes=(Note("first given here", seen[key].name.span),),
             )
         seen[key] = setting
-        if key in _WHOLE:
-            config = replace(config, **{key: _whole(setting.value, key, _WHOLE[key])})  # type: ignore[arg-type]
+        if key in WHOLE:
+            config = replace(config, **{key: whole_number(setting.value, key, WHOLE[key])})  # type: ignore[arg-type]
         elif key == "data":
             config = replace(config, data=_dataset(setting.value))
         elif key not in ("optimizer", "clip_norm"):
@@ -49,9 +49,7 @@ def train_config(
             if key in _SGD:
                 hint = f"write it inside the optimizer: optimizer = sgd({key} = ...)"
             raise DlcError(f"unknown training setting '{key}'", setting.name.span, hint=hint)
-    clip = (
-        _real(seen["clip_norm"].value, "clip_norm", low=0.0, low_open=True) if "clip_norm" in seen else None
-    )
+    clip = real(seen["clip_norm"].value, "clip_norm", low=0.0, low_open=True) if "clip_norm" in seen else None
     call: ast.Expr = ast.Name(ast.Ident("sgd", block.span if block else _NOWHERE))
     text = None
     if chosen is not None:
@@ -65,7 +63,8 @@ def train_config(
 _NOWHERE = Span(1, 1, 1, 2)
 
 
-def _number(value: ast.Expr) -> tuple[float, str]:
+def number(value: ast.Expr) -> tuple[float, str]:
+    """A number written as one (``0.1``, ``-2``, ``1e-3``): its value and its text."""
     if isinstance(value, ast.Neg) and isinstance(value.operand, ast.Number):
         return -float(value.operand.text), "-" + value.operand.text
     if isinstance(value, ast.Number):
@@ -73,24 +72,25 @@ def _number(value: ast.Expr) -> tuple[float, str]:
     raise DlcError("expected a number", value.span)
 
 
-def _real(value: ast.Expr, key: str, low: float, low_open: bool = False, high: float | None = None) -> float:
-    number, _ = _number(value)
-    too_low = number <= low if low_open else number < low
-    if too_low or (high is not None and number >= high):
+def real(value: ast.Expr, key: str, low: float, low_open: bool = False, high: float | None = None) -> float:
+    found, _ = number(value)
+    too_low = found <= low if low_open else found < low
+    if too_low or (high is not None and found >= high):
         bounds = f"{'greater than' if low_open else 'at least'} {low:g}"
         if high is not None:
             bounds += f" and less than {high:g}"
         raise DlcError(f"{key} must be {bounds}", value.span)
-    return number
+    return found
 
 
-def _whole(value: ast.Expr, key: str, low: int) -> int:
-    number, text = _number(value)
-    if not text.lstrip("-").isdigit() or number < low:
+def whole_number(value: ast.Expr, key: str, low: int) -> int:
+    """A whole-number setting of at least ``low`` (and at most 2^31)."""
+    found, text = number(value)
+    if not text.lstrip("-").isdigit() or found < low:
         raise DlcError(f"{key} must be a whole number of at least {low}", value.span)
-    if number > 2**31:
+    if found > 2**31:
         raise DlcError(f"{key} is too large", value.span)
-    return int(number)
+    return int(found)
 
 
 def _dataset(value: ast.Expr) -> str:

@@ -40,7 +40,7 @@ TRAINING_COPIES = 12
 #: Values of one slice of the data when computing metrics (bytes of the forward pass).
 EVAL_BYTES = 32 << 20
 
-__all__ = ["Epoch", "Observer", "Options", "Result", "accuracy", "mean_loss", "settings", "train"]
+__all__ = ["Epoch", "Observer", "Options", "Result", "accuracy", "check", "mean_loss", "settings", "train"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class Options:
     checkpoint_every: int = 0  # epochs between checkpoints; 0: only at the end
     history: Path | None = None
     others: tuple[tuple[str, Path], ...] = ()
+    settings: tuple[tuple[str, float], ...] = ()  # any of the optimizer's settings, by name (a sweep's)
+    blas_threads: int | None = None  # None: as dlc.train.threads chooses
 
 
 @dataclass
@@ -118,9 +120,10 @@ def settings(graph: Graph, options: Options) -> TrainConfig:
 
 
 def optimizer_overrides(config: TrainConfig, options: Options) -> dict[str, float]:
-    """--lr, --momentum and --nesterov, as settings of the model's optimizer."""
-    asked = {"lr": options.lr, "momentum": options.momentum, "nesterov": options.nesterov}
-    given: dict[str, float] = {k: float(v) for k, v in asked.items() if v is not None}
+    """--lr, --momentum and --nesterov (and a sweep's settings), as settings of the model's optimizer."""
+    flags = {"lr": options.lr, "momentum": options.momentum, "nesterov": options.nesterov}
+    given: dict[str, float] = {k: float(v) for k, v in options.settings}
+    given.update({k: float(v) for k, v in flags.items() if v is not None})
     optimizer = config.optimizer
     names = optimizer.setting_names if optimizer is not None else ()
     for k in given:
@@ -136,8 +139,12 @@ def optimizer_overrides(config: TrainConfig, options: Options) -> dict[str, floa
     return given
 
 
-def train(model: Model, options: Options, observer: Observer | None = None) -> Result:
+def train(model: Model, options: Options, observer: Observer | None = None,
+          module: ModuleType | None = None) -> Result:  # fmt: skip
     """Train ``model`` as ``options`` say; returns the history and where the parameters went.
+
+    ``module``: the model's module compiled already (for the options' backend and dtype), for
+    callers that train it many times (a sweep); by default it is compiled here.
 
     Raises:
         DlcError: for bad options, data or checkpoints, outputs that cannot be
@@ -147,16 +154,10 @@ def train(model: Model, options: Options, observer: Observer | None = None) -> R
         model = load_source(model.source, model.path, optimizer=options.optimizer)
     graph = model.graph
     config = settings(graph, options)
-    if config.patience is not None and options.val_split == 0:
-        raise DlcError(
-            "early stopping (patience) watches the validation loss, and there is no validation set",
-            hint="hold out some examples with --val-split 0.2",
-        )
     files = _files(model, options)
-    data = _data(graph, options, config)
-    train_set, val_set = _split(data, options.val_split, config.seed)
-    check_memory(graph, options.dtype, TRAINING_COPIES, "training")
-    module = load_module(compile_source(model, options.backend, options.dtype), f"dlc_{graph.name}")
+    train_set, val_set = _checked_data(graph, options, config)
+    if module is None:
+        module = load_module(compile_source(model, options.backend, options.dtype), f"dlc_{graph.name}")
     try:
         start = checkpoint.load(options.resume, graph, options.dtype) if options.resume else None
         params = start.params if start else module.init_params(config.seed)
@@ -165,6 +166,24 @@ def train(model: Model, options: Options, observer: Observer | None = None) -> R
         return run.go(params, state, start)
     except MemoryError:
         raise out_of_memory(graph, options.dtype, "training") from None
+
+
+def check(model: Model, options: Options) -> None:
+    """Raise the DlcError that training ``model`` as ``options`` say would raise before its first step
+    (options, data, memory); what a sweep checks once for all its runs."""
+    _checked_data(model.graph, options, settings(model.graph, options))
+
+
+def _checked_data(graph: Graph, options: Options, config: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    if config.patience is not None and options.val_split == 0:
+        raise DlcError(
+            "early stopping (patience) watches the validation loss, and there is no validation set",
+            hint="hold out some examples with --val-split 0.2",
+        )
+    data = _data(graph, options, config)
+    split = _split(data, options.val_split, config.seed)
+    check_memory(graph, options.dtype, TRAINING_COPIES, "training")
+    return split
 
 
 def _files(model: Model, options: Options) -> RunFiles | None:
@@ -251,7 +270,10 @@ class _Run:
         batch = min(self.config.batch_size, 1 if self.X is None else count(self.X))
         try:
             # a diverging run is reported once, not per overflow; BLAS threads as dlc.train.threads says
-            with np.errstate(all="ignore"), training_threads(self.graph, batch) as threads:
+            with (
+                np.errstate(all="ignore"),
+                training_threads(self.graph, batch, self.options.blas_threads) as threads,
+            ):
                 self.result.blas_threads = threads
                 self.module.train(
                     self.params, self.X, self.Y, epochs=self.config.epochs, batch_size=self.config.batch_size,

@@ -77,9 +77,10 @@ def blas_threads(graph: Graph, batch: int, cores: int | None = None) -> int:
 
 
 @contextlib.contextmanager
-def training_threads(graph: Graph, batch: int) -> Iterator[int]:
-    """Run the body with :func:`blas_threads` BLAS threads (all BLAS libraries loaded); yields the number."""
-    threads = blas_threads(graph, batch)
+def training_threads(graph: Graph, batch: int, threads: int | None = None) -> Iterator[int]:
+    """Run the body with ``threads`` BLAS threads (by default :func:`blas_threads`'s, all BLAS
+    libraries loaded); yields the number."""
+    threads = blas_threads(graph, batch) if threads is None else threads
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # then BLAS keeps its own threads
