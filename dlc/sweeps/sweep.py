@@ -85,6 +85,23 @@ def run_sweep(model: Model, options: SweepOptions, observer: Observer | None = N
                    backend=options.backend, dtype=options.dtype, val_split=options.val_split)  # fmt: skip
     for built in grid.models.values():
         check(built, base)
+    disconnect = _connect(options.ray)
+    try:
+        return _sweep(model, options, grid, first_seed, base, observer)
+    finally:
+        disconnect()
+
+
+def _connect(address: str | None) -> Any:
+    if address is None:
+        return lambda: None
+    from dlc.sweeps.ray_pool import connect
+
+    return connect(address)
+
+
+def _sweep(model: Model, options: SweepOptions, grid: Grid, first_seed: int, base: Options,
+           observer: Observer | None) -> Outcome:  # fmt: skip
     names = [a.name for a in grid.axes]
     configurations = [tuple((n, v.text) for n, v in c) for c in grid.configurations()]
     keys = {c: [_key(c, first_seed + s) for s in range(options.seeds)] for c in configurations}
@@ -176,7 +193,7 @@ def _run(jobs: list[Job], options: SweepOptions, folder: results.Folder, outcome
     if options.ray is not None:
         from dlc.sweeps.ray_pool import run_ray
 
-        run_ray(options.ray, jobs, done)
+        run_ray(jobs, done)
     else:
         from dlc.sweeps.local import run_local
 
