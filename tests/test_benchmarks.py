@@ -191,3 +191,25 @@ def test_the_conv_benchmark_times_compile_time_and_the_breakdown(
     assert "| 1 | " in out and "Goal: model file to first step under 1 s (cold): median " in out
     for row in ("dlc LLVM", "PyTorch", "conv1 block + head", "LeNet-5", "*conv2 block*"):
         assert f"| {row} | " in out
+
+
+@pytest.mark.slow  # a sweep on 1 and 2 local workers, and (with Ray) a private Ray instance twice
+def test_the_sweep_benchmark_makes_its_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from benchmarks import sweep
+
+    has_ray = importlib.util.find_spec("ray") is not None
+    argv = ["--cases", "spiral-numpy", "--ray-cases", "spiral-numpy", "--epochs", "1", "--lrs", "2"]
+    sweep.main([*argv, "--seeds", "1", "--repeats", "1", "--wait", "0", *([] if has_ray else ["--no-ray"])])
+    out = capsys.readouterr().out
+    assert out.count("| spiral-numpy | numpy | ") == 3 + 4 * has_ray  # 1 and 2 workers, their ratio; Ray's
+    for executor in ("1 worker | 2 |", "2 workers | 2 |"):
+        assert f"| spiral-numpy | numpy | {executor} " in out
+    assert "| 2 of 2 |" in out  # every run trained
+    assert out.count("- Goal: ") == 1 + 2 * has_ray
+    if has_ray:
+        for executor in ("Ray start-up (ray.init)", "Ray, started by the sweep", "Ray, started once"):
+            assert f"| spiral-numpy | numpy | {executor} | " in out
+    else:
+        assert "Not measured: --no-ray." in out

@@ -153,8 +153,8 @@ def test_a_sweeps_run_is_the_run_dlc_train_makes(tmp_path: Path) -> None:
 
 
 def test_the_python_entry_point_returns_the_table(tmp_path: Path) -> None:
-    table = dlc.sweep(str(SURFACE), {"lr": [0.05, 0.3], "optimizer": ["sgd(lr = 0.1)", "sgd(momentum = 0.9)"]},
-                      epochs=50, out=tmp_path / "s")  # fmt: skip
+    grid = {"lr": [0.05, 0.3], "optimizer": ["sgd(lr = 0.1)", "sgd(momentum = 0.9)"]}
+    table = dlc.sweep(str(SURFACE), grid, epochs=50, out=tmp_path / "s")
     records = table.to_dict("records") if hasattr(table, "to_dict") else table
     assert [(r["lr"], r["optimizer"]) for r in records] == [
         ("0.05", "sgd(lr = 0.1)"), ("0.05", "sgd(momentum = 0.9)"),
