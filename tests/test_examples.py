@@ -250,3 +250,23 @@ def test_plots_draws_a_trained_cnn_from_its_parameters_file(
         assert plots.main(["--cnn", str(params), "--out", str(tmp_path / "figures"), "--digit", "7"]) == 0
     png = tmp_path / "figures" / "digits_cnn.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_the_loss_surface_sweep_is_as_its_heat_map_says(tmp_path: Path) -> None:
+    """examples/README.md's sweep: which (lr, momentum) cells reach the global minimum."""
+    from dlc.sweeps.sweep import SweepOptions, run_sweep
+
+    sets = ("lr = 0.01, 0.03, 0.1, 0.3", "momentum = 0, 0.5, 0.8, 0.9, 0.95")
+    outcome = run_sweep(
+        read_model(EXAMPLE_DIR / "loss_surface.dlc"), SweepOptions(sets=sets, out=tmp_path / "s")
+    )
+    final = {tuple(v for _, v in r.config): r.stats["final_loss"][0] for r in outcome.rows}
+    best = {tuple(v for _, v in r.config): r.stats["best_loss"][0] for r in outcome.rows}
+    global_cells = {("0.01", "0.95"), ("0.03", "0.9"), ("0.03", "0.95"), ("0.1", "0.8"), ("0.1", "0.9"),
+                    ("0.3", "0.8"), ("0.3", "0.9"), ("0.3", "0.95")}  # fmt: skip
+    assert {cell for cell, loss in final.items() if round(loss, 3) == -1.774} == global_cells
+    others = {cell: round(loss, 3) for cell, loss in final.items() if cell not in global_cells}
+    assert others.pop(("0.01", "0")) == -0.929
+    assert set(others.values()) == {-0.966}
+    assert round(best[("0.1", "0.95")], 3) == -1.657
+    assert outcome.best is not None and outcome.best.config == (("lr", "0.03"), ("momentum", "0.9"))

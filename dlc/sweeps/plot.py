@@ -82,6 +82,15 @@ def _heat(fig: Any, ax: Any, rows: Sequence[Row], heat: tuple[str, str]) -> None
     ax.set_yticks(range(len(ys)), ys)
     ax.set(xlabel=second, ylabel=first, title=f"mean {metric.replace('_', ' ')} (blank: diverged or failed)")
     for (i, j), value in np.ndenumerate(grid):
-        if math.isfinite(value):
-            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=8, color="white")
+        if math.isfinite(value):  # dark text on the light (low) end of the colours, light on the dark
+            light = float(image.norm(value)) < 0.5
+            ax.text(
+                j,
+                i,
+                f"{value:.3g}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if light else "white",
+            )
     fig.colorbar(image, ax=ax)

@@ -32,6 +32,8 @@ from dlc.sweeps.job import DIED, DIVERGED, ERROR, OK
 from dlc.train.history import HEADER
 
 MANIFEST, RUNS, HISTORIES = "sweep.json", "runs.jsonl", "histories"
+#: Mean losses closer than this (relative) are a tie for the best configuration.
+TIE = 1e-9
 #: The numbers kept of each run, and how the table heads them.
 METRICS = {"final_loss": "final loss", "best_loss": "best loss", "accuracy": "accuracy",
            "val_loss": "val loss", "val_accuracy": "val accuracy"}  # fmt: skip
@@ -170,11 +172,16 @@ def _finite(value: Any) -> bool:
 
 def best(rows: Sequence[Row]) -> Row | None:
     """The configuration whose every run trained to the end with the lowest mean validation loss
-    (the final loss when there is no validation set); None if no configuration did."""
+    (the final loss when there is no validation set), the first of a tie; None if none did."""
     complete = [r for r in rows if r.complete]
     metric = "val_loss" if any(r.stats.get("val_loss") for r in complete) else "final_loss"
-    scored = [(r.stats[metric][0], i, r) for i, r in enumerate(complete) if r.stats.get(metric)]  # type: ignore[index]
-    return min(scored)[2] if scored else None
+    scored = [(r.stats[metric][0], r) for r in complete if r.stats.get(metric)]  # type: ignore[index]
+    if not scored:
+        return None
+    lowest = min(score for score, _ in scored)
+    # the first in the grid's order among those that tie with it (to 9 digits: runs that reach the
+    # same minimum differ in their last bits)
+    return next(r for score, r in scored if score <= lowest + TIE * max(1.0, abs(lowest)))
 
 
 def format_table(rows: Sequence[Row], names: Sequence[str]) -> str:

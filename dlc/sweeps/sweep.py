@@ -229,7 +229,8 @@ def train_block(model: Model, grid: Grid, options: SweepOptions, config: dict[st
     names = optimizer.setting_names if optimizer is not None else ()
     swept = {k: v for k, v in config.items() if k not in ("optimizer", "epochs", "batch_size")}
     lines = [("optimizer", _with_settings(call, names, swept))]
-    lines.append(("batch_size", config.get("batch_size", str(options.batch_size or t.batch_size))))
+    if built.graph.data:  # a model without data takes one step an epoch: no batch to size
+        lines.append(("batch_size", config.get("batch_size", str(options.batch_size or t.batch_size))))
     lines.append(
         ("epochs", config.get("epochs", str(options.epochs if options.epochs is not None else t.epochs)))
     )
