@@ -289,7 +289,7 @@ def _sweep_report(args: argparse.Namespace, model: Any, outcome: Any) -> None:
         chosen = ", ".join(f"{n} = {v}" for n, v in outcome.best.config) or "the only configuration"
         print(f"\nbest ({by} loss, mean over seeds): {chosen}")
         print(outcome.block, end="")
-    else:
+    elif not outcome.interrupted:
         print("\nno configuration had all its runs train to the end")
     for record in outcome.records:
         if record["status"] in ("error", "died") and record.get("message"):

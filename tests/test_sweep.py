@@ -53,6 +53,8 @@ def test_values_are_read_in_the_languages_syntax() -> None:
     # the last axis varies fastest
     assert [v.text for _, v in configurations[1]] == ["0.01", "0", "rmsprop(lr = 1e-3)"]
     assert grid.models["rmsprop(lr = 1e-3)"].graph.train.optimizer.name == "rmsprop"
+    (nesterov,) = read_grid(model, ["nesterov = true, false"]).axes
+    assert [v.number for v in nesterov.values] == [1.0, 0.0]
 
 
 BAD_SETS = [
@@ -243,6 +245,7 @@ def test_a_dead_workers_run_is_retried_once_then_reported(tmp_path: Path) -> Non
         (["--set", "lr = 0.1,"], "--set:1:10: error: unexpected end"),
         (["--seeds", "0"], "--seeds: must be a whole number from 1"),
         (["--workers", "2", "--ray", "local"], "--workers is for this machine's workers"),
+        (["--workers", "100000"], "--workers must be a whole number from 1 to"),
         (["--val-split", "1"], "--val-split must be at least 0 and less than 1"),
         (["--data", "builtin:nothing"], "builtin:nothing"),
     ],

@@ -136,6 +136,8 @@ def _value(name: ast.Ident, expr: ast.Expr, text: str) -> Value:
         return Value(written, real(expr, key, 0.0, low_open=True))
     if key == "momentum":
         return Value(written, real(expr, key, 0.0, high=1.0))
+    if isinstance(expr, ast.Name) and expr.ident.text in ("true", "false"):
+        return Value(written, float(expr.ident.text == "true"))
     found, _ = number(expr)
     return Value(written, found)
 

@@ -4,8 +4,9 @@ Each worker is ``python -m dlc.sweeps.worker`` with one BLAS thread, fed one
 job at a time through a pipe, so that the parent always knows which run a
 worker had when it died: that run is retried once on a fresh worker and,
 if it dies again, reported. Workers live in their own session (Ctrl-C
-reaches only the sweep, which stops them) and leave when their input ends,
-so a sweep that is killed leaves none behind for longer than a run.
+reaches only the sweep, which stops them) and are killed with the sweep's
+process (on Linux; elsewhere they leave when their input ends, after their
+run), so a sweep that is killed leaves none behind.
 """
 
 from __future__ import annotations
@@ -45,10 +46,9 @@ def worker_environment() -> dict[str, str]:
 class _Worker:
     def __init__(self, env: dict[str, str]) -> None:
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (kept open as long as the worker)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dlc.sweeps.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.log, env=env, start_new_session=True,
-        )  # fmt: skip
+        command = [sys.executable, "-m", "dlc.sweeps.worker", str(os.getpid())]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.log, env=env, start_new_session=True)  # fmt: skip
         self.job: Job | None = None
 
     def send(self, job: Job) -> bool:

@@ -128,7 +128,8 @@ class Row:
     """One configuration: its runs, and each metric's mean and spread (sample standard deviation)."""
 
     config: tuple[tuple[str, str], ...]
-    runs: list[dict[str, Any]]
+    runs: list[dict[str, Any]]  # those that finished
+    expected: int = 0  # the runs the configuration has (one per seed)
     stats: dict[str, tuple[float, float] | None] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
@@ -137,12 +138,12 @@ class Row:
     @property
     def complete(self) -> bool:
         """Every run trained to its end (none diverged, failed or is missing)."""
-        return bool(self.runs) and all(r["status"] == OK for r in self.runs)
+        return len(self.runs) == self.expected and all(r["status"] == OK for r in self.runs)
 
     def record(self) -> dict[str, Any]:
         """The row as a flat record: the settings, counts, then ``<metric>_mean`` and ``<metric>_sd``."""
         out: dict[str, Any] = dict(self.config)
-        out.update(runs=len(self.runs), ok=self.count(OK), diverged=self.count(DIVERGED),
+        out.update(runs=self.expected, ok=self.count(OK), diverged=self.count(DIVERGED),
                    failed=self.count(ERROR) + self.count(DIED))  # fmt: skip
         for metric in METRICS:
             mean, sd = self.stats.get(metric) or (None, None)
@@ -156,7 +157,7 @@ def table(configurations: Sequence[tuple[tuple[str, str], ...]], records: dict[s
     rows = []
     for config in configurations:
         runs = [records[k] for k in keys[config] if k in records]
-        row = Row(config, runs)
+        row = Row(config, runs, len(keys[config]))
         for metric in METRICS:
             values = [r[metric] for r in runs if r["status"] == OK and _finite(r.get(metric))]
             if values:
@@ -192,7 +193,7 @@ def format_table(rows: Sequence[Row], names: Sequence[str]) -> str:
     for row in rows:
         values = dict(row.config)
         cells = [values[n] for n in names]
-        counts = f"{row.count(OK)}/{len(row.runs)}" if not row.complete else str(len(row.runs))
+        counts = str(row.expected) if row.complete else f"{row.count(OK)}/{row.expected}"
         notes = [f"{row.count(s)} {s}" for s in (DIVERGED, ERROR, DIED) if row.count(s)]
         cells.append(counts)
         for metric in shown:

@@ -21,6 +21,8 @@ from dlc.train.run import MAX_WHOLE, Options, check
 
 #: At most this many seeds per configuration.
 MAX_SEEDS = 10_000
+#: At most this many local workers per core (each is a process with its own copy of NumPy and dlc).
+WORKERS_PER_CORE = 4
 Config = tuple[tuple[str, str], ...]
 
 
@@ -128,8 +130,13 @@ def _sweep(model: Model, options: SweepOptions, grid: Grid, first_seed: int, bas
 def _check_counts(options: SweepOptions) -> None:
     if not 1 <= options.seeds <= MAX_SEEDS:
         raise DlcError(f"--seeds must be a whole number from 1 to {MAX_SEEDS}, not {options.seeds}")
-    if options.workers is not None and not 1 <= options.workers <= 1024:
-        raise DlcError(f"--workers must be a whole number from 1 to 1024, not {options.workers}")
+    most = WORKERS_PER_CORE * cores()
+    if options.workers is not None and not 1 <= options.workers <= most:
+        raise DlcError(
+            f"--workers must be a whole number from 1 to {most} ({WORKERS_PER_CORE} per core), "
+            f"not {options.workers}",
+            hint="each worker is a process of its own, with its own memory",
+        )
     if options.workers is not None and options.ray is not None:
         raise DlcError("--workers is for this machine's workers; a Ray cluster has its own",
                        hint="leave out --workers with --ray")  # fmt: skip

@@ -2,7 +2,8 @@
 
 It reads jobs (pickled :class:`~dlc.sweeps.job.Job`) from its standard
 input and writes each one's record (a pickled dict) to its standard output,
-one at a time, until its input ends. Anything else that would be printed
+one at a time, until its input ends or its parent (the sweep, whose process
+id is its argument) ends. Anything else that would be printed
 goes to its standard error. The BLAS thread count is set by its parent,
 in the environment, before NumPy loads.
 """
@@ -11,10 +12,29 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
+
+#: prctl's option that asks for a signal when the parent process ends.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the sweep's process ends, however it ends (Linux; elsewhere input's end does it)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before this process could ask
+        os._exit(0)
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].isdigit():
+        _die_with(int(sys.argv[1]))
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray output must not reach the replies
     from dlc.sweeps.job import run_job
