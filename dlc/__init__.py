@@ -45,9 +45,7 @@ def sweep(
     from dlc.compiler import read_model
     from dlc.sweeps.sweep import SweepOptions, run_sweep
 
-    sets = [grid] if isinstance(grid, str) else (
-        [f"{k} = {', '.join(map(_written, v))}" for k, v in grid.items()] if isinstance(grid, Mapping)
-        else list(grid))  # fmt: skip
+    sets = _sets(grid)
     options = SweepOptions(
         sets=tuple(sets), seeds=seeds, data=data, epochs=epochs, batch_size=batch_size, backend=backend,
         dtype=dtype, val_split=val_split, workers=workers, ray=ray, out=Path(out), resume=resume,
@@ -61,6 +59,28 @@ def sweep(
     except ImportError:
         return records
     return pandas.DataFrame.from_records(records)
+
+
+def _sets(grid: Any) -> list[str]:
+    """The ``--set`` texts of a grid given as a mapping, a list of texts or one text."""
+    if isinstance(grid, str):
+        return [grid]
+    if isinstance(grid, Mapping):
+        for name, values in grid.items():
+            if (
+                not isinstance(name, str)
+                or isinstance(values, (str, bytes))
+                or not hasattr(values, "__iter__")
+            ):
+                example = "{'lr': [0.01, 0.1]}"
+                raise TypeError(f"grid: a setting's name maps to a list of its values, as {example}, "
+                                f"not {name!r}: {values!r}")  # fmt: skip
+        return [f"{k} = {', '.join(map(_written, v))}" for k, v in grid.items()]
+    if not hasattr(grid, "__iter__") or not all(isinstance(t, str) for t in grid):
+        raise TypeError(
+            f"grid is a mapping of settings to values, or a list of 'name = v1, v2' texts, not {grid!r}"
+        )
+    return list(grid)
 
 
 def _written(value: Any) -> str:

@@ -126,7 +126,7 @@ def test_the_command_writes_the_table_every_run_and_the_best_train_block(
     assert len(summary) == 7
     # the best train block goes into the model file in place of its own, and trains there
     block = (out / "best.dlc").read_text()
-    assert block in printed and "optimizer  = sgd(lr = 0.05, momentum = 0.9)" in block
+    assert block in printed and "optimizer = sgd(lr = 0.05, momentum = 0.9)" in block
     source = SURFACE.read_text()
     pasted = source[: source.index("train {")] + block
     settings = dict(load_source(pasted).graph.train.optimizer.settings)
@@ -309,3 +309,27 @@ def test_a_ray_address_with_no_cluster_is_a_clear_error(
     assert done.returncode == 2
     assert "--ray 127.0.0.1:1: cannot connect to a Ray cluster" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("grid", "kwargs", "error"),
+    [
+        ({"lr": None}, {}, TypeError),
+        ({"lr": "0.1"}, {}, TypeError),
+        (5, {}, TypeError),
+        ({"lr": [None]}, {}, DlcError),
+        ({"lr": [float("nan")]}, {}, DlcError),
+        ({"lr": []}, {}, DlcError),
+        ({"lr": [0.1]}, {"seeds": 1.5}, DlcError),
+        ({"lr": [0.1]}, {"seeds": True}, DlcError),
+        ({"lr": [0.1]}, {"workers": 0}, DlcError),
+        ({"lr": [0.1]}, {"backend": "cuda"}, DlcError),
+        ({"lr": [0.1]}, {"epochs": 2.5}, DlcError),
+    ],
+)
+def test_the_python_entry_point_refuses_bad_arguments_before_any_run(
+    grid: Any, kwargs: dict[str, Any], error: type[Exception], tmp_path: Path
+) -> None:
+    with pytest.raises(error):
+        dlc.sweep(str(SURFACE), grid, out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s" / "runs.jsonl").exists()

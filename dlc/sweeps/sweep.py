@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dlc.compiler import compile_source, load_module
+from dlc.compiler import BACKENDS, DTYPES, compile_source, load_module
 from dlc.errors import DlcError
 from dlc.frontend import Model, ast
 from dlc.frontend.grid import Grid, read_grid
@@ -128,10 +128,18 @@ def _sweep(model: Model, options: SweepOptions, grid: Grid, first_seed: int, bas
 
 
 def _check_counts(options: SweepOptions) -> None:
-    if not 1 <= options.seeds <= MAX_SEEDS:
+    if options.backend not in BACKENDS:
+        raise DlcError(f"unknown backend {options.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if options.dtype not in DTYPES:
+        raise DlcError(f"unknown dtype {options.dtype!r}; choose one of {', '.join(DTYPES)}")
+    seeds = options.seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise DlcError(f"--seeds must be a whole number from 1 to {MAX_SEEDS}, not {options.seeds}")
     most = WORKERS_PER_CORE * cores()
-    if options.workers is not None and not 1 <= options.workers <= most:
+    workers = options.workers
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= most
+    ):
         raise DlcError(
             f"--workers must be a whole number from 1 to {most} ({WORKERS_PER_CORE} per core), "
             f"not {options.workers}",
