@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlc.atomic import replacing
-from dlc.errors import DlcError
 from dlc.sweeps.results import Row
+from dlc.train.report import pyplot, save_figure
 
 
 def heat_axes(rows: Sequence[Row], names: Sequence[str]) -> tuple[str, str] | None:
@@ -26,13 +25,7 @@ def plot(path: Path, rows: Sequence[Row], names: Sequence[str], histories: dict[
     Raises:
         DlcError: if matplotlib is not installed.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise DlcError("--plot needs matplotlib", hint='pip install "dlc[plot]"') from None
+    plt = pyplot()
     heat = heat_axes(rows, names)
     fig, axes = plt.subplots(1, 2 if heat else 1, figsize=(12 if heat else 6.5, 4.6))
     curves = axes[0] if heat else axes
@@ -41,9 +34,7 @@ def plot(path: Path, rows: Sequence[Row], names: Sequence[str], histories: dict[
     if heat:
         _heat(fig, axes[1], rows, heat)
     fig.tight_layout()
-    with replacing(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _curves(ax: Any, rows: Sequence[Row], histories: dict[str, list[list[Any]]], plt: Any) -> None:

@@ -17,8 +17,8 @@ def history_csv(history: list[Epoch]) -> str:
     return HEADER + "".join(map(row, history))
 
 
-def plot(path: Path, history: list[Epoch], title: str) -> None:
-    """Loss (and accuracy, for classifiers) per epoch, as a PNG.
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only.
 
     Raises:
         DlcError: if matplotlib is not installed.
@@ -30,6 +30,24 @@ def plot(path: Path, history: list[Epoch], title: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise DlcError("--plot needs matplotlib", hint='pip install "dlc[plot]"') from None
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` to ``path`` as a PNG, atomically, and let it go."""
+    with replacing(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    fig.clf()
+    pyplot().close(fig)
+
+
+def plot(path: Path, history: list[Epoch], title: str) -> None:
+    """Loss (and accuracy, for classifiers) per epoch, as a PNG.
+
+    Raises:
+        DlcError: if matplotlib is not installed.
+    """
+    plt = pyplot()
     epochs = [e.epoch for e in history]
     has_acc = any(e.accuracy is not None for e in history)
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4))
@@ -46,9 +64,7 @@ def plot(path: Path, history: list[Epoch], title: str) -> None:
         axes[1].set(xlabel="epoch", ylabel="accuracy", title=f"{title}: accuracy", ylim=(0, 1.02))
         axes[1].legend()
     fig.tight_layout()
-    with replacing(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def summary(result: Result) -> dict[str, Any]:
