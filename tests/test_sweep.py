@@ -333,3 +333,17 @@ def test_the_python_entry_point_refuses_bad_arguments_before_any_run(
     with pytest.raises(error):
         dlc.sweep(str(SURFACE), grid, out=tmp_path / "s", **kwargs)
     assert not (tmp_path / "s" / "runs.jsonl").exists()
+
+
+def test_a_folder_is_held_by_one_sweep_at_a_time_and_must_hold_a_regular_file(tmp_path: Path) -> None:
+    from dlc.sweeps.results import Folder
+
+    first = Folder(tmp_path / "s", {"model": "m"}, resume=False)
+    with pytest.raises(DlcError, match="is in use by another sweep that is running"):
+        Folder(tmp_path / "s", {"model": "m"}, resume=True)
+    first.close()
+    Folder(tmp_path / "s", {"model": "m"}, resume=True).close()
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "runs.jsonl")
+    with pytest.raises(DlcError, match="its runs.jsonl is not a regular file"):
+        Folder(tmp_path / "fifo", {"model": "m"}, resume=True)

@@ -46,21 +46,40 @@ class Folder:
         self.path = path
         if path.exists() and not path.is_dir():
             raise DlcError(f"--out {path}: it exists and is not a folder")
-        runs = path / RUNS
-        earlier = runs.is_file() and runs.stat().st_size > 0
-        if earlier and not resume:
-            raise DlcError(f"--out {path} holds the results of an earlier sweep",
-                           hint="add --resume to continue it, or give another --out")  # fmt: skip
-        self.finished: dict[str, dict[str, Any]] = {}
-        if earlier:
-            self._check_context(context)
-            self.finished = _read_runs(runs)
         try:
             (path / HISTORIES).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DlcError(f"--out {path}: cannot make the folder: {exc.strerror or exc}") from None
-        write_text(path / MANIFEST, json.dumps(context, indent=1) + "\n")
+        runs = path / RUNS
+        if runs.is_symlink() or (runs.exists() and not runs.is_file()):
+            raise DlcError(f"--out {path}: its {RUNS} is not a regular file")
         self._runs = open(runs, "ab")  # noqa: SIM115 (open for the whole sweep)
+        try:
+            self._claim(resume, context)
+        except BaseException:
+            self._runs.close()
+            raise
+        write_text(path / MANIFEST, json.dumps(context, indent=1) + "\n")
+
+    def _claim(self, resume: bool, context: dict[str, Any]) -> None:
+        """Hold the folder for this sweep alone; read its finished runs if resuming."""
+        try:
+            import fcntl
+
+            fcntl.flock(self._runs.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no file locks here: two sweeps into one folder are not prevented
+            pass
+        except OSError:
+            raise DlcError(f"--out {self.path} is in use by another sweep that is running",
+                           hint="wait for it, or give another --out") from None  # fmt: skip
+        earlier = os.fstat(self._runs.fileno()).st_size > 0
+        if earlier and not resume:
+            raise DlcError(f"--out {self.path} holds the results of an earlier sweep",
+                           hint="add --resume to continue it, or give another --out")  # fmt: skip
+        self.finished: dict[str, dict[str, Any]] = {}
+        if earlier:
+            self._check_context(context)
+            self.finished = _read_runs(self.path / RUNS)
 
     def _check_context(self, context: dict[str, Any]) -> None:
         try:
