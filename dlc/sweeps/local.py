@@ -91,26 +91,26 @@ class _Worker:
                     stream.close()
 
     def close(self) -> None:
-        """Let it go: its input ends, and it leaves."""
+        """Stop it (killed, if it is still running a job) and forget its log."""
         self.stop()
         self.log.close()
 
 
-def run_local(
-    jobs: Sequence[Job],
-    workers: int,
-    done: Callable[[Job, dict[str, Any]], None],
-    started: Callable[[Job, int, int], None] | None = None,
-) -> None:
-    """Run ``jobs`` on ``workers`` processes; ``done(job, record)`` as each finishes.
+class LocalPool:
+    """``workers`` worker processes, started at once: they import NumPy, SymPy and dlc while the sweep
+    compiles the model, so that a run can start as soon as there is one."""
 
-    ``started(job, attempt, pid)`` is told each time a job goes to a worker.
-    """
-    env = worker_environment()
-    pending = deque(jobs)
-    tries: dict[str, int] = {}
-    pool = [_Worker(env) for _ in range(max(1, min(workers, len(jobs))))]
-    try:
+    def __init__(self, workers: int) -> None:
+        self.env = worker_environment()
+        self.pool = [_Worker(self.env) for _ in range(max(1, workers))]
+
+    def run(self, jobs: Sequence[Job], done: Callable[[Job, dict[str, Any]], None],
+            started: Callable[[Job, int, int], None] | None = None) -> None:  # fmt: skip
+        """Run ``jobs``; ``done(job, record)`` as each finishes, ``started(job, attempt, pid)`` each
+        time a job goes to a worker."""
+        pending = deque(jobs)
+        tries: dict[str, int] = {}
+        pool, env = self.pool, self.env
         while pending or any(w.job for w in pool):
             for i, w in enumerate(pool):
                 while w.job is None and pending:
@@ -131,8 +131,10 @@ def run_local(
                     pool[pool.index(w)] = _replace(w, env, had, tries, pending, done)
                 else:
                     done(had, {**record, "attempts": tries[had.key]})
-    finally:
-        for w in pool:
+
+    def close(self) -> None:
+        """Stop the workers (those still running a job are killed)."""
+        for w in self.pool:
             w.close()
 
 

@@ -112,12 +112,10 @@ def _sweep(model: Model, options: SweepOptions, grid: Grid, first_seed: int, bas
     began = time.perf_counter()
     try:
         done = set(folder.finished)
-        compiled: dict[str | None, str] = {}
-        jobs = [_job(model, grid, options, base, c, first_seed + s, compiled)
-                for c in grid.configurations() for s in range(options.seeds)]  # fmt: skip
-        jobs = [j for j in jobs if j.key not in done]
-        outcome.earlier = outcome.total - len(jobs)
-        _run(jobs, options, folder, outcome, observer)
+        todo = [(c, first_seed + s) for c in grid.configurations() for s in range(options.seeds)]
+        todo = [(c, seed) for c, seed in todo if _key(tuple((n, v.text) for n, v in c), seed) not in done]
+        outcome.earlier = outcome.total - len(todo)
+        _run(model, grid, options, base, todo, folder, outcome, observer)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
@@ -184,35 +182,46 @@ def _job(model: Model, grid: Grid, options: SweepOptions, base: Options,
                compiled[optimizer], fields, settings)  # fmt: skip
 
 
-def _run(jobs: list[Job], options: SweepOptions, folder: results.Folder, outcome: Outcome,
+def _run(model: Model, grid: Grid, options: SweepOptions, base: Options,
+         todo: list[tuple[tuple[tuple[str, Any], ...], int]], folder: results.Folder, outcome: Outcome,
          observer: Observer | None) -> None:  # fmt: skip
-    if not jobs:
+    """Run the runs ``todo`` (configuration, seed); each one's record goes to ``folder`` as it finishes."""
+    if not todo:
         return
-    if options.backend == "llvm":  # machine code made once, here, and read from the cache by the workers
-        for source in {j.module_source for j in jobs}:
-            load_module(source, "dlc_sweep_warmup")
-    workers = options.workers or min(cores(), len(jobs))
+    workers = options.workers or min(cores(), len(todo))
     outcome.executor = (
         f"Ray ({options.ray})" if options.ray else f"{workers} local worker{'s' * (workers != 1)}"
     )
-    if observer:
-        observer.begin(outcome.total, outcome.earlier, outcome.executor)
+    pool = None
+    if options.ray is None:
+        from dlc.sweeps.local import LocalPool
 
-    def done(job: Job, record: dict[str, Any]) -> None:
-        folder.add(record)
-        outcome.ran += 1
-        outcome.failed += record["status"] in (ERROR, DIED)
+        pool = LocalPool(workers)  # its workers start up while the model compiles
+    try:
+        compiled: dict[str | None, str] = {}
+        jobs = [_job(model, grid, options, base, c, seed, compiled) for c, seed in todo]
+        if options.backend == "llvm":  # the machine code, made once here; the workers read it from the cache
+            for source in compiled.values():
+                load_module(source, "dlc_sweep_warmup")._native()
         if observer:
-            observer.finished(record, outcome.earlier + outcome.ran, outcome.total)
+            observer.begin(outcome.total, outcome.earlier, outcome.executor)
 
-    if options.ray is not None:
-        from dlc.sweeps.ray_pool import run_ray
+        def done(job: Job, record: dict[str, Any]) -> None:
+            folder.add(record)
+            outcome.ran += 1
+            outcome.failed += record["status"] in (ERROR, DIED)
+            if observer:
+                observer.finished(record, outcome.earlier + outcome.ran, outcome.total)
 
-        run_ray(jobs, done)
-    else:
-        from dlc.sweeps.local import run_local
+        if pool is not None:
+            pool.run(jobs, done, observer.started if observer else None)
+        else:
+            from dlc.sweeps.ray_pool import run_ray
 
-        run_local(jobs, workers, done, observer.started if observer else None)
+            run_ray(jobs, done)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def _finish(outcome: Outcome, grid: Grid, model: Model, options: SweepOptions, folder: results.Folder,

@@ -37,6 +37,9 @@ def main() -> None:
         _die_with(int(sys.argv[1]))
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray output must not reach the replies
+    # what every run needs, imported while the sweep is still compiling the model
+    import dlc.compiler
+    import dlc.train.run  # noqa: F401
     from dlc.sweeps.job import run_job
 
     jobs = sys.stdin.buffer
