@@ -82,6 +82,11 @@ def test_random_networks_pass_the_gradient_check(spec: Spec) -> None:
     result = check_gradients(graph, seed=2, directions=2)
     # relu and leaky_relu have kinks; a difference step that crosses one is not a gradient error.
     kinked = {"relu", "leaky_relu"} & set(spec.activations)
+    if kinked and not result.passed:
+        # a unit within the step (1e-5) of its kink at this point (found: a relu's input at -7.8e-6,
+        # every other unit dead, so no direction escapes it): check at another point; a wrong
+        # gradient is wrong at both
+        result = check_gradients(graph, seed=3, directions=2)
     assert result.passed or (kinked and min(result.directions) < 1e-5), (to_dlc(spec), result)
 
 
