@@ -347,3 +347,17 @@ def test_a_folder_is_held_by_one_sweep_at_a_time_and_must_hold_a_regular_file(tm
     os.mkfifo(tmp_path / "fifo" / "runs.jsonl")
     with pytest.raises(DlcError, match="its runs.jsonl is not a regular file"):
         Folder(tmp_path / "fifo", {"model": "m"}, resume=True)
+
+
+def test_the_table_is_a_data_frame_where_pandas_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    made: list[list[dict[str, Any]]] = []
+    pandas = types.ModuleType("pandas")
+    frame = types.SimpleNamespace(from_records=lambda records: made.append(records) or "frame")
+    pandas.DataFrame = frame  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pandas", pandas)
+    assert dlc.sweep(str(SURFACE), {"lr": [0.1, 0.2]}, epochs=3, out=tmp_path / "s") == "frame"
+    assert [r["lr"] for r in made[0]] == ["0.1", "0.2"]
