@@ -345,7 +345,7 @@ def test_a_folder_is_held_by_one_sweep_at_a_time_and_must_hold_a_regular_file(tm
     Folder(tmp_path / "s", {"model": "m"}, resume=True).close()
     (tmp_path / "fifo").mkdir()
     os.mkfifo(tmp_path / "fifo" / "runs.jsonl")
-    with pytest.raises(DlcError, match="its runs.jsonl is not a regular file"):
+    with pytest.raises(DlcError, match=r"its runs\.jsonl is not a regular file"):
         Folder(tmp_path / "fifo", {"model": "m"}, resume=True)
 
 
