@@ -40,7 +40,10 @@ def main() -> None:
     # what every run needs, imported while the sweep is still compiling the model
     import dlc.compiler
     import dlc.train.run  # noqa: F401
+    from dlc.frontend.grammar import lark_parser
     from dlc.sweeps.job import run_job
+
+    lark_parser()  # built once per process, before the first model is read
 
     jobs = sys.stdin.buffer
     while True:
