@@ -238,11 +238,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
     model = _load(args.model)
     out = Path(args.out) if args.out else Path(Path(args.model).stem + "-sweep")
-    if args.plot:
+    if args.plot:  # the plot's file, and matplotlib, are checked before any run
         _refuse_overwrite(args.plot, "--plot", [("the model file", args.model), ("the data", args.data)])
         from dlc.atomic import check_writable
+        from dlc.train.report import pyplot
 
         check_writable(args.plot, "the plot")
+        pyplot()
     options = SweepOptions(
         sets=tuple(args.set), seeds=args.seeds, data=args.data, epochs=args.epochs,
         batch_size=args.batch_size, backend=args.backend, dtype=args.dtype, val_split=args.val_split,
