@@ -269,15 +269,12 @@ class _SweepProgress:
             _say(f"  retrying {job.key}: its worker died")
 
     def finished(self, record: dict[str, Any], done: int, total: int) -> None:
-        status = record["status"]
-        if status == "ok":
-            what = (
-                f"final loss {record['final_loss']:.4g}" if record.get("final_loss") is not None else "done"
-            )
+        if record["status"] != "ok":
+            what = f"{record['status']}: {(record.get('message') or '').partition(chr(10))[0]}"
+        elif record.get("final_loss") is not None:
+            what = f"final loss {record['final_loss']:.4g}"
         else:
-            what = (
-                f"{status}: {(record.get('message') or '').splitlines()[0] if record.get('message') else ''}"
-            )
+            what = "done"
         _say(f"[{done}/{total}] {record['key']}: {what} ({record.get('seconds', 0):.2f} s)")
 
 

@@ -67,18 +67,26 @@ def read_grid(model: Model, texts: Sequence[str], seeds: int = 1) -> Grid:
     Raises:
         DlcError: placed in the ``--set`` text at fault.
     """
-    parsed = [_axis(text, texts[:i]) for i, text in enumerate(texts)]
-    axes = tuple(axis for axis, _, _ in parsed)
+    parsed: list[tuple[Axis, ast.Ident, str, tuple[ast.Expr, ...]]] = []
+    for text in texts:
+        axis, name, exprs = _axis(text)
+        other = next((t for a, _, t, _ in parsed if a.name == axis.name), None)
+        if other is not None:
+            err = DlcError(f"'{name.text}' is swept twice; give all its values in one --set", name.span,
+                           hint=f"the other: --set '{other}'")  # fmt: skip
+            raise err.in_file(LABEL, text)
+        parsed.append((axis, name, text, exprs))
     models: dict[str | None, Model] = {}
-    for axis, text, exprs in parsed:
+    for axis, _, text, exprs in parsed:
         if axis.name == "optimizer":
             for value, expr in zip(axis.values, exprs, strict=True):
                 models[value.text] = _with_optimizer(model, value.text, expr.span, text)
     if not models:
         models[None] = model
-    for axis, text, _ in parsed:
+    for axis, name, text, _ in parsed:
         if axis.name != "optimizer" and axis.name not in WHOLE_SETTINGS:
-            _check_setting(axis.name, text, models)
+            _check_setting(name, text, models)
+    axes = tuple(axis for axis, _, _, _ in parsed)
     runs = math.prod(len(a.values) for a in axes) * seeds
     if runs > MAX_RUNS:
         raise DlcError(f"the sweep has {runs:,} runs; at most {MAX_RUNS:,} are allowed",
@@ -86,35 +94,31 @@ def read_grid(model: Model, texts: Sequence[str], seeds: int = 1) -> Grid:
     return Grid(axes, models)
 
 
-def _axis(text: str, before: Sequence[str]) -> tuple[Axis, str, tuple[ast.Expr, ...]]:
-    """One ``--set`` text's axis (and its expressions); ``before``: the texts given before it."""
+def _axis(text: str) -> tuple[Axis, ast.Ident, tuple[ast.Expr, ...]]:
+    """One ``--set`` text's axis, with its name and its values' expressions (for placing errors)."""
     if "\n" in text or "\r" in text:
         raise DlcError("a --set is one line: 'name = value, value, ...'").in_file(LABEL, text)
     try:
         name, exprs = parse_sweep_values(text)
-        for other in before:
-            if other.split("=")[0].strip() == name.text:
-                raise DlcError(f"'{name.text}' is swept twice; give all its values in one --set", name.span,
-                               hint=f"the other: --set '{other}'")  # fmt: skip
         values = tuple(_value(name, e, text) for e in exprs)
         _distinct(values, exprs)
     except DlcError as err:
         raise err.in_file(LABEL, text) from None
-    return Axis(name.text, values), text, exprs
+    return Axis(name.text, values), name, exprs
 
 
-def _check_setting(name: str, text: str, models: dict[str | None, Model]) -> None:
+def _check_setting(name: ast.Ident, text: str, models: dict[str | None, Model]) -> None:
     """A swept optimizer setting must be one of every swept optimizer's (or of the model's own)."""
     for chosen, built in models.items():
         optimizer = built.graph.train.optimizer
         known = optimizer.setting_names if optimizer is not None else ()
-        if name in known:
+        if name.text in known:
             continue
         own = f"the model's optimizer, {optimizer.call if optimizer else 'none'}"
         which = f"the optimizer {chosen}" if chosen else own
         err = DlcError(
-            f"'{name}' is not a setting of {which}; its settings are {', '.join(known) or 'none'}",
-            Span(1, text.find(name) + 1, 1, text.find(name) + 1 + len(name)),
+            f"'{name.text}' is not a setting of {which}; its settings are {', '.join(known) or 'none'}",
+            name.span,
             hint="a setting of only some of the swept optimizers is swept inside their calls: "
             "--set 'optimizer = adam(lr = 1e-3), sgd(lr = 0.1, momentum = 0.9)'",
         )
@@ -123,23 +127,23 @@ def _check_setting(name: str, text: str, models: dict[str | None, Model]) -> Non
 
 def _value(name: ast.Ident, expr: ast.Expr, text: str) -> Value:
     key = name.text
-    written = _text(text, expr.span)
+    as_written = written(text, expr.span)
     if key in _FIXED:
         raise DlcError(f"'{key}' is not swept with --set", name.span, hint=_FIXED[key])
     if key == "optimizer":
         if not isinstance(expr, (ast.Call, ast.Name)):
             raise DlcError("expected an optimizer call, such as adam(lr = 1e-3)", expr.span)
-        return Value(written, None)
+        return Value(as_written, None)
     if key in WHOLE_SETTINGS:
-        return Value(written, whole_number(expr, key, WHOLE_SETTINGS[key]))
+        return Value(as_written, whole_number(expr, key, WHOLE_SETTINGS[key]))
     if key == "lr":
-        return Value(written, real(expr, key, 0.0, low_open=True))
+        return Value(as_written, real(expr, key, 0.0, low_open=True))
     if key == "momentum":
-        return Value(written, real(expr, key, 0.0, high=1.0))
+        return Value(as_written, real(expr, key, 0.0, high=1.0))
     if isinstance(expr, ast.Name) and expr.ident.text in ("true", "false"):
-        return Value(written, float(expr.ident.text == "true"))
+        return Value(as_written, float(expr.ident.text == "true"))
     found, _ = number(expr)
-    return Value(written, found)
+    return Value(as_written, found)
 
 
 def _distinct(values: Sequence[Value], exprs: Sequence[ast.Expr]) -> None:
@@ -152,7 +156,8 @@ def _distinct(values: Sequence[Value], exprs: Sequence[ast.Expr]) -> None:
         seen[key] = i
 
 
-def _text(text: str, span: Span) -> str:
+def written(text: str, span: Span) -> str:
+    """What one line of ``text`` holds at ``span``, as written."""
     return text[span.column - 1 : span.end_column - 1]
 
 

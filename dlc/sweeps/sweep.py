@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from dlc.compiler import BACKENDS, DTYPES, compile_source, load_module
 from dlc.errors import DlcError
 from dlc.frontend import Model, ast
-from dlc.frontend.grid import Grid, read_grid
+from dlc.frontend.grid import Grid, read_grid, written
 from dlc.frontend.parser import parse_sweep_values
 from dlc.sweeps import results
 from dlc.sweeps.job import DIED, ERROR, Job
@@ -250,9 +250,8 @@ def train_block(model: Model, grid: Grid, options: SweepOptions, config: dict[st
     t = built.graph.train
     optimizer = t.optimizer
     call = chosen or _written_optimizer(model)
-    names = optimizer.setting_names if optimizer is not None else ()
     swept = {k: v for k, v in config.items() if k not in ("optimizer", "epochs", "batch_size")}
-    lines = [("optimizer", _with_settings(call, names, swept))]
+    lines = [("optimizer", _with_settings(call, swept))]
     if built.graph.data:  # a model without data takes one step an epoch: no batch to size
         lines.append(("batch_size", config.get("batch_size", str(options.batch_size or t.batch_size))))
     lines.append(
@@ -290,29 +289,22 @@ def _written_optimizer(model: Model) -> str:
     return "sgd"
 
 
-def _with_settings(call: str, names: tuple[str, ...], swept: dict[str, str]) -> str:
-    """The optimizer call ``call`` with the ``swept`` settings written into it."""
+def _with_settings(call: str, swept: dict[str, str]) -> str:
+    """The optimizer call ``call`` (settings by name, as the language requires) with the ``swept``
+    settings written into it."""
     if not swept:
         return call
-    lead = "optimizer = "
-    _, (expr,) = parse_sweep_values(lead + call)
+    line = "optimizer = " + call
+    _, (expr,) = parse_sweep_values(line)
     given: dict[str, str] = {}
     if isinstance(expr, ast.Call):
-        for i, arg in enumerate(expr.args):
-            given[names[i] if i < len(names) else str(i)] = _slice(lead + call, arg)
-        for keyword in expr.keywords:
-            given[keyword.ident.text] = _slice(lead + call, keyword.value)
+        given = {k.ident.text: written(line, k.value.span) for k in expr.keywords}
         name = expr.func.text
     else:
         assert isinstance(expr, ast.Name)
         name = expr.ident.text
     given.update(swept)
     return f"{name}({', '.join(f'{k} = {v}' for k, v in given.items())})"
-
-
-def _slice(text: str, expr: Any) -> str:
-    span = expr.span
-    return text[span.column - 1 : span.end_column - 1]
 
 
 __all__ = ["Outcome", "SweepOptions", "run_sweep", "train_block"]
