@@ -17,7 +17,7 @@ from dlc.frontend.parser import parse_sweep_values
 from dlc.sweeps import results
 from dlc.sweeps.job import DIED, ERROR, Job
 from dlc.train.data import BUILTIN_PREFIX
-from dlc.train.run import MAX_WHOLE, Options, check
+from dlc.train.run import MAX_WHOLE, Options, check, settings
 
 #: At most this many seeds per configuration.
 MAX_SEEDS = 10_000
@@ -85,8 +85,10 @@ def run_sweep(model: Model, options: SweepOptions, observer: Observer | None = N
         raise DlcError(f"--seeds {options.seeds} from the model's seed {first_seed} passes 2^31")
     base = Options(data=options.data, epochs=options.epochs, batch_size=options.batch_size,
                    backend=options.backend, dtype=options.dtype, val_split=options.val_split)  # fmt: skip
-    for built in grid.models.values():
-        check(built, base)
+    first, *others = grid.models.values()
+    check(first, base)  # the options and the data, read once: the swept optimizers share the data
+    for built in others:
+        settings(built.graph, base)
     disconnect = _connect(options.ray)
     try:
         return _sweep(model, options, grid, first_seed, base, observer)
