@@ -257,6 +257,29 @@ def _sweep(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
+def _play(args: argparse.Namespace) -> int:
+    from dlc.play.run import PlayOptions, serve
+
+    model = _load(args.model)
+    options = PlayOptions(data=args.data, backend=args.backend, dtype=args.dtype, val_split=args.val_split,
+                          port=args.port)  # fmt: skip
+
+    def ready(url: str) -> None:
+        print(f"dlc play: {url}", flush=True)
+        _say("training runs when the page says play; Ctrl-C stops the server")
+        if not args.no_browser:
+            import webbrowser
+
+            with contextlib.suppress(Exception):
+                webbrowser.open(url)
+
+    try:
+        serve(model, options, ready)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
 class _SweepProgress:
     """One line on stderr per finished run."""
 
@@ -341,6 +364,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "train": (_train, "train a model: data, progress, history, plot, checkpoints"),
     "predict": (_predict, "write a trained model's predictions for new inputs"),
     "sweep": (_sweep, "train over a grid of settings and seeds, on local workers or a Ray cluster"),
+    "play": (_play, "a live page in the browser: the model trains, with its formulas beside it"),
 }
 
 
@@ -424,6 +448,20 @@ def _sweep_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--quiet", action="store_true", help="no line per run")
 
 
+def _play_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--data", metavar="PATH", help="FILE.csv, FILE.npz or builtin:NAME (default: the model's)"
+    )
+    cmd.add_argument("--backend", choices=("numpy", "llvm"), default="numpy")
+    cmd.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    cmd.add_argument(
+        "--val-split", type=finite, default=0.0, metavar="F", help="fraction held out for validation"
+    )
+    cmd.add_argument("--port", type=whole(0), default=8765, metavar="N",
+                     help="the port on 127.0.0.1 (default 8765; 0: any free port)")  # fmt: skip
+    cmd.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a mistake on the command line said in one line (and exit code 2)."""
 
@@ -455,6 +493,8 @@ def _command_flags(name: str, cmd: argparse.ArgumentParser) -> None:
         _train_flags(cmd)
     if name == "sweep":
         _sweep_flags(cmd)
+    if name == "play":
+        _play_flags(cmd)
     if name == "predict":
         cmd.add_argument("--params", required=True, metavar="PARAMS.npz", help="trained parameters")
         cmd.add_argument("--data", required=True, metavar="X.csv", help="inputs (.csv or .npz)")

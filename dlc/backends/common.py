@@ -61,15 +61,22 @@ def _plain(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f\\\"']", "_", text)
 
 
-def update_lines(optimizer: Optimizer) -> list[str]:
-    """The update rule as formulas a person reads, one per line."""
+def update_formulas(optimizer: Optimizer) -> list[tuple[str, str, sympy.Expr]]:
+    """The update rule as (name, "=" or "<-", formula), in order: the settings that are schedules, the
+    numbers computed once per step, then the elementwise updates."""
     rename = {s: sympy.Symbol(shown(s), real=True) for _, f in optimizer.updates for s in f.free_symbols}
     rename |= {s: sympy.Symbol(shown(s), real=True) for _, f in optimizer.scalars for s in f.free_symbols}
-    out = [f"{k} = {nt.text(v)}" for k, v in optimizer.settings if v.free_symbols]
+    out = [(k, "=", v) for k, v in optimizer.settings if v.free_symbols]
+    out += [(shown(s), "=", f.xreplace(rename)) for s, f in optimizer.scalars]
+    return out + [(shown(s), "<-", f.xreplace(rename)) for s, f in optimizer.updates]
+
+
+def update_lines(optimizer: Optimizer) -> list[str]:
+    """The update rule as formulas a person reads, one per line."""
+    out = [f"{k} {op} {nt.text(f)}" for k, op, f in update_formulas(optimizer)]
     if optimizer.clip_norm is not None:
-        out.append(f"g = g * min(1, {optimizer.clip_norm!r} / (norm of all gradients + 1e-6))")
-    out += [f"{shown(s)} = {nt.text(f.xreplace(rename))}" for s, f in optimizer.scalars]
-    out += [f"{shown(s)} <- {nt.text(f.xreplace(rename))}" for s, f in optimizer.updates]
+        clip = f"g = g * min(1, {optimizer.clip_norm!r} / (norm of all gradients + 1e-6))"
+        out.insert(len(out) - len(optimizer.updates) - len(optimizer.scalars), clip)
     return [_plain(line) for line in out]
 
 

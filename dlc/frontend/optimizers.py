@@ -308,3 +308,15 @@ def _results(
                 f"state '{s}' of {definition.name.text} is never given a new value", definition.span
             )
     return tuple((k, scope[k]) for k in ("w", *states))
+
+
+def defaults() -> dict[str, tuple[tuple[str, float | None], ...]]:
+    """Each built-in optimizer's settings and their defaults (None for a default that is a schedule)."""
+    built_in, library = prelude()
+    formulas = Formulas(library, "a setting")
+    clock = {"epoch": opt.EPOCH, "step": opt.STEP}
+    out = {}
+    for name, definition in built_in.items():
+        values = [(s.name.text, formulas.expr(s.value, clock)) for s in definition.settings]
+        out[name] = tuple((k, float(v) if v.is_number else None) for k, v in values)
+    return out

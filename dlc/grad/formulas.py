@@ -459,3 +459,15 @@ def _derivatives(graph: Graph) -> tuple[Equation, ...]:
         if len(params) == 1:
             eqs.append(Equation(nt.Deriv(_sym(name), *params), sympy.diff(body, params[0])))
     return tuple(eqs)
+
+
+def symbol_nodes(graph: Graph) -> tuple[dict[str, Node], dict[str, Node]]:
+    """What the symbols of :func:`derive`'s formulas stand for: the node of each symbol by its name
+    (values and δ terms), and each parameter's gradient node by the parameter's name."""
+    with deep_recursion():
+        cots = cotangents(graph.loss, list(graph.params), Builder())
+        names = forward_names(graph)
+        deltas = _deltas(graph, cots, names)
+    symbols = {name: node for node, name in names.items()}
+    symbols.update({d: cots[n] for n, d in deltas.items()})
+    return symbols, {p.name: cots[p] for p in graph.params if p in cots}

@@ -40,7 +40,10 @@ TRAINING_COPIES = 12
 #: Values of one slice of the data when computing metrics (bytes of the forward pass).
 EVAL_BYTES = 32 << 20
 
-__all__ = ["Epoch", "Observer", "Options", "Result", "accuracy", "check", "mean_loss", "settings", "train"]
+__all__ = [
+    "Epoch", "Observer", "Options", "Result", "accuracy", "check", "mean_loss", "settings", "train",
+    "training_data",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,12 @@ def check(model: Model, options: Options) -> None:
     """Raise the DlcError that training ``model`` as ``options`` say would raise before its first step
     (options, data, memory); what a sweep checks once for all its runs."""
     _checked_data(model.graph, options, settings(model.graph, options))
+
+
+def training_data(graph: Graph, options: Options) -> tuple[TrainConfig, Dataset, Dataset | None]:
+    """The checked settings, and the training and validation examples, that ``train`` would use."""
+    config = settings(graph, options)
+    return (config, *_checked_data(graph, options, config))
 
 
 def _checked_data(graph: Graph, options: Options, config: TrainConfig) -> tuple[Dataset, Dataset | None]:
