@@ -1,7 +1,8 @@
 """dlc: a symbolic differentiation compiler for neural networks.
 
 The command line is ``dlc`` (:mod:`dlc.cli`); from Python, :func:`dlc.compiler.compile_model`
-compiles a model and :func:`sweep` trains it over a grid of settings.
+compiles a model, :func:`sweep` trains it over a grid of settings, and :func:`play` shows it
+training live in the browser (inline in Jupyter).
 """
 
 from __future__ import annotations
@@ -59,6 +60,32 @@ def sweep(
     except ImportError:
         return records
     return pandas.DataFrame.from_records(records)
+
+
+def play(
+    model: str | Path,
+    *,
+    data: str | None = None,
+    backend: str = "numpy",
+    dtype: str = "float64",
+    val_split: float = 0.0,
+    port: int = 0,
+) -> Any:
+    """Serve ``model``'s live page (``dlc play``) from this process, on 127.0.0.1; in Jupyter the
+    returned object shows the page inline. ``port`` 0 takes any free port.
+
+    Returns:
+        A handle with ``url``, ``session`` (the training: ``session.command("play")`` ...) and
+        ``stop()``; a context manager that stops the server at its end.
+
+    Raises:
+        dlc.errors.DlcError: for a bad model, data or option, or a port in use.
+    """
+    from dlc.compiler import read_model
+    from dlc.playground.run import PlayOptions, start
+
+    options = PlayOptions(data=data, backend=backend, dtype=dtype, val_split=val_split, port=port)
+    return start(read_model(model if isinstance(model, Path) else str(model)), options)
 
 
 def _sets(grid: Any) -> list[str]:

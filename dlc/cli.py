@@ -258,7 +258,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from dlc.play.run import PlayOptions, serve
+    from dlc.playground.run import PlayOptions, serve
 
     model = _load(args.model)
     options = PlayOptions(data=args.data, backend=args.backend, dtype=args.dtype, val_split=args.val_split,
@@ -448,6 +448,14 @@ def _sweep_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--quiet", action="store_true", help="no line per run")
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    value = whole(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535 (0: any free one), not {text}")
+    return value
+
+
 def _play_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--data", metavar="PATH", help="FILE.csv, FILE.npz or builtin:NAME (default: the model's)"
@@ -457,7 +465,7 @@ def _play_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--val-split", type=finite, default=0.0, metavar="F", help="fraction held out for validation"
     )
-    cmd.add_argument("--port", type=whole(0), default=8765, metavar="N",
+    cmd.add_argument("--port", type=_port, default=8765, metavar="N",
                      help="the port on 127.0.0.1 (default 8765; 0: any free port)")  # fmt: skip
     cmd.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address")
 

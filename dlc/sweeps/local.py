@@ -35,10 +35,8 @@ TRIES = 2
 
 def worker_environment() -> dict[str, str]:
     """This process's environment, with one BLAS thread, and dlc importable as it is here."""
-    import dlc
-
     env = {**os.environ, **ONE_THREAD}
-    home = str(Path(dlc.__file__).resolve().parents[1])
+    home = str(Path(__file__).resolve().parents[2])  # the folder that holds the package dlc
     env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
     return env
 

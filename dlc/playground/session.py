@@ -37,6 +37,8 @@ from dlc.train.threads import training_threads
 
 #: Frames per second at most while playing: a copy of the parameters this often.
 MAX_FPS = 30
+#: Seconds: an epoch longer than this is played step by step, so that the page's buttons act at once.
+SLOW_EPOCH = 0.2
 
 
 @dataclass
@@ -102,7 +104,8 @@ class Session:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # notified when a new snapshot is there
         self.generation = self.version = 0
-        self.playing = False
+        self.playing = self.slow = False
+        self.until = 0  # the epoch where playing stops
         self.error: str | None = None
         self.params: dict[str, np.ndarray] = {}
         self.state: dict[str, Any] = {}
@@ -168,6 +171,9 @@ class Session:
 
     def _do(self, action: str, argument: Any) -> Any:
         if action == "play":
+            # to the end of the train block's epochs, or as many more after it
+            budget = self.controls.epochs or 1
+            self.until = (self.epoch // budget + 1) * budget
             self.playing, self.error = True, None
         elif action == "pause":
             self.playing = False
@@ -202,8 +208,23 @@ class Session:
             self.error = f"training stopped: {err}"
 
     def _play(self) -> None:
-        self._guarded(self._finish_epoch if self.row else lambda: self._epochs(None))
+        """Train until a command waits: whole epochs in the module's loop, or steps when an epoch
+        has begun by steps or takes longer than ``SLOW_EPOCH`` (so that a command waits one step)."""
+        self._guarded(self._stepping if self.row or self.slow else lambda: self._epochs(None))
         self._publish()
+
+    def _stepping(self) -> None:
+        published = time.perf_counter()
+        while self.commands.empty():
+            self._step()
+            now = time.perf_counter()
+            if now - published >= 1 / MAX_FPS:
+                published = now
+                self._publish()
+            if self.row == 0 and self.epoch >= self.until:
+                self.playing = False
+            if self.row == 0 and (not self.slow or not self.playing):
+                return
 
     # --- training
 
@@ -215,23 +236,31 @@ class Session:
 
     def _epochs(self, count_: int | None) -> None:
         """Whole epochs in the module's loop: ``count_`` of them, or until a command waits."""
-        last = [time.perf_counter()]
+        last = [time.perf_counter()] * 2  # the last snapshot, the last epoch's end
         first = self.epoch
 
         def after(epoch: int, loss: float) -> bool:
+            now = time.perf_counter()
+            self.slow = now - last[1] > SLOW_EPOCH
             self.epoch, self.taken = epoch + 1, self.taken + self._steps()
             self._record(epoch + 1, loss)
             self.loss = loss
-            now = time.perf_counter()
             if now - last[0] >= 1 / MAX_FPS:
                 last[0] = now
                 self._publish()
-            return self.commands.empty() and (count_ is None or self.epoch - first < count_)
+            last[1] = time.perf_counter()
+            more = count_ is None or self.epoch - first < count_
+            return self.commands.empty() and more and not (self.slow and count_ is None)
 
-        epochs = self.epoch + (count_ if count_ is not None else 1 << 30)
+        if count_ is None and self.epoch >= self.until:
+            self.playing = False
+            return
+        epochs = self.epoch + count_ if count_ is not None else self.until
         self.module.train(self.params, self.X, self.Y, epochs=epochs, start_epoch=self.epoch,
                           batch_size=self.controls.batch_size, seed=self.controls.seed, state=self.state,
                           callback=after, **self._settings_now())  # fmt: skip
+        if count_ is None and self.epoch >= self.until:
+            self.playing = False
 
     def _finish_epoch(self) -> None:
         while self.row and (not self.playing or self.commands.empty()):
@@ -323,7 +352,9 @@ class Session:
         if name != self.controls.optimizer:
             if not isinstance(name, str) or not name.isidentifier():
                 raise DlcError(f"not an optimizer's name: {name!r}")
-            module = self._module(self.model, name)
+            own = self.graph.train.optimizer
+            # the model's own optimizer comes back with the model's settings, another with its defaults
+            module = self._module(self.model, own.call if own is not None and own.name == name else name)
             settings = {k: float(v) for k, v in (module.SETTINGS or {}).items() if v is not None}
         for k, v in values.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):

@@ -3,7 +3,7 @@
 Routes (JSON unless said):
 
 - ``GET /``, ``GET /static/play.js``, ``GET /static/play.css``: the page, from a
-  fixed list of files in ``dlc/play/static``; no request names a file.
+  fixed list of files in ``dlc/playground/static``; no request names a file.
 - ``GET /api/model``: the model (diagram, formulas as MathML, optimizers,
   controls, and what the views draw: the input plane, the loss surface,
   weight images).
@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -36,8 +37,8 @@ from importlib import resources
 from typing import Any
 
 from dlc.errors import DlcError
-from dlc.play.session import MAX_FPS, Session
-from dlc.play.views import Views
+from dlc.playground.session import MAX_FPS, Session
+from dlc.playground.views import Views
 
 #: The only files a request can get, and their types.
 STATIC = {
@@ -45,8 +46,18 @@ STATIC = {
     "/static/play.js": ("play.js", "text/javascript"),
     "/static/play.css": ("play.css", "text/css"),
 }
+#: The page runs only its own script and reaches only its own server (MathML from the server is markup
+#: inserted into the page: were it ever to carry a script, the browser would not run it).
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'",
+}
 #: The largest request body (a control's JSON is a few dozen bytes).
 MAX_BODY = 16 << 10
+#: Pages streaming frames at once (each costs a frame's pictures per frame).
+MAX_STREAMS = 8
 #: Seconds between frames' gradient statistics, and between keep-alive comments of an idle stream.
 STATS_EVERY, KEEP_ALIVE = 0.2, 15.0
 
@@ -67,6 +78,7 @@ class App:
         self.views = Views(session)
         self.described = self.views.model()  # built before the server is ready: the first load is quick
         self.updates: dict[str, dict[str, Any]] = {}
+        self.streams = 0
         self.port = 0
         web = _web()
         self.web = web
@@ -105,8 +117,8 @@ class App:
         if entry is None:
             raise self.web.HTTPNotFound()
         name, kind = entry
-        body = resources.files("dlc.play").joinpath("static", name).read_bytes()
-        return self.web.Response(body=body, content_type=kind, headers={"Cache-Control": "no-cache"})
+        body = resources.files("dlc.playground").joinpath("static", name).read_bytes()
+        return self.web.Response(body=body, content_type=kind, headers=HEADERS)
 
     async def _model(self, request: Any) -> Any:
         described = dict(self.described)
@@ -115,10 +127,14 @@ class App:
         return self.web.json_response(described, dumps=_dumps)
 
     def _update(self) -> dict[str, Any]:
+        """The optimizer's update formulas (made once per optimizer), titled with its settings now."""
         call = self.session.module.OPTIMIZER
         if call not in self.updates:
             self.updates[call] = self.views.update()
-        return self.updates[call]
+        controls = self.session.controls
+        now = ", ".join(f"{k} = {v:g}" for k, v in controls.settings.items())
+        title = f"Update, {controls.optimizer}({now}): every element w of every parameter, g its gradient"
+        return {**self.updates[call], "title": title}
 
     async def _json(self, request: Any) -> Any:
         try:
@@ -161,19 +177,31 @@ class App:
         return self.web.json_response({"mathml": found})
 
     async def _events(self, request: Any) -> Any:
-        web, loop = self.web, asyncio.get_running_loop()
-        response = web.StreamResponse(
+        response = self.web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
+        if self.streams >= MAX_STREAMS:
+            return self.web.json_response({"error": f"at most {MAX_STREAMS} pages at once"}, status=503)
+        self.streams += 1
+        try:
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionResetError):  # the page went away: its stream ends here
+                await self._stream(request, response)
+        finally:
+            self.streams -= 1
+        return response
+
+    async def _stream(self, request: Any, response: Any) -> None:
+        loop = asyncio.get_running_loop()
         version, generation, sent, points, stats_at = -1, -1, 0, 0, 0.0
         quiet_since = time.monotonic()
-        while True:
-            shot = await loop.run_in_executor(None, self.session.snapshot, version, 1.0)
+        while request.transport is not None and not request.transport.is_closing():
+            shot = self.session.snapshot()  # the latest, at once: no thread waits for a stream
             if shot.version == version:  # nothing new: a comment now and then keeps the stream open
                 if time.monotonic() - quiet_since > KEEP_ALIVE:
                     await response.write(b": idle\n\n")
                     quiet_since = time.monotonic()
+                await asyncio.sleep(1 / MAX_FPS)
                 continue
             began = time.monotonic()
             reset = shot.generation != generation
@@ -193,14 +221,17 @@ class App:
 
     def start(self, port: int = 0) -> tuple[asyncio.AbstractEventLoop, Any]:
         """Listen on 127.0.0.1:``port`` (0: any free port); returns the loop and the runner to run."""
+        # The trainer thread holds the GIL between its native calls; a frame is many short NumPy calls, each
+        # waiting for the GIL up to the switch interval (5 ms by default): 0.5 ms lets frames keep up.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         loop = asyncio.new_event_loop()
         # frames, waits for snapshots and commands run on threads: enough for a few pages at once
         loop.set_default_executor(ThreadPoolExecutor(16, thread_name_prefix="dlc-play"))
-        runner = self.web.AppRunner(self.app, handle_signals=False, access_log=None)
+        runner = self.web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(runner.setup())
         sock = _listen(port)
         self.port = sock.getsockname()[1]
-        site = self.web.SockSite(runner, sock, shutdown_timeout=0.5)
+        site = self.web.SockSite(runner, sock)
         loop.run_until_complete(site.start())
         return loop, runner
 
@@ -237,16 +268,32 @@ def _clean(value: Any) -> Any:
 
 
 class Background:
-    """A server on a thread of its own (for Python and Jupyter); ``stop()`` ends it."""
+    """A server on a thread of its own (for Python and Jupyter, whose own event loop may be running in
+    the caller's thread); ``stop()`` ends it."""
 
     def __init__(self, app: App, port: int = 0) -> None:
         self.app = app
-        self.loop, self.runner = app.start(port)
-        self.thread = threading.Thread(target=self.loop.run_forever, name="dlc-play-server", daemon=True)
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.loop, self.runner = app.start(port)
+            except BaseException as err:  # given to the caller, in its thread
+                failed.append(err)
+                return
+            finally:
+                ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="dlc-play-server", daemon=True)
         self.thread.start()
+        ready.wait()
+        if failed:
+            raise failed[0]
 
     def stop(self) -> None:
-        if not self.loop.is_running():
+        if not self.thread.is_alive():
             return
         future = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
         with contextlib.suppress(Exception):

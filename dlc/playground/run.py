@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dlc.errors import DlcError
 from dlc.frontend import Model
-from dlc.play.server import App, Background
-from dlc.play.session import Session
+from dlc.playground.server import App, Background
+from dlc.playground.session import Session
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,11 @@ class PlayOptions:
 
 def _app(model: Model, options: PlayOptions) -> App:
     if not (isinstance(options.port, int) and 0 <= options.port < 65536) or isinstance(options.port, bool):
-        from dlc.errors import DlcError
-
         raise DlcError(f"the port is a whole number from 0 to 65535, not {options.port!r}")
+    if options.backend not in ("numpy", "llvm"):
+        raise DlcError(f"the backend is numpy or llvm, not {options.backend!r}")
+    if options.dtype not in ("float64", "float32"):
+        raise DlcError(f"the dtype is float64 or float32, not {options.dtype!r}")
     session = Session(model, options.data, options.backend, options.dtype, options.val_split)
     try:
         return App(session)

@@ -23,8 +23,8 @@ from dlc.grad import notation as nt
 from dlc.grad.formulas import derive, symbol_nodes
 from dlc.graph.graph import Graph
 from dlc.graph.nodes import Constant, Input, Node, Param, typed_shape
-from dlc.play.mathml import equation_mathml, mathml, matrix_latex
-from dlc.play.session import Session, Snapshot
+from dlc.playground.mathml import equation_mathml, mathml, matrix_latex
+from dlc.playground.session import Session, Snapshot
 from dlc.train.arrays import count, take
 
 #: Pixels of a side of the output's heat map, and of each hidden unit's.
@@ -183,8 +183,9 @@ class Views:
 
     def _weights(self) -> list[dict[str, Any]] | None:
         shown = []
+        inputs = {math.prod(i.shape) for i in self.graph.inputs}
         for p in self.graph.params:
-            shape = _image_rows(p)
+            shape = _image_rows(p, inputs)
             if shape is not None:
                 rows, h, w = shape
                 shown.append({"name": p.name, "rows": rows, "h": h, "w": w})
@@ -338,9 +339,11 @@ def _output_kind(y: np.ndarray, labels: list[Any]) -> tuple[str, int]:
     return "value", classes
 
 
-def _image_rows(p: Param) -> tuple[int, int, int] | None:
-    """Rows of ``p`` shown as small square images: a layer's weights of a square input, a conv kernel."""
-    if len(p.shape) == 2 and p.shape[1] >= 16 and math.isqrt(p.shape[1]) ** 2 == p.shape[1]:
+def _image_rows(p: Param, inputs: set[int]) -> tuple[int, int, int] | None:
+    """Rows of ``p`` shown as small square images: the weights of a layer that reads an input of a
+    square number of values (``inputs``: the inputs' sizes), or a convolution's kernels."""
+    square = len(p.shape) == 2 and p.shape[1] >= 16 and math.isqrt(p.shape[1]) ** 2 == p.shape[1]
+    if square and p.shape[1] in inputs:
         side = math.isqrt(p.shape[1])
         return min(p.shape[0], MAX_UNITS), side, side
     if len(p.shape) == 4 and p.shape[2] * p.shape[3] >= 4:
