@@ -213,3 +213,16 @@ def test_the_sweep_benchmark_makes_its_tables(capsys: pytest.CaptureFixture[str]
             assert f"| spiral-numpy | numpy | {executor} | " in out
     else:
         assert "Not measured: --no-ray." in out
+
+
+def test_the_play_benchmark_measures_training_with_and_without_the_page(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("aiohttp", reason="dlc play needs the extra dlc[play]")
+    from benchmarks import play
+
+    monkeypatch.setenv("DLC_CACHE_DIR", "")  # main() sets its own temporary cache; monkeypatch restores ours
+    play.main(["--quick", "--backend", "numpy"])
+    out = capsys.readouterr().out
+    assert "spiral.dlc, 200 epochs, numpy" in out
+    assert "dlc train alone" in out and "play, no page" in out and "time x1.00 of dlc train alone" in out
