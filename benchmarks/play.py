@@ -8,7 +8,8 @@ machine code is made before anything is timed (a warm cache, in a temporary
 ``DLC_CACHE_DIR``; the user's is never used). BLAS threads: as ``dlc
 train`` chooses them (one, for this model's batch of 16), in every block.
 
-Each round, in this order, measures:
+One untimed ``dlc train`` run first pays what a process pays once. Each
+round, in this order, measures:
 
 1. **alone**: ``dlc train``'s own loop (``dlc.train.run.train``, no files),
    ``--epochs`` epochs: epochs per second of its loop (``Result.seconds``:
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = load_source(model_text(args.model, args.epochs), args.model)
     Session(model, backend=args.backend).close()  # the machine code, made once: the cache is warm
+    alone(model, args.backend, args.epochs)  # untimed: what the first run in a process pays once
     driver = browser = None
     if not args.quick and Path(BROWSER).exists():
         from playwright.sync_api import sync_playwright

@@ -222,8 +222,15 @@ def test_the_output_map_is_the_models_prediction_over_the_plane(spiral: Session)
     picture = np.frombuffer(base64.b64decode(frame["output"]), dtype=np.uint8)
     predicted = spiral.module.predict(spiral.snapshot().params, plane.grid)[:, 0]
     np.testing.assert_allclose(picture, np.clip(predicted * 255, 0, 255).astype(np.uint8), atol=1)
-    units = np.frombuffer(base64.b64decode(frame["units"]["h1"]), dtype=np.uint8)
-    assert units.size == 32 * 24 * 24 and units.std() > 0
+    from dlc.playground.views import UNIT, scaled
+
+    units = np.frombuffer(base64.b64decode(frame["units"]["h1"]), dtype=np.uint8).reshape(32, UNIT * UNIT)
+    # unit k's map: tanh(W1 @ x + b1)[k] at every other point of the grid each way, on the range sent
+    p = spiral.snapshot().params
+    points = plane.grid.reshape(2 * UNIT - 1, 2 * UNIT - 1, 2)[::2, ::2].reshape(-1, 2)
+    h1 = np.tanh(points @ p["W1"].T + p["b1"])
+    low, high = frame["unit_range"]["h1"]
+    np.testing.assert_allclose(units, scaled(h1.T, low, high), atol=1)
 
 
 @pytest.mark.parametrize(
@@ -445,3 +452,51 @@ def test_the_python_entry_point_refuses_bad_options(options: dict, message: str)
     with pytest.raises(DlcError) as err:
         start(_model("xor"), PlayOptions(**options))
     assert message in str(err.value)
+
+
+def test_the_loss_surface_widens_when_the_path_leaves_it() -> None:
+    """points.dlc's two numbers train far from where they start: the surface is made again, wider, and
+    sent once to a page that has the older one."""
+    session = Session(_model("points"))
+    try:
+        views = Views(session)
+        first = views.surface
+        assert first is not None and first["version"] == 1
+        session.command("play")
+        shot = session.snapshot()
+        while shot.playing:
+            shot = session.snapshot(shot.version, timeout=30)
+        frame = views.frame(shot, 0, 0, False, surface=1)
+        wider = frame["surface"]
+        assert wider["version"] > 1 and wider["extent"][1] > first["extent"][1]
+        assert all(abs(v) <= wider["extent"][1] for p in frame["path"] for v in p)
+        assert "surface" not in views.frame(shot, 0, 0, False, surface=wider["version"])
+    finally:
+        session.close()
+
+
+def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    env = {**os.environ, "DLC_CACHE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "dlc", "play", "examples/xor.dlc", "--no-browser", "--port", "0"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, text=True, **pipes)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("dlc play: http://127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1].strip(" /\n"))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request(
+            "POST", "/api/control", body=b'{"action": "play"}', headers={"Content-Type": "application/json"}
+        )
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err, err

@@ -219,11 +219,12 @@ def equation_mathml(lhs: sympy.Expr, rhs: sympy.Expr, op: str = "=") -> str:
     return _convert(f"{nt.latex(lhs)} {OPS[op]} {nt.latex(rhs)}")
 
 
-def mathml(lhs: sympy.Expr, rhs: sympy.Expr, op: str, rows: list[tuple[str, str]]) -> str:
-    """The equation, then "where" each symbol's value (LaTeX pairs), one per line."""
+def mathml(lhs: sympy.Expr, rhs: sympy.Expr, op: str, rows: list[tuple[str, str]], data: bool = True) -> str:
+    """The equation, then "where" each symbol's value (LaTeX pairs), one per line; ``data``: whether the
+    values are the first example's (a model without data has no examples)."""
     lines = [rf"{nt.latex(lhs)} {OPS[op]} {nt.latex(rhs)}"]
     if rows:
-        lines.append(r"\text{where, for the first example:}")
+        lines.append(r"\text{where, for the first example:}" if data else r"\text{where:}")
         lines += [f"{name} = {value}" for name, value in rows]
     return _convert(r"\begin{array}{l} " + r" \\ ".join(lines) + r" \end{array}")
 

@@ -193,7 +193,7 @@ class App:
 
     async def _stream(self, request: Any, response: Any) -> None:
         loop = asyncio.get_running_loop()
-        version, generation, sent, points, stats_at = -1, -1, 0, 0, 0.0
+        version, generation, sent, points, stats_at, surface = -1, -1, 0, 0, 0.0, 1
         quiet_since = time.monotonic()
         while request.transport is not None and not request.transport.is_closing():
             shot = self.session.snapshot()  # the latest, at once: no thread waits for a stream
@@ -208,7 +208,8 @@ class App:
             if reset:
                 sent = points = 0
             stats = began - stats_at >= STATS_EVERY or not shot.playing
-            frame = await loop.run_in_executor(None, self.views.frame, shot, sent, points, stats)
+            frame = await loop.run_in_executor(None, self.views.frame, shot, sent, points, stats, surface)
+            surface = frame["surface"]["version"] if "surface" in frame else surface
             frame["reset"] = reset
             if stats:
                 stats_at = began

@@ -27,8 +27,9 @@ from dlc.playground.mathml import equation_mathml, mathml, matrix_latex
 from dlc.playground.session import Session, Snapshot
 from dlc.train.arrays import count, take
 
-#: Pixels of a side of the output's heat map, and of each hidden unit's.
-PLANE, UNIT = 64, 24
+#: Pixels of a side of the output's heat map, and of each hidden unit's: every other point of the output's.
+UNIT = 32
+PLANE = 2 * UNIT - 1
 #: At most this many units of a layer get a map, and layers wider than this get none.
 MAX_UNITS = 64
 #: Rows of the data drawn as points, and used for the gradients' norms.
@@ -57,9 +58,10 @@ class Views:
         self.symbols, self.gradients = symbol_nodes(self.graph)
         self.equations: list[tuple[str, sympy.Expr, sympy.Expr]] = []
         self.plane = self._plane()
-        self.surface = self._surface() if session.two_numbers else None
+        self.surface = self._surface(session.snapshot().path[:1]) if session.two_numbers else None
         self.weights = self._weights() if self.plane is None and self.surface is None else None
         self.last: Snapshot | None = None
+        self.checked = self.checked_run = 0  # points of the path checked against the surface's extent
 
     # --- the model, once
 
@@ -122,7 +124,7 @@ class Views:
         ]
         if op == "<-" and "t" in names:
             rows.append(("t", str(shot.taken + 1)))
-        return mathml(lhs, rhs, op, rows)
+        return mathml(lhs, rhs, op, rows, data=self.session.data_name is not None)
 
     def _values(self, shot: Snapshot, exprs: list[sympy.Expr]) -> list[tuple[str, np.ndarray]]:
         """The values of the symbols in ``exprs`` that name a value of the graph, in order of appearance."""
@@ -161,11 +163,10 @@ class Views:
             return None
         return Plane(self.graph, s.X, s.Y, s.snapshot().params)
 
-    def _surface(self) -> dict[str, Any]:
-        """The loss over a square of the two numbers around 0 wide enough for the start, once."""
+    def _surface(self, path: list[tuple[float, ...]], version: int = 1) -> dict[str, Any]:
+        """The loss over a square of the two numbers around 0, wide enough for the ``path``."""
         s = self.session
-        start = np.array(s.snapshot().path[0])
-        half = max(2.0, 1.5 * float(np.max(np.abs(start))))
+        half = max(2.0, 1.5 * float(np.max(np.abs(np.array(path)))))
         axis = np.linspace(-half, half, PLANE)
         params = {k: v.copy() for k, v in s.snapshot().params.items()}
         flat = [(k, i) for k, v in params.items() for i in range(v.size)]
@@ -178,8 +179,19 @@ class Views:
         finite = losses[np.isfinite(losses)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         names = [k if v.size == 1 else f"{k}[{i}]" for (k, i), v in ((f, params[f[0]]) for f in flat)]
-        return {"names": names, "extent": [-half, half, -half, half], "size": PLANE,
+        return {"names": names, "extent": [-half, half, -half, half], "size": PLANE, "version": version,
                 "values": encode(scaled(losses, low, high)), "low": low, "high": high}  # fmt: skip
+
+    def _widened(self, shot: Snapshot) -> None:
+        """The surface again, wider, once the path has left it."""
+        assert self.surface is not None
+        half = self.surface["extent"][1]
+        path = shot.path[: shot.points]
+        if shot.generation != self.checked_run:  # a reset: the path starts again
+            self.checked, self.checked_run = 0, shot.generation
+        if any(abs(v) > half for p in path[self.checked :] for v in p):
+            self.surface = self._surface(path, self.surface["version"] + 1)
+        self.checked = len(path)
 
     def _weights(self) -> list[dict[str, Any]] | None:
         shown = []
@@ -191,8 +203,11 @@ class Views:
                 shown.append({"name": p.name, "rows": rows, "h": h, "w": w})
         return shown or None
 
-    def frame(self, shot: Snapshot, sent: int, points: int, stats: bool) -> dict[str, Any]:
-        """The page's frame for ``shot``: history after entry ``sent``, path after point ``points``."""
+    def frame(self, shot: Snapshot, sent: int, points: int, stats: bool, surface: int = 1) -> dict[str, Any]:
+        """The page's frame for ``shot``: history after entry ``sent``, path after point ``points``, and the
+        loss surface when it is newer than version ``surface`` (it widens when the path leaves it)."""
+        if self.surface is not None:
+            self._widened(shot)
         out: dict[str, Any] = {
             "epoch": shot.epoch, "step": shot.step, "steps": shot.steps, "playing": shot.playing,
             "loss": _finite(shot.loss), "error": shot.error, "taken": shot.taken,
@@ -203,6 +218,8 @@ class Views:
         }  # fmt: skip
         if stats:
             out["stats"] = self._stats(shot)
+        if self.surface is not None and self.surface["version"] != surface:
+            out["surface"] = self.surface
         return out
 
     def _weight_images(self, params: dict[str, np.ndarray]) -> dict[str, str]:
@@ -261,7 +278,7 @@ class Plane:
             if node.batched and len(node.shape) == 1 and 1 < node.shape[0] <= MAX_UNITS
             and not isinstance(node, (Input, Param, Constant)) and node not in graph.outputs.values()
         ]  # fmt: skip
-        self.grid, self.small = self._grid(PLANE), self._grid(UNIT)
+        self.grid = self._grid(PLANE).astype(np.float32)
         self.kind, self.classes = "value", 0
         if self.output is not None:
             with np.errstate(all="ignore"):
@@ -280,23 +297,27 @@ class Plane:
                 "unit_size": UNIT}  # fmt: skip
 
     def frame(self, params: dict[str, np.ndarray]) -> dict[str, Any] | None:
-        feeds = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        """The output's map and every unit's, from one pass over the plane's grid, in float32 (the maps
+        are 8-bit pictures); a unit's map takes every other point of the grid each way."""
+        feeds = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
+        feeds[self.input.name] = self.grid
         out: dict[str, Any] = {"confidence": None, "low": 0.0, "high": 1.0, "units": None, "unit_range": {}}
+        roots = [u for _, u in self.units] + ([self.output] if self.output is not None else [])
+        if not roots:
+            return out
         with np.errstate(all="ignore"):
-            if self.output is not None:
-                (y,) = reference.evaluate([self.output], {**feeds, self.input.name: self.grid})
-                self._output(out, y.reshape(len(self.grid), -1))
-            if self.units:
-                values = reference.evaluate(
-                    [u for _, u in self.units], {**feeds, self.input.name: self.small}
-                )
-                out["units"], out["unit_range"] = {}, {}
-                for (name, _), v in zip(self.units, values, strict=True):
-                    finite = v[np.isfinite(v)]
-                    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-                    low, high = min(low, -high), max(high, -low)  # symmetric: 0 is the middle colour
-                    out["units"][name] = encode(scaled(v.T, low, high))  # unit k's map at k * UNIT^2
-                    out["unit_range"][name] = [low, high]
+            values = reference.evaluate(roots, feeds, np.float32)
+        if self.output is not None:
+            self._output(out, values.pop().reshape(len(self.grid), -1))
+        if self.units:
+            out["units"], out["unit_range"] = {}, {}
+            for (name, _), v in zip(self.units, values, strict=True):
+                v = v.reshape(PLANE, PLANE, -1)[::2, ::2].reshape(UNIT * UNIT, -1)
+                finite = v[np.isfinite(v)]
+                low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+                low, high = min(low, -high), max(high, -low)  # symmetric: 0 is the middle colour
+                out["units"][name] = encode(scaled(v.T, low, high))  # unit k's map at k * UNIT^2
+                out["unit_range"][name] = [low, high]
         return out
 
     def _output(self, out: dict[str, Any], y: np.ndarray) -> None:

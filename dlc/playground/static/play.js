@@ -1226,6 +1226,11 @@
       state.history.push(e);
       state.chartDirty = true;
     }
+    if (f.surface) {  // the path left the surface: the server drew it wider
+      setupSurface(f.surface);
+      surface.base = null;
+      state.surfaceDirty = true;
+    }
     if (f.path && f.path.length) {
       for (const p of f.path) state.path.push(p);
       state.surfaceDirty = true;
