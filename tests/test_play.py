@@ -500,3 +500,73 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_dlc_play_from_python_serves_the_page_and_shows_it_inline() -> None:
+    import urllib.request
+
+    import dlc
+
+    with dlc.play(EXAMPLES / "xor.dlc", backend="llvm") as page:
+        assert page.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(page.url + "api/model", timeout=30) as response:
+            assert json.load(response)["backend"] == "llvm"
+        assert f'<iframe src="{page.url}"' in page._repr_html_()
+        page.session.command("step")
+        assert page.session.snapshot().taken == 1
+    with pytest.raises(OSError):  # stopped: nothing listens there any more
+        urllib.request.urlopen(page.url, timeout=5)
+
+
+@pytest.mark.parametrize("name", ["spiral", "loss_surface", "digits_cnn", "two_heads", "char_rnn"])
+def test_examples_play_on_the_llvm_backend_as_on_numpy(name: str) -> None:
+    """The same steps and the same pictures from either backend's module."""
+    pages = [Session(_model(name), backend=b) for b in ("numpy", "llvm")]
+    try:
+        frames = []
+        for session in pages:
+            session.command("step")
+            session.command("epoch")
+            frames.append(Views(session).frame(session.snapshot(), 0, 0, True))
+        a, b = (p.snapshot().params for p in pages)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-12)
+        assert frames[0]["loss"] == pytest.approx(frames[1]["loss"], rel=1e-9)
+        assert frames[0]["plane"] == frames[1]["plane"]
+    finally:
+        for session in pages:
+            session.close()
+
+
+def test_random_networks_play(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Any network the language accepts: random ones (tests/test_random_networks.py's), on random data."""
+    from hypothesis import given, settings
+
+    from dlc.frontend import load_source
+    from dlc.gradcheck import sample_data
+    from tests.test_random_networks import specs, to_dlc
+
+    @settings(max_examples=15, deadline=None)
+    @given(specs())
+    def plays(spec) -> None:
+        model = load_source(to_dlc(spec) + "\ntrain {\n  batch_size = 8\n  epochs = 2\n}\n")
+        data = tmp_path_factory.mktemp("data") / "data.npz"
+        np.savez(data, **sample_data(model.graph, 20, np.random.default_rng(0)))
+        session = Session(model, data=str(data))
+        try:
+            views = Views(session)
+            views.model()
+            session.command("step")
+            session.command("play")
+            shot = session.snapshot()
+            while shot.playing:
+                shot = session.snapshot(shot.version, timeout=30)
+            frame = views.frame(shot, 0, 0, True)
+            assert frame["epoch"] == 2 and len(frame["history"]) == 2
+            assert all(s["grad"] is not None for s in frame["stats"])
+            for k in range(len(views.equations)):
+                assert views.plug(k).startswith("<math")
+        finally:
+            session.close()
+
+    plays()
