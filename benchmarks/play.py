@@ -41,9 +41,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BROWSER = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,17 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.measure import OtherLoad
     from benchmarks.run import wait_for_quiet
     from dlc.frontend import load_source
+    from dlc.playground.headless import CHROMIUM, launch
     from dlc.playground.session import Session
 
     model = load_source(model_text(args.model, args.epochs), args.model)
     Session(model, backend=args.backend).close()  # the machine code, made once: the cache is warm
     alone(model, args.backend, args.epochs)  # untimed: what the first run in a process pays once
     driver = browser = None
-    if not args.quick and Path(BROWSER).exists():
+    if not args.quick and CHROMIUM.exists():
         from playwright.sync_api import sync_playwright
 
         driver = sync_playwright().start()
-        browser = driver.chromium.launch(executable_path=BROWSER, args=FLAGS)
+        browser = launch(driver)
     rows: dict[str, list[float]] = {"alone": [], "session": [], "page": [], "first": [], "fps": []}
     flagged = []
     blocks = ["alone", "session"] + (["page"] if browser is not None else [])

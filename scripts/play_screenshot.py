@@ -19,16 +19,6 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT = 120_000  # ms
 EPOCHS = 150
 
@@ -82,9 +72,11 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
 def screenshot(url: str, out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    from dlc.playground.headless import launch
+
     status = "document.querySelector('#status').dataset"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch(p)
         try:
             # the script's waits evaluate strings, which the page's own policy (no eval) refuses
             page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)
@@ -92,7 +84,8 @@ def screenshot(url: str, out: Path) -> None:
             page.wait_for_function("window.dlcPlay && window.dlcPlay.framesDrawn > 0", timeout=WAIT)
             page.click("#play")
             page.wait_for_function(f"Number({status}.epoch) >= {EPOCHS}", timeout=WAIT)
-            page.click("#pause")
+            # (the run may have reached its last epoch and stopped by itself: then pause is disabled)
+            page.evaluate("() => { const b = document.querySelector('#pause'); if (!b.disabled) b.click(); }")
             page.wait_for_function(f"{status}.playing === 'false'", timeout=WAIT)
             # a formula whose values are short: the last hidden layer's (2 units), else the second one
             equations = page.locator("#formulas .equation")

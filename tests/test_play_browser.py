@@ -24,18 +24,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT
+from dlc.playground.headless import CHROMIUM, launch
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from .conftest import ROOT
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -135,7 +126,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        chromium = launch(p)
         yield chromium
         chromium.close()
 
