@@ -450,10 +450,10 @@ def _sweep_flags(cmd: argparse.ArgumentParser) -> None:
 
 def _port(text: str) -> int:
     """An argparse type: a TCP port, 0 to 65535."""
-    value = whole(0)(text)
-    if value > 65535:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 5 or int(digits) > 65535:
         raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535 (0: any free one), not {text}")
-    return value
+    return int(digits)
 
 
 def _play_flags(cmd: argparse.ArgumentParser) -> None:

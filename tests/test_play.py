@@ -318,7 +318,8 @@ def test_the_page_and_its_files(server) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/static/../server.py", "/static/..%2fserver.py", "/static/index.html/..", "/etc/passwd", "/static/",
+    ["/static/../server.py", "/static/..%2fserver.py", "/api/plug/%C2%B2", "/api/plug/%E2%91%A0",
+     "/api/plug/%F0%9D%9F%8F", "/static/index.html/..", "/etc/passwd", "/static/",
      "/static/session.py", "/api/plug/99999", "/api/plug/-1", "/api/plug/x", "/api/plug/1e3"],
 )  # fmt: skip
 def test_no_request_reads_another_file(server, path: str) -> None:
@@ -348,6 +349,7 @@ def test_the_model_and_a_control_and_the_stream(server) -> None:
         ({"action": "explode"}, 400, "the action is one of"),
         ({"action": None}, 400, "the action is one of"),
         (b"{not json", 400, "not JSON"),
+        (b"[" * 8000 + b"]" * 8000, 400, "not JSON"),
         ([1, 2], 400, "the action is one of"),
     ],
 )
@@ -444,6 +446,8 @@ def test_streams_beyond_the_limit_are_refused_and_controls_still_answer(server) 
         ({"port": True}, "the port is a whole number"),
         ({"val_split": 1.5}, "--val-split must be at least 0 and less than 1"),
         ({"data": "nowhere.csv"}, "nowhere.csv"),
+        ({"val_split": "0.2"}, "val_split is a number"),
+        ({"data": 123}, "data is a file's path"),
     ],
 )
 def test_the_python_entry_point_refuses_bad_options(options: dict, message: str) -> None:
@@ -570,3 +574,118 @@ def test_random_networks_play(tmp_path_factory: pytest.TempPathFactory) -> None:
             session.close()
 
     plays()
+
+
+def test_a_json_body_of_an_unknown_charset_is_400(server) -> None:
+    got, answer = _request(server, "POST", "/api/control", {"action": "step"},
+                           headers={"Content-Type": "application/json; charset=bogus"})  # fmt: skip
+    assert got == 400 and "not JSON" in json.loads(answer)["error"]
+
+
+def test_the_trainer_outlives_a_failing_epoch_and_close_refuses_what_waits(monkeypatch) -> None:
+    session = Session(_model("xor"))
+    try:
+
+        def no_memory(*args, **kwargs):
+            raise MemoryError
+
+        monkeypatch.setattr(session.module, "train", no_memory)
+        session.command("play")
+        shot = session.snapshot()
+        while shot.playing or shot.error is None:
+            shot = session.snapshot(shot.version, timeout=30)
+        assert "not enough memory" in shot.error or "memory" in shot.error
+        session.command("step")  # the trainer thread is alive: a step by train_step still trains
+        assert session.snapshot().taken == 1 and session.thread.is_alive()
+        for _ in range(5):
+            session.command("epoch", wait=False)
+    finally:
+        session.close()
+    with pytest.raises(DlcError, match="has stopped"):
+        session.command("step")
+    session.thread.join(timeout=30)
+    assert not session.thread.is_alive()
+
+
+def test_a_model_of_several_loss_terms_names_each(spiral: Session) -> None:
+    """Two loss terms are two names (they were one, and the sum of them read as twice one of them)."""
+    session = Session(_model("two_heads"))
+    try:
+        session.command("step")
+        views = Views(session)
+        texts = [e["text"] for s in views.formulas() for e in s["equations"]]
+        assert "ℓ₁ = softmax_cross_entropy(scores, label)" in texts and "ℓ₂ = mse(guess, value)" in texts
+        assert "u₃ = ℓ₁ + ℓ₂" in texts
+        shot = session.snapshot()
+        index = next(i for i, (_, lhs, _) in enumerate(views.equations) if str(lhs) == "ell1")
+        values = dict(views._values(shot, list(views.equations[index][1:])))
+        p, x, y = (
+            shot.params,
+            {k: v[:1] for k, v in session.X.items()},
+            {k: v[:1] for k, v in session.Y.items()},
+        )
+        scores = p["W_class"] @ np.tanh(p["W_image"] @ x["image"][0] + p["W_meta"] @ x["meta"][0] + p["b"])
+        scores = scores + p["b_class"]
+        expected = -(scores[int(y["label"][0])] - np.log(np.sum(np.exp(scores))))
+        np.testing.assert_allclose(values["ell1"], expected, rtol=1e-10)
+    finally:
+        session.close()
+
+
+def test_a_model_whose_output_is_not_per_example_plays_without_an_output_map() -> None:
+    from dlc.frontend import load_source
+
+    text = "input x : [2]\ntarget y : [1]\nparam W : [1, 2] = glorot\noutput W\nloss mse(W @ x, y)\n"
+    data = "train {\n  data = points\n}\n"
+    session = Session(load_source(text + data))
+    try:
+        views = Views(session)
+        assert views.plane is not None and views.plane.output is None
+        session.command("step")
+        frame = views.frame(session.snapshot(), 0, 0, True)
+        assert "output" not in frame["plane"]
+    finally:
+        session.close()
+
+
+def test_the_plane_in_slices_equals_the_plane_in_one_pass(spiral: Session) -> None:
+    views = Views(spiral)
+    params = spiral.snapshot().params
+    whole = views.plane.frame(params)
+    views.plane.rows = 100  # as for a model of wide layers: the grid a hundred points at a time
+    assert views.plane.frame(params) == whole
+
+
+def test_the_step_count_and_small_settings_are_put_in_as_numbers() -> None:
+    import html
+
+    session = Session(_model("spiral"))
+    try:
+        session.command("settings", {"optimizer": "adam", "settings": {"eps": 1e-8}})
+        session.command("step")
+        views = Views(session)
+        views.formulas()
+        section = views.update()
+        # step_size = lr/(1 - beta1**t)
+        uses_t = next(e for e in section["equations"] if e["text"].startswith("step_size ="))
+        shown = html.unescape(views.plug(uses_t["id"]))
+        assert "<mi>t</mi><mo>=</mo><mn>2</mn>" in shown.replace(" ", "")  # one step taken: the next is t = 2
+        eps = next(e for e in section["equations"] if "eps +" in e["text"])
+        shown = html.unescape(views.plug(eps["id"]))
+        assert "<mn>10</mn>" in shown and "<mi>e</mi>" not in shown  # 1e-08 as 1 x 10^-8
+    finally:
+        session.close()
+
+
+def test_a_new_seed_holds_out_the_examples_dlc_train_holds_out() -> None:
+    session = Session(_model("spiral"), val_split=0.2)
+    try:
+        session.command("settings", {"seed": 5})
+        session.command("reset")
+        session.command("epoch")
+        record = session.snapshot().history[0]
+    finally:
+        session.close()
+    result = train(_model("spiral"), Options(seed=5, val_split=0.2, epochs=1))
+    assert record.loss == pytest.approx(result.history[0].loss, rel=1e-12)
+    assert record.val_loss == pytest.approx(result.history[0].val_loss, rel=1e-12)

@@ -184,6 +184,9 @@ def forward_names(graph: Graph) -> dict[Node, str]:
             counters[prefix] += 1
         return f"{prefix}{counters[prefix]}"
 
+    # the names of roles (a loss term, the output, the loss) that more than one node would take
+    roles = [_given_name(graph, n) for n in graph.nodes() if n not in graph.names and n.inputs]
+    shared = {r for r in ROLES if roles.count(r) > 1}
     layer: dict[Node, int] = {}  # z_k -> k, so that what a layer's activation makes is h_k
     hidden = {part for node in graph.nodes() for part in window_parts(node)}
     for node in graph.nodes():
@@ -192,6 +195,9 @@ def forward_names(graph: Graph) -> dict[Node, str]:
         if node in hidden and node not in graph.names:
             continue  # part of a convolution or a pooling, shown as the call
         name = _given_name(graph, node)
+        taken = name in given or name in names.values() or name in shared
+        if node not in graph.names and name in ROLES and taken:
+            name = fresh(name)  # several loss terms (ell1, ell2), or a role whose name the user took
         if name is None and (isinstance(node, (MatMul, Einsum)) or conv_of(node)):
             name = fresh("z")
             layer[node] = counters["z"]
@@ -200,6 +206,10 @@ def forward_names(graph: Graph) -> dict[Node, str]:
             name = f"h{k}" if k is not None and f"h{k}" not in {*names.values(), *given} else None
         names[node] = name or fresh("u" if node.shape or node.batched else "c")
     return names
+
+
+#: The names of special roles: a loss term, the one unnamed output, the loss.
+ROLES = ("ell", "yhat", "L")
 
 
 def _given_name(graph: Graph, node: Node) -> str | None:

@@ -32,6 +32,10 @@ def _app(model: Model, options: PlayOptions) -> App:
         raise DlcError(f"the backend is numpy or llvm, not {options.backend!r}")
     if options.dtype not in ("float64", "float32"):
         raise DlcError(f"the dtype is float64 or float32, not {options.dtype!r}")
+    if isinstance(options.val_split, bool) or not isinstance(options.val_split, (int, float)):
+        raise DlcError(f"val_split is a number at least 0 and less than 1, not {options.val_split!r}")
+    if options.data is not None and not isinstance(options.data, str):
+        raise DlcError(f"data is a file's path or builtin:NAME, not {options.data!r}")
     session = Session(model, options.data, options.backend, options.dtype, options.val_split)
     try:
         return App(session)

@@ -100,6 +100,8 @@ class App:
         @web.middleware
         async def guard(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
             hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+            if self.port == 80:  # a browser leaves the default port out of Host
+                hosts |= {"127.0.0.1", "localhost"}
             if request.host not in hosts:
                 return web.json_response({"error": "this server answers only on 127.0.0.1"}, status=403)
             if request.method == "POST":
@@ -139,7 +141,7 @@ class App:
     async def _json(self, request: Any) -> Any:
         try:
             return await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, LookupError, RecursionError):  # LookupError: its charset
             raise self._refuse("the request is not JSON") from None
 
     def _refuse(self, message: str) -> Any:
@@ -168,7 +170,7 @@ class App:
 
     async def _plug(self, request: Any) -> Any:
         text = request.match_info["id"]
-        if not text.isdigit() or len(text) > 6:
+        if not (text.isascii() and text.isdigit()) or len(text) > 6:
             raise self.web.HTTPNotFound()
         try:
             found = await asyncio.get_running_loop().run_in_executor(None, self.views.plug, int(text))

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from dlc.compiler import compile_source, load_module
+from dlc.compiler import compile_source, load_module, out_of_memory
 from dlc.errors import DlcError
 from dlc.frontend import Model, load_source
 from dlc.train.arrays import Arrays, cast, count, take
 from dlc.train.history import Epoch
-from dlc.train.run import Options, accuracy, eval_rows, mean_loss, training_data
+from dlc.train.run import Options, accuracy, eval_rows, mean_loss, split, training_data
 from dlc.train.threads import training_threads
 
 #: Frames per second at most while playing: a copy of the parameters this often.
@@ -84,12 +84,10 @@ class Session:
         self.model, self.backend, self.dtype = model, backend, dtype
         self.graph = model.graph
         options = Options(data=data, backend=backend, dtype=dtype, val_split=val_split)
-        config, train_set, val_set = training_data(self.graph, options)
-        self.data_name = None if train_set.X is None and train_set.Y is None else train_set.name
-        self.X: Arrays = cast(train_set.X, dtype)
-        self.Y: Arrays = cast(train_set.Y, dtype)
-        self.val = None if val_set is None else (cast(val_set.X, dtype), cast(val_set.Y, dtype))
-        self.n = 1 if self.X is None and self.Y is None else count(self.X if self.X is not None else self.Y)
+        config, self.data = training_data(self.graph, options)
+        self.val_split = val_split
+        self.data_name = None if self.data.X is None and self.data.Y is None else self.data.name
+        self._hold_out(config.seed)
         self.rows = eval_rows(self.graph)
         optimizer = config.optimizer
         assert optimizer is not None  # the front end always chooses one
@@ -104,7 +102,7 @@ class Session:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # notified when a new snapshot is there
         self.generation = self.version = 0
-        self.playing = self.slow = False
+        self.playing = self.slow = self.closed = False
         self.until = 0  # the epoch where playing stops
         self.error: str | None = None
         self.params: dict[str, np.ndarray] = {}
@@ -123,16 +121,23 @@ class Session:
     # --- what other threads call
 
     def command(self, action: str, argument: Any = None, wait: bool = True) -> Any:
-        """Queue ``action`` (play, pause, step, epoch, reset, settings, stop) for the trainer thread.
+        """Queue ``action`` (play, pause, step, epoch, reset, settings) for the trainer thread.
 
         With ``wait``, returns its result once done (or raises its DlcError).
+
+        Raises:
+            DlcError: for a refused command, or when the session is closed.
         """
+        if self.closed:
+            raise DlcError("this page's training has stopped (its server was stopped)")
         done = threading.Event() if wait else None
         answer: list[Any] = []
         self.commands.put((action, argument, done, answer))
         if done is None:
             return None
-        done.wait()
+        while not done.wait(0.25):
+            if self.closed or not self.thread.is_alive():
+                raise DlcError("this page's training has stopped (its server was stopped)")
         if answer and isinstance(answer[0], DlcError):
             raise answer[0]
         return answer[0] if answer else None
@@ -145,25 +150,28 @@ class Session:
             return self.latest
 
     def close(self) -> None:
-        self.command("stop", wait=False)
+        """Stop the trainer thread at its next step or command; commands waiting are refused."""
+        self.closed = True
+        self.commands.put(("stop", None, None, []))
 
     # --- the trainer thread
 
     def _serve(self) -> None:
-        while True:
+        while not self.closed:
             if self.playing and self.commands.empty():
-                self._play()
+                self._guarded(self._play)
+                self._publish()
                 continue
             action, argument, done, answer = self.commands.get()
-            if action == "stop":
-                if done:
-                    done.set()
+            if action == "stop" or self.closed:
                 return
             try:
                 answer.append(self._do(action, argument))
             except DlcError as err:
                 answer.append(err)
-            except Exception as err:
+            except MemoryError:
+                answer.append(out_of_memory(self.graph, self.dtype, "training"))
+            except Exception as err:  # the page shows it; the session goes on
                 answer.append(DlcError(f"{type(err).__name__}: {err}"))
             self._publish()
             if done:
@@ -195,27 +203,31 @@ class Session:
         return None
 
     def _guarded(self, work: Callable[[], None]) -> None:
-        """Run ``work``; a loss that stops being finite pauses the run and is shown, not raised."""
+        """Run ``work``; whatever stops it (a loss that is not finite, an optimizer's number that is not,
+        too little memory) pauses the run and is shown on the page, not raised."""
         self.error = None
         try:
             with np.errstate(all="ignore"), training_threads(self.graph, self._batch()):
                 work()
-        except FloatingPointError as err:
-            self.playing = False
-            self.error = f"training stopped: {err}"
-        except ValueError as err:  # an optimizer's number that is not finite, from its settings
-            self.playing = False
-            self.error = f"training stopped: {err}"
+        except (FloatingPointError, ValueError) as err:
+            self.playing, self.error = False, f"training stopped: {err}"
+        except MemoryError:
+            message = out_of_memory(self.graph, self.dtype, "training").message
+            self.playing, self.error = False, f"training stopped: {message} (try a smaller batch size)"
+        except Exception as err:  # the trainer thread must outlive any one step
+            self.playing, self.error = False, f"training stopped: {type(err).__name__}: {err}"
 
     def _play(self) -> None:
         """Train until a command waits: whole epochs in the module's loop, or steps when an epoch
         has begun by steps or takes longer than ``SLOW_EPOCH`` (so that a command waits one step)."""
-        self._guarded(self._stepping if self.row or self.slow else lambda: self._epochs(None))
-        self._publish()
+        if self.row or self.slow:
+            self._stepping()
+        else:
+            self._epochs(None)
 
     def _stepping(self) -> None:
         published = time.perf_counter()
-        while self.commands.empty():
+        while self.commands.empty() and not self.closed:
             self._step()
             now = time.perf_counter()
             if now - published >= 1 / MAX_FPS:
@@ -250,7 +262,7 @@ class Session:
                 self._publish()
             last[1] = time.perf_counter()
             more = count_ is None or self.epoch - first < count_
-            return self.commands.empty() and more and not (self.slow and count_ is None)
+            return self.commands.empty() and more and not (self.slow and count_ is None) and not self.closed
 
         if count_ is None and self.epoch >= self.until:
             self.playing = False
@@ -308,7 +320,18 @@ class Session:
     def _point(self) -> tuple[float, ...]:
         return tuple(float(v) for a in self.params.values() for v in np.ravel(a))
 
+    def _hold_out(self, seed: int) -> None:
+        """The training and validation examples for ``seed``, as ``dlc train --seed`` holds them out."""
+        train_set, val_set = split(self.data, self.val_split, seed)
+        self.X: Arrays = cast(train_set.X, self.dtype)
+        self.Y: Arrays = cast(train_set.Y, self.dtype)
+        self.val = None if val_set is None else (cast(val_set.X, self.dtype), cast(val_set.Y, self.dtype))
+        self.n = 1 if self.X is None and self.Y is None else count(self.X if self.X is not None else self.Y)
+        self.held_out_with = seed
+
     def _reset(self) -> None:
+        if self.held_out_with != self.controls.seed:  # a new seed holds out other examples
+            self._hold_out(self.controls.seed)
         self.params = self.module.init_params(self.controls.seed)
         self.state = self.module.init_state(self.params)
         self.epoch = self.row = self.step_in_epoch = self.taken = 0

@@ -26,6 +26,7 @@ from dlc.graph.nodes import Constant, Input, Node, Param, typed_shape
 from dlc.playground.mathml import equation_mathml, mathml, matrix_latex
 from dlc.playground.session import Session, Snapshot
 from dlc.train.arrays import count, take
+from dlc.train.run import eval_rows
 
 #: Pixels of a side of the output's heat map, and of each hidden unit's: every other point of the output's.
 UNIT = 32
@@ -45,7 +46,8 @@ def scaled(values: np.ndarray, low: float, high: float) -> np.ndarray:
     span = high - low
     if not span > 0 or not math.isfinite(span):
         return np.full(values.shape, 128, dtype=np.uint8)
-    return np.clip(np.nan_to_num((values - low) / span * 255, nan=128), 0, 255).astype(np.uint8)
+    with np.errstate(all="ignore"):  # infinities and overflows are clipped to the ends of the scale
+        return np.clip(np.nan_to_num((values - low) / span * 255, nan=128), 0, 255).astype(np.uint8)
 
 
 class Views:
@@ -120,9 +122,10 @@ class Views:
         settings = {k: v for k, v in self.session.controls.settings.items()}
         names = {str(s) for e in (lhs, rhs) for s in e.free_symbols}
         rows += [
-            (nt.latex(sympy.Symbol(k, real=True)), _number(v)) for k, v in settings.items() if k in names
-        ]
-        if op == "<-" and "t" in names:
+            (nt.latex(sympy.Symbol(k, real=True)), matrix_latex(np.array(v))) for k, v in settings.items()
+            if k in names
+        ]  # fmt: skip
+        if "t" in names:  # the step count of the next step
             rows.append(("t", str(shot.taken + 1)))
         return mathml(lhs, rhs, op, rows, data=self.session.data_name is not None)
 
@@ -237,7 +240,8 @@ class Views:
         grads = {}
         try:
             nodes = [self.gradients[p.name] for p in self.graph.params if p.name in self.gradients]
-            values = reference.evaluate(nodes, self._feeds(shot.params, slice(0, min(GRAD_ROWS, s.n))))
+            rows = min(GRAD_ROWS, s.n, eval_rows(self.graph))
+            values = reference.evaluate(nodes, self._feeds(shot.params, slice(0, rows)))
             grads = dict(zip([p.name for p in self.graph.params if p.name in self.gradients], values,
                              strict=True))  # fmt: skip
         except (NotImplementedError, ValueError, FloatingPointError):
@@ -269,7 +273,8 @@ class Plane:
         margin = np.maximum((high - low) * 0.1, 0.1)
         self.extent = [float(low[0] - margin[0]), float(high[0] + margin[0]),
                        float(low[1] - margin[1]), float(high[1] + margin[1])]  # fmt: skip
-        self.output = next(iter(graph.outputs.values()), None)
+        self.output = next((o for o in graph.outputs.values() if o.batched), None)  # one value per point
+        self.rows = eval_rows(graph)  # grid points per pass: a pass holds about EVAL_BYTES of values
         picked = np.linspace(0, len(x) - 1, min(len(x), MAX_POINTS)).astype(int)
         labels = _labels(Y, picked)
         self.points = [[float(a), float(b), c] for (a, b), c in zip(x[picked], labels, strict=True)]
@@ -281,9 +286,18 @@ class Plane:
         self.grid = self._grid(PLANE).astype(np.float32)
         self.kind, self.classes = "value", 0
         if self.output is not None:
-            with np.errstate(all="ignore"):
-                (y,) = reference.evaluate([self.output], {**params, self.input.name: self.grid})
+            (y,) = self._evaluate([self.output], params, np.float64)
             self.kind, self.classes = _output_kind(y.reshape(len(self.grid), -1), labels)
+
+    def _evaluate(self, roots: list[Node], params: dict[str, np.ndarray], dtype: Any) -> list[np.ndarray]:
+        """``roots`` (batched) at every point of the grid, ``self.rows`` points at a time."""
+        feeds = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
+        parts = []
+        with np.errstate(all="ignore"):
+            for s in range(0, len(self.grid), self.rows):
+                feeds[self.input.name] = self.grid[s : s + self.rows].astype(dtype)
+                parts.append(reference.evaluate(roots, feeds, dtype))
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
     def _grid(self, size: int) -> np.ndarray:
         x0, x1, y0, y1 = self.extent
@@ -299,14 +313,11 @@ class Plane:
     def frame(self, params: dict[str, np.ndarray]) -> dict[str, Any] | None:
         """The output's map and every unit's, from one pass over the plane's grid, in float32 (the maps
         are 8-bit pictures); a unit's map takes every other point of the grid each way."""
-        feeds = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
-        feeds[self.input.name] = self.grid
         out: dict[str, Any] = {"confidence": None, "low": 0.0, "high": 1.0, "units": None, "unit_range": {}}
         roots = [u for _, u in self.units] + ([self.output] if self.output is not None else [])
         if not roots:
             return out
-        with np.errstate(all="ignore"):
-            values = reference.evaluate(roots, feeds, np.float32)
+        values = self._evaluate(roots, params, np.float32)
         if self.output is not None:
             self._output(out, values.pop().reshape(len(self.grid), -1))
         if self.units:
@@ -451,10 +462,6 @@ def _rows(val: tuple[Any, Any]) -> int:
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def _number(value: float) -> str:
-    return f"{value:.4g}"
 
 
 def _epoch(e: Any) -> dict[str, Any]:

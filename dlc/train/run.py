@@ -41,8 +41,8 @@ TRAINING_COPIES = 12
 EVAL_BYTES = 32 << 20
 
 __all__ = [
-    "Epoch", "Observer", "Options", "Result", "accuracy", "check", "mean_loss", "settings", "train",
-    "training_data",
+    "Epoch", "Observer", "Options", "Result", "accuracy", "check", "mean_loss", "settings", "split",
+    "train", "training_data",
 ]  # fmt: skip
 
 
@@ -177,10 +177,11 @@ def check(model: Model, options: Options) -> None:
     _checked_data(model.graph, options, settings(model.graph, options))
 
 
-def training_data(graph: Graph, options: Options) -> tuple[TrainConfig, Dataset, Dataset | None]:
-    """The checked settings, and the training and validation examples, that ``train`` would use."""
+def training_data(graph: Graph, options: Options) -> tuple[TrainConfig, Dataset]:
+    """The checked settings, and all the examples ``train`` would use (``split`` holds some out)."""
     config = settings(graph, options)
-    return (config, *_checked_data(graph, options, config))
+    _checked_data(graph, options, config)
+    return config, _data(graph, options, config)
 
 
 def _checked_data(graph: Graph, options: Options, config: TrainConfig) -> tuple[Dataset, Dataset | None]:
@@ -190,9 +191,9 @@ def _checked_data(graph: Graph, options: Options, config: TrainConfig) -> tuple[
             hint="hold out some examples with --val-split 0.2",
         )
     data = _data(graph, options, config)
-    split = _split(data, options.val_split, config.seed)
+    held = split(data, options.val_split, config.seed)
     check_memory(graph, options.dtype, TRAINING_COPIES, "training")
-    return split
+    return held
 
 
 def _files(model: Model, options: Options) -> RunFiles | None:
@@ -221,7 +222,7 @@ def _data(graph: Graph, options: Options, config: TrainConfig) -> Dataset:
     return load_data(source, graph)
 
 
-def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+def split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
     """A seeded random hold-out of ``fraction`` of the examples."""
     if data.X is None or fraction == 0:
         return data, None
