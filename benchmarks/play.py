@@ -134,6 +134,10 @@ def report(args: argparse.Namespace, rows: dict[str, list[float]], flagged: list
             ratio = base / statistics.median(rows[name])
             print(f"  {label:<18} {statistics.median(rows[name]):8.0f} epochs/s  ({values})  "
                   f"time x{ratio:.2f} of dlc train alone")  # fmt: skip
+    if rows["page"]:  # each round's page against the same round's dlc train: measured a few seconds apart
+        ratios = sorted(a / b for a, b in zip(rows["alone"], rows["page"], strict=True))
+        shown = ", ".join(f"x{r:.2f}" for r in ratios)
+        print(f"  page open, each round's time against its own dlc train alone: {shown}")
     if rows["first"]:
         print(f"  first frame drawn  {statistics.median(rows['first']):.3f} s after navigation  "
               f"({', '.join(f'{v:.3f}' for v in rows['first'])})")  # fmt: skip

@@ -56,6 +56,9 @@ HEADERS = {
 }
 #: The largest request body (a control's JSON is a few dozen bytes).
 MAX_BODY = 16 << 10
+#: While training runs, the hidden units' maps go with every UNITS_EVERY-th frame (the page keeps the last):
+#: dozens of small pictures cost the page more to draw than the output's map.
+UNITS_EVERY = 3
 #: Pages streaming frames at once (each costs a frame's pictures per frame).
 MAX_STREAMS = 8
 #: Seconds between frames' gradient statistics, and between keep-alive comments of an idle stream.
@@ -195,7 +198,7 @@ class App:
 
     async def _stream(self, request: Any, response: Any) -> None:
         loop = asyncio.get_running_loop()
-        version, generation, sent, points, stats_at, surface = -1, -1, 0, 0, 0.0, 1
+        version, generation, sent, points, stats_at, surface, count = -1, -1, 0, 0, 0.0, 1, 0
         quiet_since = time.monotonic()
         while request.transport is not None and not request.transport.is_closing():
             shot = self.session.snapshot()  # the latest, at once: no thread waits for a stream
@@ -210,7 +213,11 @@ class App:
             if reset:
                 sent = points = 0
             stats = began - stats_at >= STATS_EVERY or not shot.playing
-            frame = await loop.run_in_executor(None, self.views.frame, shot, sent, points, stats, surface)
+            units = count % UNITS_EVERY == 0 or not shot.playing
+            frame = await loop.run_in_executor(
+                None, self.views.frame, shot, sent, points, stats, surface, units
+            )
+            count += 1
             surface = frame["surface"]["version"] if "surface" in frame else surface
             frame["reset"] = reset
             if stats:

@@ -206,16 +206,18 @@ class Views:
                 shown.append({"name": p.name, "rows": rows, "h": h, "w": w})
         return shown or None
 
-    def frame(self, shot: Snapshot, sent: int, points: int, stats: bool, surface: int = 1) -> dict[str, Any]:
-        """The page's frame for ``shot``: history after entry ``sent``, path after point ``points``, and the
-        loss surface when it is newer than version ``surface`` (it widens when the path leaves it)."""
+    def frame(self, shot: Snapshot, sent: int, points: int, stats: bool, surface: int = 1,
+              units: bool = True) -> dict[str, Any]:  # fmt: skip
+        """The page's frame for ``shot``: history after entry ``sent``, path after point ``points``, the
+        loss surface when it is newer than version ``surface`` (it widens when the path leaves it), and
+        the hidden units' maps if ``units``."""
         if self.surface is not None:
             self._widened(shot)
         out: dict[str, Any] = {
             "epoch": shot.epoch, "step": shot.step, "steps": shot.steps, "playing": shot.playing,
             "loss": _finite(shot.loss), "error": shot.error, "taken": shot.taken,
             "history": [_epoch(e) for e in shot.history[sent : shot.recorded]],
-            "plane": self.plane.frame(shot.params) if self.plane else None,
+            "plane": self.plane.frame(shot.params, units) if self.plane else None,
             "path": [list(p) for p in shot.path[points : shot.points]] if self.surface else None,
             "weights": self._weight_images(shot.params) if self.weights else None,
         }  # fmt: skip
@@ -310,19 +312,20 @@ class Plane:
                 "classes": self.classes, "units": [{"name": n, "count": u.shape[0]} for n, u in self.units],
                 "unit_size": UNIT}  # fmt: skip
 
-    def frame(self, params: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    def frame(self, params: dict[str, np.ndarray], units: bool = True) -> dict[str, Any] | None:
         """The output's map and every unit's, from one pass over the plane's grid, in float32 (the maps
         are 8-bit pictures); a unit's map takes every other point of the grid each way."""
         out: dict[str, Any] = {"confidence": None, "low": 0.0, "high": 1.0, "units": None, "unit_range": {}}
-        roots = [u for _, u in self.units] + ([self.output] if self.output is not None else [])
+        shown = self.units if units else []
+        roots = [u for _, u in shown] + ([self.output] if self.output is not None else [])
         if not roots:
             return out
         values = self._evaluate(roots, params, np.float32)
         if self.output is not None:
             self._output(out, values.pop().reshape(len(self.grid), -1))
-        if self.units:
+        if shown:
             out["units"], out["unit_range"] = {}, {}
-            for (name, _), v in zip(self.units, values, strict=True):
+            for (name, _), v in zip(shown, values, strict=True):
                 v = v.reshape(PLANE, PLANE, -1)[::2, ::2].reshape(UNIT * UNIT, -1)
                 finite = v[np.isfinite(v)]
                 low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)

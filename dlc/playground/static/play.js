@@ -761,7 +761,7 @@
     }
     plane.map.ctx.putImageData(plane.map.image, 0, 0);
     ctx.imageSmoothingEnabled = true;
-    ctx.imageSmoothingQuality = "high";
+    ctx.imageSmoothingQuality = "low";  // bilinear: smooth enough for a map enlarged five times, and cheap
     ctx.drawImage(plane.map.canvas, 0, 0, W, H);
     ctx.drawImage(pointsLayer(view, p.low, p.high, W, H, dpr), 0, 0);
 
@@ -1176,11 +1176,14 @@
     ctx.beginPath();
     ctx.rect(L, T, pw, ph);
     ctx.clip();
+    // at most about two epochs per pixel across (and always the last): a long run draws as fast as a short one
+    const stride = Math.max(1, Math.floor(h.length / (2 * pw)));
+    const drawn = h.filter((_, i) => i % stride === 0 || i === h.length - 1);
     for (const s of present) {
       const y = s.axis === "acc" ? accY : yOf;
       ctx.beginPath();
       let pen = false;
-      for (const e of h) {
+      for (const e of drawn) {
         const v = e[s.key];
         if (!Number.isFinite(v) || (log && s.axis === "loss" && v <= 0)) {
           pen = false;
