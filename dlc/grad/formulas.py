@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import permutations, product
 from typing import Any
 
@@ -102,6 +102,10 @@ class Derivation:
     backward: tuple[Equation, ...]
     gradients: dict[str, Equation]
     derivatives: tuple[Equation, ...]
+    #: what the symbols stand for: the node of each value and δ by its symbol's name, and the node of
+    #: each parameter's gradient by the parameter's name (to put values into the formulas)
+    symbols: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
+    gradient_nodes: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
 
     def sections(self, wrt: str | None = None) -> list[tuple[str, list[Equation]]]:
         grads = [e for k, e in self.gradients.items() if wrt in (None, k)]
@@ -168,7 +172,10 @@ def derive(graph: Graph) -> Derivation:
             for p in graph.params
             if p in cots
         }
-        return Derivation(graph.name, forward, backward, gradients, _derivatives(graph))
+        symbols = {name: node for node, name in names.items()}
+        symbols.update({d: cots[n] for n, d in deltas.items()})
+        nodes = {p.name: cots[p] for p in graph.params if p in cots}
+        return Derivation(graph.name, forward, backward, gradients, _derivatives(graph), symbols, nodes)
 
 
 def forward_names(graph: Graph) -> dict[Node, str]:
@@ -470,14 +477,3 @@ def _derivatives(graph: Graph) -> tuple[Equation, ...]:
             eqs.append(Equation(nt.Deriv(_sym(name), *params), sympy.diff(body, params[0])))
     return tuple(eqs)
 
-
-def symbol_nodes(graph: Graph) -> tuple[dict[str, Node], dict[str, Node]]:
-    """What the symbols of :func:`derive`'s formulas stand for: the node of each symbol by its name
-    (values and δ terms), and each parameter's gradient node by the parameter's name."""
-    with deep_recursion():
-        cots = cotangents(graph.loss, list(graph.params), Builder())
-        names = forward_names(graph)
-        deltas = _deltas(graph, cots, names)
-    symbols = {name: node for node, name in names.items()}
-    symbols.update({d: cots[n] for n, d in deltas.items()})
-    return symbols, {p.name: cots[p] for p in graph.params if p in cots}

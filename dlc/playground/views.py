@@ -20,7 +20,7 @@ import sympy
 from dlc.backends import reference
 from dlc.backends.common import update_formulas
 from dlc.grad import notation as nt
-from dlc.grad.formulas import derive, symbol_nodes
+from dlc.grad.formulas import derive
 from dlc.graph.graph import Graph
 from dlc.graph.nodes import Constant, Input, Node, Param, typed_shape
 from dlc.playground.mathml import equation_mathml, mathml, matrix_latex
@@ -57,7 +57,7 @@ class Views:
         self.session = session
         self.graph: Graph = session.graph
         self.derivation = derive(self.graph)
-        self.symbols, self.gradients = symbol_nodes(self.graph)
+        self.symbols, self.gradients = self.derivation.symbols, self.derivation.gradient_nodes
         self.equations: list[tuple[str, sympy.Expr, sympy.Expr]] = []
         self.plane = self._plane()
         self.surface = self._surface(session.snapshot().path[:1]) if session.two_numbers else None
