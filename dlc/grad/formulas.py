@@ -476,4 +476,3 @@ def _derivatives(graph: Graph) -> tuple[Equation, ...]:
         if len(params) == 1:
             eqs.append(Equation(nt.Deriv(_sym(name), *params), sympy.diff(body, params[0])))
     return tuple(eqs)
-

@@ -30,6 +30,7 @@ import numpy as np
 from dlc.compiler import compile_source, load_module, out_of_memory
 from dlc.errors import DlcError
 from dlc.frontend import Model, load_source
+from dlc.graph.optimizer import Optimizer
 from dlc.train.arrays import Arrays, cast, count, take
 from dlc.train.history import Epoch
 from dlc.train.run import Options, accuracy, eval_rows, mean_loss, split, training_data
@@ -92,6 +93,7 @@ class Session:
         optimizer = config.optimizer
         assert optimizer is not None  # the front end always chooses one
         self.modules: dict[str, ModuleType] = {}
+        self.optimizers: dict[str, Optimizer | None] = {}
         self.module = self._module(model, optimizer.call)
         defaults = dict(self.module.SETTINGS or {})
         self.controls = Controls(optimizer.name, {k: float(v) for k, v in defaults.items() if v is not None},
@@ -393,13 +395,22 @@ class Session:
         return self.controls.as_json()
 
     def _module(self, model: Model, call: str) -> ModuleType:
-        """The module of ``model`` with the optimizer ``call`` (compiled once per call)."""
+        """The module of ``model`` with the optimizer ``call`` (compiled once per call); its optimizer
+        (the formulas of its update) is kept in ``optimizers`` under the module's OPTIMIZER."""
         if call not in self.modules:
             if call != (model.graph.train.optimizer.call if model.graph.train.optimizer else None):
                 model = load_source(model.source, model.path, optimizer=call)
             source = compile_source(model, self.backend, self.dtype)
-            self.modules[call] = load_module(source, f"dlc_play_{model.graph.name}")
+            module = load_module(source, f"dlc_play_{model.graph.name}")
+            self.modules[call], self.optimizers[module.OPTIMIZER] = module, model.graph.train.optimizer
         return self.modules[call]
+
+    @property
+    def optimizer(self) -> Optimizer:
+        """The optimizer of the module in use: its settings, numbers per step and update."""
+        chosen = self.optimizers[self.module.OPTIMIZER]
+        assert chosen is not None  # the front end always chooses one
+        return chosen
 
 
 def _whole(value: Any, name: str, low: int) -> int:

@@ -104,7 +104,7 @@ class Views:
     def update(self) -> dict[str, Any]:
         """The optimizer's update, as the module in use has it (it changes with the optimizer)."""
         module = self.session.module
-        optimizer = _optimizer_of(self.session)
+        optimizer = self.session.optimizer
         eqs = [
             self._equation(sympy.Symbol(k, real=True), f, op, "") for k, op, f in update_formulas(optimizer)
         ]
@@ -442,17 +442,6 @@ def optimizers(session: Session) -> dict[str, list[dict[str, Any]]]:
     out = {name: [{"name": k, "value": v} for k, v in values] for name, values in defaults().items()}
     out[session.controls.optimizer] = [{"name": k, "value": v} for k, v in session.controls.settings.items()]
     return out
-
-
-def _optimizer_of(session: Session) -> Any:
-    """The optimizer in use (its formulas), built with the model."""
-    from dlc.frontend import load_source
-
-    own = session.graph.train.optimizer
-    if own is not None and session.controls.optimizer == own.name:
-        return own
-    model = load_source(session.model.source, session.model.path, optimizer=session.controls.optimizer)
-    return model.graph.train.optimizer
 
 
 def _one_example(value: np.ndarray, node: Node) -> np.ndarray:
