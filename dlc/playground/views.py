@@ -10,7 +10,6 @@ at the top.
 from __future__ import annotations
 
 import base64
-import functools
 import math
 from typing import Any
 
@@ -26,7 +25,6 @@ from dlc.graph.nodes import Constant, Input, Node, Param, typed_shape
 from dlc.playground.mathml import equation_mathml, mathml, matrix_latex
 from dlc.playground.session import Session, Snapshot
 from dlc.train.arrays import count, take
-from dlc.train.run import eval_rows
 
 #: Pixels of a side of the output's heat map, and of each hidden unit's: every other point of the output's.
 UNIT = 32
@@ -58,7 +56,8 @@ class Views:
         self.graph: Graph = session.graph
         self.derivation = derive(self.graph)
         self.symbols, self.gradients = self.derivation.symbols, self.derivation.gradient_nodes
-        self.equations: list[tuple[str, sympy.Expr, sympy.Expr]] = []
+        self.equations: list[tuple[str, sympy.Expr, sympy.Expr]] = []  # by id: what plug() shows
+        self.sections = self._sections()
         self.plane = self._plane()
         self.surface = self._surface(session.snapshot().path[:1]) if session.two_numbers else None
         self.weights = self._weights() if self.plane is None and self.surface is None else None
@@ -83,17 +82,16 @@ class Views:
             "controls": s.controls.as_json(), "views": views,
         }  # fmt: skip
 
-    @functools.cache  # noqa: B019 - one Views per session, kept for the session's life
     def formulas(self) -> list[dict[str, Any]]:
-        sections = []
-        self.equations = []
-        for title, eqs in self.derivation.sections():
-            shown = []
-            for e in eqs:
-                shown.append(self._equation(e.lhs, e.rhs, "=", e.shape))
-            if shown:
-                sections.append({"title": title, "equations": shown})
-        return sections
+        """The derived formulas by section, as the page shows them (the optimizer's update apart)."""
+        return self.sections
+
+    def _sections(self) -> list[dict[str, Any]]:
+        return [
+            {"title": title, "equations": [self._equation(e.lhs, e.rhs, "=", e.shape) for e in eqs]}
+            for title, eqs in self.derivation.sections()
+            if eqs
+        ]
 
     def _equation(self, lhs: sympy.Expr, rhs: sympy.Expr, op: str, shape: str) -> dict[str, Any]:
         self.equations.append((op, lhs, rhs))
@@ -119,12 +117,12 @@ class Views:
         shot = self.session.snapshot()
         values = self._values(shot, [lhs, rhs])
         rows = [(nt.latex(sympy.Symbol(name, real=True)), matrix_latex(v)) for name, v in values]
-        settings = {k: v for k, v in self.session.controls.settings.items()}
         names = {str(s) for e in (lhs, rhs) for s in e.free_symbols}
         rows += [
-            (nt.latex(sympy.Symbol(k, real=True)), matrix_latex(np.array(v))) for k, v in settings.items()
+            (nt.latex(sympy.Symbol(k, real=True)), matrix_latex(np.array(v)))
+            for k, v in self.session.controls.settings.items()
             if k in names
-        ]  # fmt: skip
+        ]
         if "t" in names:  # the step count of the next step
             rows.append(("t", str(shot.taken + 1)))
         return mathml(lhs, rhs, op, rows, data=self.session.data_name is not None)
@@ -164,7 +162,7 @@ class Views:
         inputs = self.graph.inputs
         if len(inputs) != 1 or inputs[0].shape != (2,) or s.X is None or isinstance(s.X, dict):
             return None
-        return Plane(self.graph, s.X, s.Y, s.snapshot().params)
+        return Plane(self.graph, s.X, s.Y, s.snapshot().params, s.rows)
 
     def _surface(self, path: list[tuple[float, ...]], version: int = 1) -> dict[str, Any]:
         """The loss over a square of the two numbers around 0, wide enough for the ``path``."""
@@ -241,11 +239,9 @@ class Views:
         s = self.session
         grads = {}
         try:
-            nodes = [self.gradients[p.name] for p in self.graph.params if p.name in self.gradients]
-            rows = min(GRAD_ROWS, s.n, eval_rows(self.graph))
-            values = reference.evaluate(nodes, self._feeds(shot.params, slice(0, rows)))
-            grads = dict(zip([p.name for p in self.graph.params if p.name in self.gradients], values,
-                             strict=True))  # fmt: skip
+            feeds = self._feeds(shot.params, slice(0, min(GRAD_ROWS, s.n, s.rows)))
+            values = reference.evaluate(list(self.gradients.values()), feeds)
+            grads = dict(zip(self.gradients, values, strict=True))
         except (NotImplementedError, ValueError, FloatingPointError):
             grads = {}
         last = self.last
@@ -267,7 +263,7 @@ class Views:
 class Plane:
     """The output over the input plane, and each hidden unit's value, for a model of 2-D inputs."""
 
-    def __init__(self, graph: Graph, X: np.ndarray, Y: Any, params: dict[str, np.ndarray]) -> None:
+    def __init__(self, graph: Graph, X: np.ndarray, Y: Any, params: dict[str, np.ndarray], rows: int) -> None:
         self.graph = graph
         self.input = graph.inputs[0]
         x = np.asarray(X, dtype=np.float64)
@@ -276,7 +272,7 @@ class Plane:
         self.extent = [float(low[0] - margin[0]), float(high[0] + margin[0]),
                        float(low[1] - margin[1]), float(high[1] + margin[1])]  # fmt: skip
         self.output = next((o for o in graph.outputs.values() if o.batched), None)  # one value per point
-        self.rows = eval_rows(graph)  # grid points per pass: a pass holds about EVAL_BYTES of values
+        self.rows = rows  # grid points per pass (dlc.train.run.eval_rows: about EVAL_BYTES of values)
         picked = np.linspace(0, len(x) - 1, min(len(x), MAX_POINTS)).astype(int)
         labels = _labels(Y, picked)
         self.points = [[float(a), float(b), c] for (a, b), c in zip(x[picked], labels, strict=True)]
