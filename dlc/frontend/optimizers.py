@@ -215,12 +215,20 @@ def _checked(name: str, value: sympy.Expr, span: Span) -> sympy.Expr:
         first = complex("nan")
     if first.imag != 0 or first.real != first.real or abs(first.real) == float("inf"):
         raise DlcError(f"setting '{name}' is not a finite number at the first step", span)
-    if name in BOUNDS and not value.free_symbols:
-        low, high, words = BOUNDS[name]
-        too_low = first.real <= low if name == "lr" else first.real < low
-        if too_low or (high is not None and first.real >= high):
+    if not value.free_symbols:
+        words = out_of_bounds(name, first.real)
+        if words is not None:
             raise DlcError(f"{name} must be {words}", span)
     return value
+
+
+def out_of_bounds(name: str, value: float) -> str | None:
+    """The bounds (in words) that a setting of a conventional name breaks, or None if it keeps them."""
+    if name not in BOUNDS:
+        return None
+    low, high, words = BOUNDS[name]
+    too_low = value <= low if name == "lr" else value < low
+    return words if too_low or (high is not None and value >= high) else None
 
 
 def _lower(

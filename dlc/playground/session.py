@@ -30,6 +30,7 @@ import numpy as np
 from dlc.compiler import compile_source, load_module, out_of_memory
 from dlc.errors import DlcError
 from dlc.frontend import Model, load_source
+from dlc.frontend.optimizers import out_of_bounds
 from dlc.graph.optimizer import Optimizer
 from dlc.train.arrays import Arrays, cast, count, take
 from dlc.train.history import Epoch
@@ -427,11 +428,9 @@ def _check_settings(module: ModuleType, settings: dict[str, float]) -> None:
             raise DlcError(
                 f"{module.OPTIMIZER} has no setting '{k}'", hint=f"its settings are {', '.join(names)}"
             )
-    from dlc.frontend.optimizers import BOUNDS
-
     for k, v in settings.items():
-        low, high, words = BOUNDS.get(k, (None, None, ""))
-        if (low is not None and (v < low or (v == low and k == "lr"))) or (high is not None and v >= high):
+        words = out_of_bounds(k, v)
+        if words is not None:
             raise DlcError(f"{k} must be {words}, not {v!r}")
 
 
